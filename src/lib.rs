@@ -1,0 +1,5 @@
+//! lobbycast: serverless chat for a LAN, over IP multicast with SRM-style reliability.
+//!
+//! [`proto`] is the sans-IO core; the runtime around it drives it with real sockets and time.
+
+pub mod proto;

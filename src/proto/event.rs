@@ -1,0 +1,59 @@
+//! What the core tells the application: one stream of events that a pipe, a relay and a
+//! terminal screen all consume.
+
+use super::ids::{LobbyId, MsgId, PeerId};
+
+/// Something the application should show, log or act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A whole message from another member, delivered exactly once.
+    Message(Message),
+    /// A member was heard for the first time (or again after it was gone).
+    PeerJoined {
+        /// Where.
+        lobby: LobbyId,
+        /// Who.
+        peer: PeerId,
+        /// Its nick as last heard.
+        nick: String,
+    },
+    /// A member was not heard for the peer timeout.
+    PeerLeft {
+        /// Where.
+        lobby: LobbyId,
+        /// Who.
+        peer: PeerId,
+    },
+    /// Packets of a source that could not be recovered and were given up.
+    Lost {
+        /// Where.
+        lobby: LobbyId,
+        /// Whose.
+        source: PeerId,
+        /// How many sequence numbers were given up.
+        count: u64,
+    },
+}
+
+/// A delivered chat message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The lobby it was sent to.
+    pub lobby: LobbyId,
+    /// Who wrote it.
+    pub source: PeerId,
+    /// Sequence number of its first fragment; with the body it fixes every fragment's number,
+    /// which lets a restarted node serve it again from history.
+    pub seq: u64,
+    /// Its random id.
+    pub msg_id: MsgId,
+    /// The writer's wall clock when sent, Unix milliseconds.
+    pub sent_at: u64,
+    /// The writer's nick when sent.
+    pub nick: String,
+    /// The text (invalid UTF-8 replaced).
+    pub text: String,
+    /// True when it arrives after newer messages were shown: out of its source's order, or
+    /// older than the newest shown by more than `late_after`. A screen marks it.
+    pub late: bool,
+}

@@ -1,0 +1,529 @@
+//! The wire format: packets as compact CBOR arrays, datagrams as CBOR sequences of packets.
+//!
+//! proto/PROTOCOL.md and proto/lobbycast.cddl are the specification; this module implements
+//! them and the vectors in proto/vectors/ check that it does, byte for byte.
+//!
+//! Every packet is an array `[version, kind, ...fields]`. A datagram is one or more packets
+//! concatenated (RFC 8742 CBOR sequence), so small messages share a datagram. A packet with an
+//! unknown version or kind is skipped whole, and the packets after it still decode.
+
+use std::fmt;
+
+use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
+use serde::ser::SerializeTuple;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::ids::{LobbyId, MsgId, PeerId};
+
+/// The protocol version this implementation speaks.
+pub const VERSION: u64 = 1;
+/// Largest datagram a node sends: below every LAN's and VPN's MTU, so no IP fragmentation.
+pub const MAX_DATAGRAM: usize = 1200;
+/// Longest nick on the wire, in bytes of UTF-8.
+pub const MAX_NICK: usize = 32;
+/// Largest body of one data packet (one fragment).
+pub const MAX_PIECE: usize = 1024;
+/// Most fragments of one message.
+pub const MAX_FRAGMENTS: u16 = 64;
+/// Largest message body: [`MAX_FRAGMENTS`] full pieces.
+pub const MAX_MESSAGE: usize = MAX_PIECE * MAX_FRAGMENTS as usize;
+/// Most per-source entries in one session packet.
+pub const MAX_SESSION_HEARD: usize = 40;
+/// Most timestamp echoes in one session packet.
+pub const MAX_SESSION_ECHOES: usize = 8;
+/// Most sequence ranges in one request packet.
+pub const MAX_REQUEST_RANGES: usize = 48;
+
+/// The kind numbers. 0..=3 are built; 4..=9 are reserved for the friend-flooding fallback and
+/// are skipped (counted) by this version; anything else is unknown.
+pub mod kind {
+    /// Original transmission of a message fragment.
+    pub const DATA: u64 = 0;
+    /// Session message: per-source state and timestamps.
+    pub const SESSION: u64 = 1;
+    /// Repair request (NACK).
+    pub const REQUEST: u64 = 2;
+    /// Retransmission of a data packet by any holder.
+    pub const REPAIR: u64 = 3;
+    /// Reserved: presence heartbeat between friends.
+    pub const HEARTBEAT: u64 = 4;
+    /// Reserved: lobby list request.
+    pub const LOBBY_LIST_REQUEST: u64 = 5;
+    /// Reserved: lobby list answer.
+    pub const LOBBY_LIST: u64 = 6;
+    /// Reserved: lobby challenge h(L, N, F).
+    pub const CHALLENGE: u64 = 7;
+    /// Reserved: invitation to a private lobby.
+    pub const INVITATION: u64 = 8;
+    /// Reserved: direct message to one peer.
+    pub const DIRECT: u64 = 9;
+}
+
+/// One fragment of a message as its source sent it; carried by data and repair packets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Data {
+    /// The node that wrote the message.
+    pub source: PeerId,
+    /// The source's sequence number for this fragment in this lobby.
+    pub seq: u64,
+    /// Random id of the whole message, shared by its fragments.
+    pub msg_id: MsgId,
+    /// Source's wall clock when sent, Unix milliseconds.
+    pub sent_at: u64,
+    /// Source's nick when sent.
+    pub nick: String,
+    /// Which fragment this is, from 0.
+    pub frag_index: u16,
+    /// How many fragments the message has, at least 1.
+    pub frag_count: u16,
+    /// This fragment's bytes of the UTF-8 message text.
+    pub body: Vec<u8>,
+}
+
+/// An inclusive range of sequence numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeqRange(pub u64, pub u64);
+
+/// What a session packet says about one source: the highest sequence number heard from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heard(pub PeerId, pub u64);
+
+/// A timestamp echo: "I heard `peer`'s session stamped `timestamp` and held it `delay` µs".
+/// `peer` computes its round-trip time to the sender from it, as in SRM. On the wire it is the
+/// array `[peer, timestamp, delay]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Echo {
+    /// Whose session is echoed.
+    pub peer: PeerId,
+    /// That session's timestamp, in the peer's own microsecond clock.
+    pub timestamp: u64,
+    /// Microseconds between hearing it and sending this echo.
+    pub delay: u64,
+}
+
+/// A session message: reveals gaps (tail losses included) and measures distances.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// Who sends it.
+    pub sender: PeerId,
+    /// The sender's nick, so members are known before they speak.
+    pub nick: String,
+    /// Sender's monotonic clock in microseconds, echoed back by others.
+    pub timestamp: u64,
+    /// The range of its own sequence numbers the sender can still repair, if it has sent any.
+    pub sent: Option<SeqRange>,
+    /// Highest sequence number heard per other source (a bounded, rotating subset).
+    pub heard: Vec<Heard>,
+    /// Echoes of other members' session timestamps (a bounded, rotating subset).
+    pub echoes: Vec<Echo>,
+}
+
+/// A repair request (NACK) for some of one source's sequence numbers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// Who asks.
+    pub sender: PeerId,
+    /// Whose data is missing.
+    pub source: PeerId,
+    /// The member asked to answer first, or `None` for whoever holds the data.
+    pub hint: Option<PeerId>,
+    /// The missing sequence numbers.
+    pub ranges: Vec<SeqRange>,
+}
+
+/// What a packet carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// An original transmission.
+    Data(Data),
+    /// A session message.
+    Session(Session),
+    /// A repair request.
+    Request(Request),
+    /// A retransmission of `data` by `repairer`.
+    Repair {
+        /// Who retransmits.
+        repairer: PeerId,
+        /// The fragment as its source sent it.
+        data: Data,
+    },
+}
+
+/// A decoded packet of one of the built kinds, addressed to a lobby.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Packet {
+    /// The lobby it belongs to; packets of lobbies not joined are ignored.
+    pub lobby: LobbyId,
+    /// What it carries.
+    pub body: Body,
+}
+
+/// One item of a datagram, decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// A packet this version understands.
+    Packet(Packet),
+    /// A packet of another protocol version, skipped.
+    UnknownVersion(u64),
+    /// A packet of a reserved or unknown kind, skipped.
+    UnsupportedKind(u64),
+}
+
+/// Why a datagram (from the failing packet on) could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Not well-formed CBOR, or not the shape the schema says.
+    #[error("malformed packet: {0}")]
+    Malformed(String),
+    /// Well-formed, but a value is out of its allowed range.
+    #[error("invalid packet: {0}")]
+    Invalid(&'static str),
+}
+
+impl Packet {
+    /// The peer that put this packet on the wire.
+    pub fn sender(&self) -> PeerId {
+        match &self.body {
+            Body::Data(d) => d.source,
+            Body::Session(s) => s.sender,
+            Body::Request(r) => r.sender,
+            Body::Repair { repairer, .. } => *repairer,
+        }
+    }
+
+    /// Checks the limits the schema sets beyond CBOR types.
+    pub fn validate(&self) -> Result<(), DecodeError> {
+        match &self.body {
+            Body::Data(d) | Body::Repair { data: d, .. } => d.validate(),
+            Body::Session(s) => {
+                check_nick(&s.nick)?;
+                if s.heard.len() > MAX_SESSION_HEARD || s.echoes.len() > MAX_SESSION_ECHOES {
+                    return Err(DecodeError::Invalid("session lists too long"));
+                }
+                if let Some(SeqRange(a, b)) = s.sent
+                    && a > b
+                {
+                    return Err(DecodeError::Invalid("empty sent range"));
+                }
+                Ok(())
+            }
+            Body::Request(r) => {
+                if r.ranges.is_empty() || r.ranges.len() > MAX_REQUEST_RANGES {
+                    return Err(DecodeError::Invalid("request range count"));
+                }
+                if r.ranges.iter().any(|SeqRange(a, b)| a > b) {
+                    return Err(DecodeError::Invalid("empty request range"));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Appends this packet's CBOR encoding to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        // Writing to a Vec cannot fail, and every value here has a CBOR form.
+        ciborium::into_writer(self, out).expect("encoding to a Vec cannot fail");
+    }
+
+    /// This packet's CBOR encoding.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128);
+        self.encode_into(&mut out);
+        out
+    }
+}
+
+impl Data {
+    fn validate(&self) -> Result<(), DecodeError> {
+        check_nick(&self.nick)?;
+        if self.frag_count == 0 || self.frag_count > MAX_FRAGMENTS {
+            return Err(DecodeError::Invalid("fragment count"));
+        }
+        if self.frag_index >= self.frag_count {
+            return Err(DecodeError::Invalid("fragment index"));
+        }
+        if self.body.len() > MAX_PIECE {
+            return Err(DecodeError::Invalid("fragment too large"));
+        }
+        Ok(())
+    }
+}
+
+fn check_nick(nick: &str) -> Result<(), DecodeError> {
+    if nick.len() > MAX_NICK {
+        Err(DecodeError::Invalid("nick too long"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Decodes the packets of one datagram, in order. Stops at the first malformed packet: a
+/// CBOR sequence cannot be resynchronised past an item that does not parse.
+pub fn decode_datagram(mut bytes: &[u8]) -> impl Iterator<Item = Result<Decoded, DecodeError>> {
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if failed || bytes.is_empty() {
+            return None;
+        }
+        let item = ciborium::from_reader::<Decoded, _>(&mut bytes)
+            .map_err(|e| DecodeError::Malformed(e.to_string()))
+            .and_then(|d| {
+                if let Decoded::Packet(p) = &d {
+                    p.validate()?;
+                }
+                Ok(d)
+            });
+        failed = item.is_err();
+        Some(item)
+    })
+}
+
+/// Encodes `packets` as one datagram (no size check: callers pack within [`MAX_DATAGRAM`]).
+pub fn encode_datagram<'a>(packets: impl IntoIterator<Item = &'a Packet>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MAX_DATAGRAM);
+    for p in packets {
+        p.encode_into(&mut out);
+    }
+    out
+}
+
+impl Serialize for Packet {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let (kind, len) = match &self.body {
+            Body::Data(_) => (kind::DATA, 3 + DATA_FIELDS),
+            Body::Session(_) => (kind::SESSION, 3 + 6),
+            Body::Request(_) => (kind::REQUEST, 3 + 4),
+            Body::Repair { .. } => (kind::REPAIR, 3 + 1 + DATA_FIELDS),
+        };
+        let mut t = ser.serialize_tuple(len)?;
+        t.serialize_element(&VERSION)?;
+        t.serialize_element(&kind)?;
+        t.serialize_element(&self.lobby)?;
+        match &self.body {
+            Body::Data(d) => d.serialize_fields(&mut t)?,
+            Body::Repair { repairer, data } => {
+                t.serialize_element(repairer)?;
+                data.serialize_fields(&mut t)?;
+            }
+            Body::Session(s) => {
+                t.serialize_element(&s.sender)?;
+                t.serialize_element(&s.nick)?;
+                t.serialize_element(&s.timestamp)?;
+                t.serialize_element(&s.sent)?;
+                t.serialize_element(&s.heard)?;
+                t.serialize_element(&s.echoes)?;
+            }
+            Body::Request(r) => {
+                t.serialize_element(&r.sender)?;
+                t.serialize_element(&r.source)?;
+                t.serialize_element(&r.hint)?;
+                t.serialize_element(&r.ranges)?;
+            }
+        }
+        t.end()
+    }
+}
+
+/// Number of array elements a [`Data`] contributes after the packet header.
+const DATA_FIELDS: usize = 8;
+
+impl Data {
+    fn serialize_fields<T: SerializeTuple>(&self, t: &mut T) -> Result<(), T::Error> {
+        t.serialize_element(&self.source)?;
+        t.serialize_element(&self.seq)?;
+        t.serialize_element(&self.msg_id)?;
+        t.serialize_element(&self.sent_at)?;
+        t.serialize_element(&self.nick)?;
+        t.serialize_element(&self.frag_index)?;
+        t.serialize_element(&self.frag_count)?;
+        t.serialize_element(serde_bytes::Bytes::new(&self.body))?;
+        Ok(())
+    }
+
+    fn deserialize_fields<'de, A: SeqAccess<'de>>(seq: &mut A) -> Result<Self, A::Error> {
+        Ok(Data {
+            source: next(seq)?,
+            seq: next(seq)?,
+            msg_id: next(seq)?,
+            sent_at: next(seq)?,
+            nick: next(seq)?,
+            frag_index: next(seq)?,
+            frag_count: next(seq)?,
+            body: next::<_, serde_bytes::ByteBuf>(seq)?.into_vec(),
+        })
+    }
+}
+
+impl Serialize for Echo {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        (self.peer, self.timestamp, self.delay).serialize(ser)
+    }
+}
+
+impl<'de> Deserialize<'de> for Echo {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let (peer, timestamp, delay) = <(PeerId, u64, u64)>::deserialize(de)?;
+        Ok(Echo {
+            peer,
+            timestamp,
+            delay,
+        })
+    }
+}
+
+fn next<'de, A: SeqAccess<'de>, T: Deserialize<'de>>(seq: &mut A) -> Result<T, A::Error> {
+    seq.next_element()?
+        .ok_or_else(|| de::Error::custom("packet array too short"))
+}
+
+/// Consumes what is left of an array: trailing fields a later minor revision may add, or the
+/// whole rest of a packet that is skipped.
+fn drain<'de, A: SeqAccess<'de>>(seq: &mut A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+impl<'de> Deserialize<'de> for Decoded {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        de.deserialize_seq(PacketVisitor)
+    }
+}
+
+struct PacketVisitor;
+
+impl<'de> Visitor<'de> for PacketVisitor {
+    type Value = Decoded;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a lobbycast packet array [version, kind, ...]")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Decoded, A::Error> {
+        let version: u64 = next(&mut seq)?;
+        if version != VERSION {
+            drain(&mut seq)?;
+            return Ok(Decoded::UnknownVersion(version));
+        }
+        let kind: u64 = next(&mut seq)?;
+        let body = match kind {
+            kind::DATA | kind::SESSION | kind::REQUEST | kind::REPAIR => {
+                let lobby: LobbyId = next(&mut seq)?;
+                let body = match kind {
+                    kind::DATA => Body::Data(Data::deserialize_fields(&mut seq)?),
+                    kind::REPAIR => Body::Repair {
+                        repairer: next(&mut seq)?,
+                        data: Data::deserialize_fields(&mut seq)?,
+                    },
+                    kind::SESSION => Body::Session(Session {
+                        sender: next(&mut seq)?,
+                        nick: next(&mut seq)?,
+                        timestamp: next(&mut seq)?,
+                        sent: next(&mut seq)?,
+                        heard: next(&mut seq)?,
+                        echoes: next(&mut seq)?,
+                    }),
+                    _ => Body::Request(Request {
+                        sender: next(&mut seq)?,
+                        source: next(&mut seq)?,
+                        hint: next(&mut seq)?,
+                        ranges: next(&mut seq)?,
+                    }),
+                };
+                Packet { lobby, body }
+            }
+            other => {
+                drain(&mut seq)?;
+                return Ok(Decoded::UnsupportedKind(other));
+            }
+        };
+        drain(&mut seq)?;
+        Ok(Decoded::Packet(body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(body: &[u8]) -> Data {
+        Data {
+            source: PeerId(0x0102_0304_0506_0708),
+            seq: 7,
+            msg_id: MsgId(u64::MAX),
+            sent_at: 1_700_000_000_000,
+            nick: "ada".into(),
+            frag_index: 0,
+            frag_count: 1,
+            body: body.to_vec(),
+        }
+    }
+
+    #[test]
+    fn sequence_of_packets_round_trips() {
+        let a = Packet {
+            lobby: LobbyId(1),
+            body: Body::Data(data(b"hello")),
+        };
+        let b = Packet {
+            lobby: LobbyId(1),
+            body: Body::Request(Request {
+                sender: PeerId(2),
+                source: PeerId(3),
+                hint: None,
+                ranges: vec![SeqRange(4, 9)],
+            }),
+        };
+        let bytes = encode_datagram([&a, &b]);
+        let got: Vec<_> = decode_datagram(&bytes).collect();
+        assert_eq!(got, vec![Ok(Decoded::Packet(a)), Ok(Decoded::Packet(b))]);
+    }
+
+    #[test]
+    fn unknown_version_and_kind_are_skipped_and_the_rest_decodes() {
+        let keep = Packet {
+            lobby: LobbyId(5),
+            body: Body::Data(data(b"x")),
+        };
+        let mut bytes = Vec::new();
+        ciborium::into_writer(&(2u8, 0u8, "future", [1, 2]), &mut bytes).unwrap();
+        ciborium::into_writer(&(1u8, kind::CHALLENGE, 9u8, b"abc"), &mut bytes).unwrap();
+        keep.encode_into(&mut bytes);
+        let got: Vec<_> = decode_datagram(&bytes).collect();
+        assert_eq!(
+            got,
+            vec![
+                Ok(Decoded::UnknownVersion(2)),
+                Ok(Decoded::UnsupportedKind(kind::CHALLENGE)),
+                Ok(Decoded::Packet(keep))
+            ]
+        );
+    }
+
+    #[test]
+    fn out_of_range_values_are_invalid() {
+        let mut d = data(b"x");
+        d.frag_index = 1;
+        let p = Packet {
+            lobby: LobbyId(5),
+            body: Body::Data(d),
+        };
+        let got: Vec<_> = decode_datagram(&p.to_bytes()).collect();
+        assert_eq!(got, vec![Err(DecodeError::Invalid("fragment index"))]);
+    }
+
+    #[test]
+    fn a_full_repair_fits_a_datagram() {
+        let mut d = data(&[0xaa; MAX_PIECE]);
+        d.nick = "n".repeat(MAX_NICK);
+        d.frag_count = MAX_FRAGMENTS;
+        d.seq = u64::MAX;
+        let p = Packet {
+            lobby: LobbyId(u64::MAX),
+            body: Body::Repair {
+                repairer: PeerId(u64::MAX),
+                data: d,
+            },
+        };
+        assert!(p.to_bytes().len() <= MAX_DATAGRAM, "{}", p.to_bytes().len());
+    }
+}
