@@ -42,7 +42,8 @@ pub struct Config {
     /// Longest a message waits for an earlier missing one of the same source before it is
     /// shown anyway (the earlier one is then shown late, when it arrives).
     pub hold_back: Duration,
-    /// How many of each source's most recent packets a joining node asks for.
+    /// How many of a source's packets before the first one heard a node asks for: the
+    /// backlog a late joiner gets (at least one whole message of the largest size).
     pub backlog: u64,
     /// Furthest behind a source's highest sequence number that a gap is still repaired.
     pub max_gap: u64,
@@ -92,7 +93,7 @@ impl Default for Config {
             session_per_member: Duration::from_millis(20),
             tail_session_delay: Duration::from_millis(20),
             hold_back: Duration::from_secs(1),
-            backlog: 32,
+            backlog: 64,
             max_gap: 4096,
             store_packets: 8192,
             store_bytes: 8 << 20,

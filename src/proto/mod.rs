@@ -1,5 +1,26 @@
 //! The sans-IO protocol core: datagrams and `now` in; transmits, timer deadlines and events out.
 //! Nothing here opens a socket, reads a clock or spawns a task.
 
+pub mod config;
+pub mod dedup;
+pub mod event;
+pub mod fragment;
+pub mod hash;
 pub mod ids;
+mod lobby;
+pub mod node;
+pub mod outbox;
+mod shared;
+mod source;
+pub mod stats;
+pub mod store;
+pub mod timers;
 pub mod wire;
+
+pub use config::Config;
+pub use event::{Event, Message};
+pub use ids::{Lobby, LobbyId, MsgId, PeerId};
+pub use lobby::{MAX_REPAIRS_PER_REQUEST, SendError};
+pub use node::{NickError, Node};
+pub use outbox::{Dest, Transmit};
+pub use stats::Stats;

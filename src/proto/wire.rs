@@ -84,6 +84,17 @@ pub struct Data {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeqRange(pub u64, pub u64);
 
+/// A source's own account in its session: it holds its packets `low..next` (half-open) for
+/// repair and numbers its next packet `next`. `low == next` when it holds none, so a member
+/// that has not spoken yet still tells where its numbering starts. On the wire: `[low, next]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sent {
+    /// Lowest own sequence number still held.
+    pub low: u64,
+    /// The sequence number of its next packet.
+    pub next: u64,
+}
+
 /// What a session packet says about one source: the highest sequence number heard from it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Heard(pub PeerId, pub u64);
@@ -110,8 +121,8 @@ pub struct Session {
     pub nick: String,
     /// Sender's monotonic clock in microseconds, echoed back by others.
     pub timestamp: u64,
-    /// The range of its own sequence numbers the sender can still repair, if it has sent any.
-    pub sent: Option<SeqRange>,
+    /// The sender's own packets: which it can still repair, and the number it uses next.
+    pub sent: Sent,
     /// Highest sequence number heard per other source (a bounded, rotating subset).
     pub heard: Vec<Heard>,
     /// Echoes of other members' session timestamps (a bounded, rotating subset).
@@ -200,10 +211,8 @@ impl Packet {
                 if s.heard.len() > MAX_SESSION_HEARD || s.echoes.len() > MAX_SESSION_ECHOES {
                     return Err(DecodeError::Invalid("session lists too long"));
                 }
-                if let Some(SeqRange(a, b)) = s.sent
-                    && a > b
-                {
-                    return Err(DecodeError::Invalid("empty sent range"));
+                if s.sent.low > s.sent.next {
+                    return Err(DecodeError::Invalid("sent range reversed"));
                 }
                 Ok(())
             }
@@ -368,6 +377,19 @@ impl<'de> Deserialize<'de> for Echo {
             timestamp,
             delay,
         })
+    }
+}
+
+impl Serialize for Sent {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        (self.low, self.next).serialize(ser)
+    }
+}
+
+impl<'de> Deserialize<'de> for Sent {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let (low, next) = <(u64, u64)>::deserialize(de)?;
+        Ok(Sent { low, next })
     }
 }
 

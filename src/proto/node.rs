@@ -1,0 +1,369 @@
+//! The node: the whole protocol core behind one value. The runtime (or the simulator) feeds
+//! it datagrams, user intent and the time, and drains transmits, events and the next deadline.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+
+use super::config::Config;
+use super::dedup::Dedup;
+use super::event::{Event, Message};
+use super::fragment::{Limits, Reassembler};
+use super::hash::SeededState;
+use super::ids::{Lobby, LobbyId, PeerId};
+use super::lobby::{LobbyState, SendError};
+use super::outbox::{Outbox, Transmit};
+use super::shared::Shared;
+use super::stats::Stats;
+use super::timers::{Timer, Timers};
+use super::wire::{self, Body, Decoded, MAX_NICK};
+
+/// How often peers, hold-downs and reassemblies are expired.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+
+/// Why a nick was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NickError {
+    /// Empty after trimming.
+    #[error("nick is empty")]
+    Empty,
+    /// Longer than the wire allows.
+    #[error("nick is longer than {max} bytes", max = MAX_NICK)]
+    TooLong,
+    /// Holds a control character.
+    #[error("nick contains a control character")]
+    ControlChar,
+}
+
+/// Checks and trims a nick.
+pub fn check_nick(nick: &str) -> Result<String, NickError> {
+    let nick = nick.trim();
+    if nick.is_empty() {
+        Err(NickError::Empty)
+    } else if nick.len() > MAX_NICK {
+        Err(NickError::TooLong)
+    } else if nick.chars().any(char::is_control) {
+        Err(NickError::ControlChar)
+    } else {
+        Ok(nick.to_owned())
+    }
+}
+
+/// A lobbycast node: the sans-IO protocol state machine.
+///
+/// Inputs: [`Node::handle_datagram`], [`Node::handle_timeout`], [`Node::send`],
+/// [`Node::join`], [`Node::leave`]. Outputs, drained after every input:
+/// [`Node::poll_transmit`], [`Node::poll_event`], [`Node::poll_timeout`].
+#[derive(Debug)]
+pub struct Node {
+    sh: Shared,
+    lobbies: HashMap<LobbyId, LobbyState, SeededState>,
+    housekeeping_at: Instant,
+}
+
+impl Node {
+    /// A node with identity `me` and `nick`; `unix_ms` is the wall clock at `now`; `seed`
+    /// drives every random choice (message ids, timers), so equal seeds replay equally.
+    pub fn new(
+        cfg: Config,
+        me: PeerId,
+        nick: &str,
+        now: Instant,
+        unix_ms: u64,
+        seed: u64,
+    ) -> Result<Self, NickError> {
+        let nick = check_nick(nick)?;
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let hasher = SeededState::new(rng.random(), rng.random());
+        let limits = Limits {
+            slots: cfg.reassembly_slots,
+            bytes: cfg.reassembly_bytes,
+            timeout: cfg.reassembly_timeout,
+        };
+        let mut timers = Timers::default();
+        let housekeeping_at = now + HOUSEKEEPING;
+        timers.push(housekeeping_at, Timer::Housekeeping);
+        Ok(Node {
+            sh: Shared {
+                me,
+                nick,
+                epoch: now,
+                wall: (now, unix_ms),
+                rng,
+                timers,
+                outbox: Outbox::new(cfg.max_queued_transmits),
+                events: VecDeque::new(),
+                stats: Stats::default(),
+                dedup: Dedup::new(cfg.dedup_window, cfg.dedup_capacity, hasher),
+                reassembly: Reassembler::new(limits, hasher),
+                recovery: None,
+                cfg,
+            },
+            lobbies: HashMap::with_hasher(hasher),
+            housekeeping_at,
+        })
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.sh.me
+    }
+
+    /// This node's nick.
+    pub fn nick(&self) -> &str {
+        &self.sh.nick
+    }
+
+    /// Changes the nick used from now on.
+    pub fn set_nick(&mut self, nick: &str) -> Result<(), NickError> {
+        self.sh.nick = check_nick(nick)?;
+        Ok(())
+    }
+
+    /// Re-anchors the wall clock (after the system clock was set).
+    pub fn set_wall_clock(&mut self, now: Instant, unix_ms: u64) {
+        self.sh.wall = (now, unix_ms);
+    }
+
+    /// Joins `lobby`; this node's packets in it are numbered from `first_seq` (a restarted
+    /// node passes a number above any it used before). Joining twice changes nothing.
+    pub fn join(&mut self, now: Instant, lobby: &Lobby, first_seq: u64) {
+        if self.lobbies.contains_key(&lobby.id) {
+            return;
+        }
+        let state = LobbyState::new(lobby.clone(), first_seq, &mut self.sh, now);
+        self.lobbies.insert(lobby.id, state);
+    }
+
+    /// Leaves a lobby, forgetting its state.
+    pub fn leave(&mut self, lobby: LobbyId) {
+        self.lobbies.remove(&lobby);
+    }
+
+    /// The lobbies joined.
+    pub fn lobbies(&self) -> impl Iterator<Item = &Lobby> {
+        self.lobbies.values().map(|l| &l.lobby)
+    }
+
+    /// Members heard recently in `lobby`, with their nicks.
+    pub fn members(&self, lobby: LobbyId) -> Vec<(PeerId, String)> {
+        let mut v: Vec<_> = self
+            .lobbies
+            .get(&lobby)
+            .map(|l| l.members().map(|(p, n)| (p, n.to_owned())).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Sends `text` to `lobby`. Returns the message as others will see it, for the caller
+    /// to show and keep in its history.
+    pub fn send(&mut self, now: Instant, lobby: LobbyId, text: &str) -> Result<Message, SendError> {
+        let state = self
+            .lobbies
+            .get_mut(&lobby)
+            .ok_or(SendError::NotJoined(lobby))?;
+        state.send_message(&mut self.sh, now, text)
+    }
+
+    /// Gives back a message from history (own or others'): it is remembered as seen, it can
+    /// be repaired to late joiners, and its sequence numbers are not asked for again.
+    pub fn restore(&mut self, now: Instant, msg: &Message) {
+        if let Some(state) = self.lobbies.get_mut(&msg.lobby) {
+            state.restore(&mut self.sh, now, msg);
+        }
+    }
+
+    /// Takes one received datagram. `from` is the sender's address (kept for the unicast
+    /// fallback; multicast packets identify their sender by peer id).
+    pub fn handle_datagram(&mut self, now: Instant, _from: SocketAddr, bytes: &[u8]) {
+        self.sh.stats.datagrams_in += 1;
+        for item in wire::decode_datagram(bytes) {
+            let packet = match item {
+                Ok(Decoded::Packet(p)) => p,
+                Ok(Decoded::UnknownVersion(_)) => {
+                    self.sh.stats.unknown_version += 1;
+                    continue;
+                }
+                Ok(Decoded::UnsupportedKind(_)) => {
+                    self.sh.stats.unsupported_kind += 1;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "dropping malformed datagram tail");
+                    self.sh.stats.malformed += 1;
+                    break;
+                }
+            };
+            self.sh.stats.packets_in += 1;
+            let Some(state) = self.lobbies.get_mut(&packet.lobby) else {
+                self.sh.stats.foreign_lobby += 1;
+                continue;
+            };
+            if packet.sender() == self.sh.me {
+                self.sh.stats.own_packets += 1;
+                continue;
+            }
+            let sh = &mut self.sh;
+            match packet.body {
+                Body::Data(d) => state.on_data(sh, now, d, None),
+                Body::Repair { repairer, data } => {
+                    if data.source == sh.me {
+                        sh.stats.own_packets += 1;
+                    } else {
+                        state.on_data(sh, now, data, Some(repairer));
+                    }
+                }
+                Body::Session(s) => state.on_session(sh, now, s),
+                Body::Request(r) => state.on_request(sh, now, r),
+            }
+        }
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        // Request timers due together are answered with one request per source.
+        let mut due: Vec<(LobbyId, PeerId, u64)> = Vec::new();
+        while let Some((at, timer)) = self.sh.timers.pop_due(now) {
+            let sh = &mut self.sh;
+            match timer {
+                Timer::Housekeeping => {
+                    if at == self.housekeeping_at {
+                        self.housekeeping(now);
+                    }
+                }
+                Timer::Request(l, src, seq) => {
+                    if self
+                        .lobbies
+                        .get(&l)
+                        .is_some_and(|s| s.request_due(src, seq, at))
+                    {
+                        due.push((l, src, seq));
+                    }
+                }
+                Timer::Repair(l, src, seq) => {
+                    if let Some(s) = self.lobbies.get_mut(&l) {
+                        s.on_repair_timer(sh, now, src, seq, at);
+                    }
+                }
+                Timer::Session(l) => {
+                    if let Some(s) = self.lobbies.get_mut(&l) {
+                        s.on_session_timer(sh, now, at);
+                    }
+                }
+                Timer::Tail(l) => {
+                    if let Some(s) = self.lobbies.get_mut(&l) {
+                        s.on_tail_timer(sh, now, at);
+                    }
+                }
+                Timer::HoldBack(l, src) => {
+                    if let Some(s) = self.lobbies.get_mut(&l) {
+                        s.on_hold_back(sh, now, src, at);
+                    }
+                }
+            }
+        }
+        due.sort_unstable();
+        due.dedup();
+        for chunk in due.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+            let (l, src, _) = chunk[0];
+            let seqs: Vec<u64> = chunk.iter().map(|&(_, _, s)| s).collect();
+            if let Some(s) = self.lobbies.get_mut(&l) {
+                s.send_requests(&mut self.sh, now, src, &seqs);
+            }
+        }
+    }
+
+    fn housekeeping(&mut self, now: Instant) {
+        for state in self.lobbies.values_mut() {
+            state.housekeeping(&mut self.sh, now);
+        }
+        self.sh.reassembly.expire(now);
+        self.sh.dedup.expire(now);
+        self.housekeeping_at = now + HOUSEKEEPING;
+        self.sh
+            .timers
+            .push(self.housekeeping_at, Timer::Housekeeping);
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        let t = self.sh.outbox.poll()?;
+        self.sh.stats.datagrams_out += 1;
+        self.sh.stats.bytes_out += t.payload.len() as u64;
+        Some(t)
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.sh.events.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] should next be called. Cancelled timers are dropped
+    /// here so that the runtime does not wake for nothing.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        while let Some((at, timer)) = self.sh.timers.peek_entry() {
+            let live = match timer {
+                Timer::Housekeeping => at == self.housekeeping_at,
+                Timer::Request(l, ..)
+                | Timer::Repair(l, ..)
+                | Timer::Session(l)
+                | Timer::Tail(l)
+                | Timer::HoldBack(l, _) => self
+                    .lobbies
+                    .get(&l)
+                    .is_some_and(|s| s.timer_live(timer, at)),
+            };
+            if live {
+                return Some(at);
+            }
+            self.sh.timers.pop();
+        }
+        None
+    }
+
+    /// Receive progress of `source` in `lobby`: (next to show, highest known, lowest wanted,
+    /// packets waiting, packets missing). For tests and diagnostics.
+    pub fn source_progress(
+        &self,
+        lobby: LobbyId,
+        source: PeerId,
+    ) -> Option<(u64, Option<u64>, u64, usize, usize)> {
+        self.lobbies.get(&lobby)?.source_progress(source)
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.sh.stats.clone();
+        s.queue_overflow += self.sh.outbox.dropped;
+        s
+    }
+
+    /// Starts keeping every recovery delay (from finding a gap to filling it), for the
+    /// simulator and benchmarks.
+    pub fn record_recovery_delays(&mut self) {
+        self.sh.recovery.get_or_insert_with(Vec::new);
+    }
+
+    /// The recovery delays kept since the last call.
+    pub fn take_recovery_delays(&mut self) -> Vec<Duration> {
+        self.sh
+            .recovery
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Incomplete messages held by reassembly, and the bytes they hold.
+    pub fn reassembly_load(&self) -> (usize, usize) {
+        (self.sh.reassembly.len(), self.sh.reassembly.bytes())
+    }
+
+    /// Message ids remembered by the dedup cache.
+    pub fn dedup_len(&self) -> usize {
+        self.sh.dedup.len()
+    }
+}

@@ -1,0 +1,94 @@
+//! State every lobby of a node shares: configuration, identity, clocks, randomness, and the
+//! queues the runtime drains.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use rand::RngExt;
+use rand::rngs::SmallRng;
+
+use super::config::Config;
+use super::dedup::Dedup;
+use super::event::Event;
+use super::fragment::Reassembler;
+use super::ids::{LobbyId, PeerId};
+use super::outbox::{Dest, Outbox};
+use super::stats::Stats;
+use super::timers::Timers;
+use super::wire::{Body, Packet};
+
+/// Node-wide state handed to each lobby's logic.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub cfg: Config,
+    pub me: PeerId,
+    pub nick: String,
+    /// Origin of the microsecond timestamps in session messages.
+    pub epoch: Instant,
+    /// A moment and the Unix milliseconds of the wall clock at that moment.
+    pub wall: (Instant, u64),
+    pub rng: SmallRng,
+    pub timers: Timers,
+    pub outbox: Outbox,
+    pub events: VecDeque<Event>,
+    pub stats: Stats,
+    pub dedup: Dedup,
+    pub reassembly: Reassembler,
+    /// Recovery delays (detection to arrival), kept only when asked for.
+    pub recovery: Option<Vec<Duration>>,
+}
+
+impl Shared {
+    pub fn emit(&mut self, e: Event) {
+        if self.events.len() >= self.cfg.max_queued_events {
+            self.events.pop_front();
+            self.stats.queue_overflow += 1;
+        }
+        self.events.push_back(e);
+    }
+
+    pub fn send(&mut self, lobby: LobbyId, body: Body) {
+        match &body {
+            Body::Data(_) => self.stats.data_sent += 1,
+            Body::Session(_) => self.stats.sessions_sent += 1,
+            Body::Request(_) => self.stats.requests_sent += 1,
+            Body::Repair { .. } => self.stats.repairs_sent += 1,
+        }
+        self.outbox
+            .push(Dest::Lobby(lobby), &Packet { lobby, body });
+    }
+
+    /// A duration uniform in [lo·d, hi·d].
+    pub fn uniform(&mut self, lo: f64, hi: f64, d: Duration) -> Duration {
+        let f = if hi > lo {
+            self.rng.random_range(lo..hi)
+        } else {
+            lo
+        };
+        d.mul_f64(f.max(0.0))
+    }
+
+    /// The session timestamp clock: microseconds since the node started.
+    pub fn micros(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_micros() as u64
+    }
+
+    /// Wall clock at `now`, Unix milliseconds.
+    pub fn wall_ms(&self, now: Instant) -> u64 {
+        let (at, ms) = self.wall;
+        if now >= at {
+            ms + (now - at).as_millis() as u64
+        } else {
+            ms.saturating_sub((at - now).as_millis() as u64)
+        }
+    }
+
+    pub fn record_recovery(&mut self, delay: Duration) {
+        self.stats.recovered += 1;
+        if let Some(v) = &mut self.recovery
+            && v.len() < 10_000_000
+        {
+            v.push(delay);
+        }
+    }
+}

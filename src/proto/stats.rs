@@ -1,0 +1,64 @@
+//! Counters the core keeps: what it received, dropped, sent and recovered.
+
+/// Counters since the node started. Everything dropped is counted somewhere here.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Datagrams handed to the node.
+    pub datagrams_in: u64,
+    /// Packets decoded from them.
+    pub packets_in: u64,
+    /// Datagrams cut short by a malformed or invalid packet.
+    pub malformed: u64,
+    /// Packets of another protocol version, skipped.
+    pub unknown_version: u64,
+    /// Packets of a reserved or unknown kind, skipped.
+    pub unsupported_kind: u64,
+    /// Packets for lobbies this node has not joined.
+    pub foreign_lobby: u64,
+    /// Packets this node sent that came back to it (multicast loopback).
+    pub own_packets: u64,
+    /// Data and repair packets already received.
+    pub duplicate_packets: u64,
+    /// Whole messages whose id was already seen.
+    pub duplicate_messages: u64,
+    /// Messages dropped because they were older than the dedup window.
+    pub too_old: u64,
+    /// Fragments that disagreed with others of their message.
+    pub bad_fragments: u64,
+    /// Messages delivered to the application.
+    pub delivered: u64,
+    /// Of those, marked late.
+    pub late: u64,
+    /// Missing packets detected.
+    pub gaps_detected: u64,
+    /// Missing packets that arrived after being detected.
+    pub recovered: u64,
+    /// Missing packets given up.
+    pub lost: u64,
+    /// Gaps not tracked because a bound was reached.
+    pub gaps_untracked: u64,
+    /// New peers or sources refused because a bound was reached.
+    pub peers_refused: u64,
+    /// Original data packets sent.
+    pub data_sent: u64,
+    /// Session packets sent.
+    pub sessions_sent: u64,
+    /// Request packets sent.
+    pub requests_sent: u64,
+    /// Repair packets sent.
+    pub repairs_sent: u64,
+    /// Requests heard from others.
+    pub requests_heard: u64,
+    /// Repairs heard from others.
+    pub repairs_heard: u64,
+    /// Request timers backed off on hearing another member's request.
+    pub requests_suppressed: u64,
+    /// Repair timers cancelled on hearing another member's repair.
+    pub repairs_suppressed: u64,
+    /// Datagrams handed to the runtime.
+    pub datagrams_out: u64,
+    /// Bytes in them.
+    pub bytes_out: u64,
+    /// Datagrams or events dropped because the runtime did not drain its queues.
+    pub queue_overflow: u64,
+}

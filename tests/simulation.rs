@@ -1,0 +1,209 @@
+//! Many nodes over a simulated lossy network: every message is delivered exactly once.
+
+mod sim;
+
+use std::time::Duration;
+
+use lobbycast::proto::Event;
+use sim::{NetConfig, Sim, node_config};
+
+fn lossy(loss: f64) -> NetConfig {
+    NetConfig {
+        loss,
+        jitter: Duration::from_micros(300),
+        ..NetConfig::default()
+    }
+}
+
+/// Every node sends `per_node` messages, spaced `gap` apart, round robin.
+fn chat(sim: &mut Sim, per_node: usize, gap: Duration) {
+    for k in 0..per_node {
+        for i in 0..sim.len() {
+            sim.send(i, &format!("message {k} from node {i}"));
+            sim.run_for(gap);
+        }
+    }
+}
+
+#[test]
+fn two_nodes_without_loss() {
+    let net = NetConfig::default();
+    let mut sim = Sim::new(2, 1, net.clone(), node_config(&net));
+    sim.run_for(Duration::from_millis(200));
+    sim.send(0, "hello");
+    sim.send(1, "hi there");
+    assert!(sim.run_until_delivered(Duration::from_secs(1)));
+    sim.assert_exactly_once();
+    let s = sim.total_stats();
+    assert_eq!(s.requests_sent, 0, "no loss, so nothing to ask for");
+    assert_eq!(s.repairs_sent, 0);
+}
+
+#[test]
+fn twenty_nodes_ten_percent_loss() {
+    let net = lossy(0.10);
+    let mut sim = Sim::new(20, 2, net.clone(), node_config(&net));
+    sim.run_for(Duration::from_millis(300));
+    chat(&mut sim, 5, Duration::from_millis(2));
+    assert!(
+        sim.run_until_delivered(Duration::from_secs(10)),
+        "{}\n{:?}",
+        sim.missing_report(),
+        sim.total_stats()
+    );
+    sim.assert_exactly_once();
+    let s = sim.total_stats();
+    assert!(s.gaps_detected > 0, "10 % loss must have caused gaps");
+    assert_eq!(s.recovered, s.gaps_detected, "every gap found was filled");
+    assert_eq!(s.lost, 0);
+}
+
+#[test]
+fn fifty_nodes_twenty_percent_loss_with_reordering_and_duplicates() {
+    let net = NetConfig {
+        duplicate: 0.05,
+        jitter: Duration::from_millis(2),
+        ..lossy(0.20)
+    };
+    let mut sim = Sim::new(50, 3, net.clone(), node_config(&net));
+    sim.run_for(Duration::from_millis(300));
+    chat(&mut sim, 2, Duration::from_millis(1));
+    assert!(sim.run_until_delivered(Duration::from_secs(20)));
+    sim.assert_exactly_once();
+    assert!(sim.total_stats().duplicate_packets > 0);
+}
+
+#[test]
+fn a_lost_last_message_is_recovered_by_the_tail_sessions() {
+    // Only node 0 talks, once: a node that misses it has no later data to reveal the gap, so
+    // the sessions that follow the burst must, long before a periodic session would.
+    let mut lost = 0;
+    for seed in 0..20 {
+        let net = lossy(0.10);
+        let cfg = node_config(&net);
+        let session = cfg.session_interval;
+        let mut sim = Sim::new(10, seed, net, cfg);
+        sim.run_for(Duration::from_millis(300));
+        sim.send(0, "the only message");
+        lost += sim.traffic.lost_packets;
+        assert!(
+            sim.run_until_delivered(session / 4),
+            "seed {seed}: {}",
+            sim.missing_report()
+        );
+        sim.assert_exactly_once();
+    }
+    assert!(lost > 0, "the message must have been lost somewhere");
+}
+
+#[test]
+fn large_messages_reassemble_under_loss() {
+    let net = lossy(0.10);
+    let mut sim = Sim::new(8, 5, net.clone(), node_config(&net));
+    sim.run_for(Duration::from_millis(300));
+    let big: String = (0..60_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    sim.send(0, &big);
+    sim.send(3, &format!("{big}é"));
+    assert!(
+        sim.run_until_delivered(Duration::from_secs(10)),
+        "{}\n{:?}",
+        sim.missing_report(),
+        sim.total_stats()
+    );
+    sim.assert_exactly_once();
+    assert_eq!(sim.node(1).reassembly_load(), (0, 0));
+}
+
+#[test]
+fn partitions_heal_and_both_sides_catch_up() {
+    let net = lossy(0.05);
+    let mut sim = Sim::new(10, 6, net.clone(), node_config(&net));
+    sim.run_for(Duration::from_millis(300));
+    sim.partition((0..10).map(|i| (i % 2) as u32).collect());
+    chat(&mut sim, 3, Duration::from_millis(5));
+    sim.run_for(Duration::from_millis(500));
+    assert!(sim.traffic.partitioned > 0);
+    sim.heal();
+    assert!(sim.run_until_delivered(Duration::from_secs(15)));
+    sim.assert_exactly_once();
+}
+
+#[test]
+fn a_late_joiner_gets_the_recent_backlog() {
+    let net = lossy(0.05);
+    let cfg = node_config(&net);
+    let backlog = cfg.backlog as usize;
+    let mut sim = Sim::with_joined(4, 7, net, cfg, 3);
+    sim.run_for(Duration::from_millis(300));
+    let n = backlog + 10;
+    for k in 0..n {
+        sim.send(0, &format!("early {k}"));
+        sim.run_for(Duration::from_millis(1));
+    }
+    sim.run_for(Duration::from_millis(200));
+    sim.join(3);
+    sim.run_for(Duration::from_secs(5));
+    let got: Vec<&str> = sim.messages(3).iter().map(|m| m.text.as_str()).collect();
+    let want: Vec<String> = (n - backlog..n).map(|k| format!("early {k}")).collect();
+    assert_eq!(got, want, "exactly the last {backlog} messages, in order");
+}
+
+#[test]
+fn same_seed_same_run() {
+    let run = |seed| {
+        let net = lossy(0.15);
+        let mut sim = Sim::new(12, seed, net.clone(), node_config(&net));
+        sim.run_for(Duration::from_millis(300));
+        chat(&mut sim, 3, Duration::from_millis(1));
+        sim.run_until_delivered(Duration::from_secs(10));
+        (sim.total_stats(), sim.traffic.datagrams)
+    };
+    assert_eq!(run(9), run(9));
+    assert_ne!(run(9), run(10));
+}
+
+#[test]
+fn per_source_order_is_kept_and_gaps_are_held_back() {
+    let net = lossy(0.20);
+    let mut sim = Sim::new(6, 11, net.clone(), node_config(&net));
+    sim.run_for(Duration::from_millis(300));
+    for k in 0..40 {
+        sim.send(0, &format!("{k}"));
+        sim.run_for(Duration::from_micros(200));
+    }
+    assert!(
+        sim.run_until_delivered(Duration::from_secs(10)),
+        "{}\n{:?}",
+        sim.missing_report(),
+        sim.total_stats()
+    );
+    sim.assert_exactly_once();
+    for i in 1..6 {
+        let seqs: Vec<u64> = sim.messages(i).iter().map(|m| m.seq).collect();
+        let mut sorted = seqs.clone();
+        sorted.sort();
+        assert_eq!(
+            seqs, sorted,
+            "node {i} showed node 0's messages out of order"
+        );
+        assert!(sim.messages(i).iter().all(|m| !m.late));
+    }
+}
+
+#[test]
+fn members_are_announced() {
+    let net = NetConfig::default();
+    let mut sim = Sim::new(3, 12, net.clone(), node_config(&net));
+    sim.run_for(Duration::from_secs(3));
+    let lobby = sim.lobby.id;
+    let members = sim.node(0).members(lobby);
+    let nicks: Vec<&str> = members.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(nicks.len(), 2);
+    assert!(nicks.contains(&"n1") && nicks.contains(&"n2"));
+    let _ = Event::PeerLeft {
+        lobby,
+        peer: members[0].0,
+    };
+}
