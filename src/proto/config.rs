@@ -26,6 +26,9 @@ pub struct Config {
     pub d1_hinted: f64,
     /// See [`Config::d1_hinted`].
     pub d2_hinted: f64,
+    /// Rounds of requests that name the source as the member to answer, while it is alive;
+    /// later rounds let any holder answer.
+    pub hinted_rounds: u32,
     /// After a repair is sent or heard, requests for that data are ignored for this many
     /// distances to the repairer.
     pub hold_down: f64,
@@ -82,11 +85,12 @@ impl Default for Config {
             timer_floor: Duration::from_millis(2),
             default_distance: Duration::from_millis(5),
             c1: 0.5,
-            c2: 3.0,
+            c2: 7.0,
             d1: 1.0,
             d2: 8.0,
             d1_hinted: 0.0,
             d2_hinted: 0.5,
+            hinted_rounds: 2,
             hold_down: 3.0,
             max_request_rounds: 12,
             session_interval: Duration::from_secs(1),

@@ -546,10 +546,7 @@ impl LobbyState {
                         continue;
                     }
                     miss.backoff += 1;
-                    let exp = f64::from(1u32 << (miss.round + miss.backoff).min(6));
-                    let wait = sh.uniform(sh.cfg.c1 * exp, (sh.cfg.c1 + sh.cfg.c2) * exp, d_src);
-                    miss.deadline = now + wait;
-                    miss.ignore_until = now + wait / 2;
+                    rearm(sh, miss, now, d_src, req.hint.is_some());
                     sh.stats.requests_suppressed += 1;
                     sh.timers.push(
                         miss.deadline,
@@ -650,16 +647,14 @@ impl LobbyState {
                 given_up += 1;
                 continue;
             }
-            if miss.round == 0 && alive {
+            let hinted = miss.round < sh.cfg.hinted_rounds && alive;
+            if hinted {
                 first_round.push(seq);
             } else {
                 later.push(seq);
             }
             miss.round += 1;
-            let exp = f64::from(1u32 << (miss.round + miss.backoff).min(6));
-            let wait = sh.uniform(sh.cfg.c1 * exp, (sh.cfg.c1 + sh.cfg.c2) * exp, d);
-            miss.deadline = now + wait;
-            miss.ignore_until = now + wait / 2;
+            rearm(sh, miss, now, d, hinted);
             sh.timers
                 .push(miss.deadline, Timer::Request(id, src_id, seq));
         }
@@ -836,6 +831,23 @@ impl LobbyState {
     pub fn members(&self) -> impl Iterator<Item = (PeerId, &str)> {
         self.peers.iter().map(|(id, p)| (*id, p.nick.as_str()))
     }
+}
+
+/// Re-arms a missing packet's request timer after a request for it was sent or heard: first
+/// the time the answer takes to come back (request and repair each cross one distance, plus
+/// the repair timer), then SRM's randomised interval, doubled for each round and backoff.
+fn rearm(sh: &mut Shared, miss: &mut Miss, now: Instant, d: Duration, hinted: bool) {
+    let cfg = &sh.cfg;
+    let answer = if hinted {
+        2.0 + cfg.d1_hinted + cfg.d2_hinted
+    } else {
+        2.0 + cfg.d1 + cfg.d2
+    };
+    let exp = f64::from(1u32 << (miss.round + miss.backoff).saturating_sub(1).min(6));
+    let (lo, hi) = (answer + cfg.c1 * exp, answer + (cfg.c1 + cfg.c2) * exp);
+    let wait = sh.uniform(lo, hi, d);
+    miss.deadline = now + wait;
+    miss.ignore_until = now + wait / 2;
 }
 
 /// Passes a packet to reassembly and shows the message it completes.
