@@ -4,7 +4,8 @@
 use lobbycast::proto::ids::{LobbyId, MsgId, PeerId};
 use lobbycast::proto::wire::{
     self, Body, Data, Decoded, Echo, Heard, MAX_DATAGRAM, MAX_FRAGMENTS, MAX_NICK, MAX_PIECE,
-    MAX_REQUEST_RANGES, MAX_SESSION_ECHOES, MAX_SESSION_HEARD, Packet, Request, SeqRange, Session,
+    MAX_REQUEST_RANGES, MAX_SESSION_ECHOES, MAX_SESSION_HEARD, Packet, Request, Sent, SeqRange,
+    Session,
 };
 use proptest::prelude::*;
 
@@ -57,7 +58,7 @@ fn data() -> impl Strategy<Value = Data> {
 
 fn session() -> impl Strategy<Value = Session> {
     (
-        (peer(), nick(), uint(), proptest::option::of(range())),
+        (peer(), nick(), uint(), range()),
         proptest::collection::vec(
             (peer(), uint()).prop_map(|(p, s)| Heard(p, s)),
             0..=MAX_SESSION_HEARD,
@@ -75,7 +76,10 @@ fn session() -> impl Strategy<Value = Session> {
             sender,
             nick,
             timestamp,
-            sent,
+            sent: Sent {
+                low: sent.0,
+                next: sent.1,
+            },
             heard,
             echoes,
         })

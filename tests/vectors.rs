@@ -226,10 +226,7 @@ fn render(p: &Packet) -> Vec<String> {
             out.push(format!("sender = {}", id(s.sender.0)));
             out.push(format!("nick = {}", quote(&s.nick)));
             out.push(format!("timestamp = {}", s.timestamp));
-            out.push(match s.sent {
-                Some(r) => format!("sent = [{}, {}]", r.0, r.1),
-                None => "sent = null".into(),
-            });
+            out.push(format!("sent = [{}, {}]", s.sent.low, s.sent.next));
             out.push(format!(
                 "heard = {}",
                 list(&s.heard, |h| format!("[{}, {}]", id(h.0.0), h.1))
