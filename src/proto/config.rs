@@ -26,6 +26,9 @@ pub struct Config {
     pub d1_hinted: f64,
     /// See [`Config::d1_hinted`].
     pub d2_hinted: f64,
+    /// Rounds of requests that name the source as the member to answer, while it is alive;
+    /// later rounds let any holder answer.
+    pub hinted_rounds: u32,
     /// After a repair is sent or heard, requests for that data are ignored for this many
     /// distances to the repairer.
     pub hold_down: f64,
@@ -42,7 +45,8 @@ pub struct Config {
     /// Longest a message waits for an earlier missing one of the same source before it is
     /// shown anyway (the earlier one is then shown late, when it arrives).
     pub hold_back: Duration,
-    /// How many of each source's most recent packets a joining node asks for.
+    /// How many of a source's packets before the first one heard a node asks for: the
+    /// backlog a late joiner gets (at least one whole message of the largest size).
     pub backlog: u64,
     /// Furthest behind a source's highest sequence number that a gap is still repaired.
     pub max_gap: u64,
@@ -81,18 +85,19 @@ impl Default for Config {
             timer_floor: Duration::from_millis(2),
             default_distance: Duration::from_millis(5),
             c1: 0.5,
-            c2: 3.0,
+            c2: 7.0,
             d1: 1.0,
             d2: 8.0,
             d1_hinted: 0.0,
             d2_hinted: 0.5,
+            hinted_rounds: 2,
             hold_down: 3.0,
             max_request_rounds: 12,
             session_interval: Duration::from_secs(1),
             session_per_member: Duration::from_millis(20),
             tail_session_delay: Duration::from_millis(20),
             hold_back: Duration::from_secs(1),
-            backlog: 32,
+            backlog: 64,
             max_gap: 4096,
             store_packets: 8192,
             store_bytes: 8 << 20,

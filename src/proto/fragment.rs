@@ -181,8 +181,7 @@ impl Reassembler {
             self.order
                 .retain(|(at, src, id)| slots.get(&(*src, *id)).is_some_and(|s| s.started == *at));
         }
-        while (self.slots.len() >= self.limits.slots
-            || self.bytes + incoming > self.limits.bytes)
+        while (self.slots.len() >= self.limits.slots || self.bytes + incoming > self.limits.bytes)
             && let Some((at, src, id)) = self.order.pop_front()
         {
             self.drop_slot(src, id, at);

@@ -14,7 +14,7 @@ use super::store::Store;
 use super::timers::Timer;
 use super::wire::{
     Body, Data, Echo, Heard, MAX_MESSAGE, MAX_NICK, MAX_REQUEST_RANGES, MAX_SESSION_ECHOES,
-    MAX_SESSION_HEARD, Request, SeqRange, Session,
+    MAX_SESSION_HEARD, Request, Sent, SeqRange, Session,
 };
 
 /// Most packets one request packet can make this node repair: what bounds the traffic a
@@ -60,6 +60,8 @@ pub(crate) struct LobbyState {
     hold_down: HashMap<(PeerId, u64), Instant, SeededState>,
     session_at: Instant,
     tail_at: Option<Instant>,
+    /// Tail sessions sent since the last data.
+    tails_sent: u32,
     last_data_at: Instant,
     heard_rotation: usize,
     echo_rotation: usize,
@@ -67,6 +69,9 @@ pub(crate) struct LobbyState {
     newest_shown: u64,
     missing_total: usize,
 }
+
+/// Session messages sent after a burst of data ends.
+const TAIL_SESSIONS: u32 = 3;
 
 /// Most missing packets tracked per lobby over all sources.
 const MAX_MISSING: usize = 1 << 16;
@@ -90,6 +95,7 @@ impl LobbyState {
             hold_down: HashMap::with_hasher(h()),
             session_at,
             tail_at: None,
+            tails_sent: 0,
             last_data_at: now,
             heard_rotation: 0,
             echo_rotation: 0,
@@ -186,6 +192,7 @@ impl LobbyState {
         sh.dedup.insert(now, msg_id);
         self.newest_shown = self.newest_shown.max(sent_at);
         self.last_data_at = now;
+        self.tails_sent = 0;
         if self.tail_at.is_none() {
             let at = now + sh.cfg.tail_session_delay;
             self.tail_at = Some(at);
@@ -259,13 +266,7 @@ impl LobbyState {
     // ---- receiving data ------------------------------------------------------------------
 
     /// A data packet, original or repaired by `repairer`.
-    pub fn on_data(
-        &mut self,
-        sh: &mut Shared,
-        now: Instant,
-        data: Data,
-        repairer: Option<PeerId>,
-    ) {
+    pub fn on_data(&mut self, sh: &mut Shared, now: Instant, data: Data, repairer: Option<PeerId>) {
         let (src_id, seq) = (data.source, data.seq);
         match repairer {
             None => self.touch(sh, now, src_id, Some(&data.nick)),
@@ -283,7 +284,11 @@ impl LobbyState {
             if !self.make_room_for_source(sh) {
                 return;
             }
-            self.sources.insert(src_id, Source::new(seq, now));
+            // Start at the first fragment of this message, and want the backlog before it
+            // (packets reordered ahead of this one included).
+            let first = seq - u64::from(data.frag_index).min(seq);
+            self.sources.insert(src_id, Source::new(first, now));
+            self.backfill(sh, now, src_id, first.saturating_sub(sh.cfg.backlog));
         }
         let src = self.sources.get(&src_id).expect("present");
         if src.has(seq) {
@@ -306,6 +311,7 @@ impl LobbyState {
         }
         if seq < src.next {
             // Skipped past by the hold-back: show it now, marked late.
+            src.shown_any = true;
             deliver(sh, now, id, &mut self.newest_shown, data, true);
             return;
         }
@@ -321,6 +327,7 @@ impl LobbyState {
         let start = src.next;
         while let Some(data) = src.pending.remove(&src.next) {
             src.next += 1;
+            src.shown_any = true;
             deliver(sh, now, id, &mut self.newest_shown, data, false);
         }
         if src.pending.is_empty() {
@@ -417,6 +424,81 @@ impl LobbyState {
         }
     }
 
+    /// Lowers the source's base to `want_from`: packets between it and the old base become
+    /// missing, and are shown late when they arrive.
+    fn backfill(&mut self, sh: &mut Shared, now: Instant, src_id: PeerId, want_from: u64) {
+        let Some(src) = self.sources.get_mut(&src_id) else {
+            return;
+        };
+        if want_from >= src.base {
+            return;
+        }
+        let d = self
+            .peers
+            .get(&src_id)
+            .and_then(|p| p.distance)
+            .unwrap_or(sh.cfg.default_distance)
+            .max(sh.cfg.timer_floor);
+        // Backlog is not urgent, and the source's next session may show that some of it does
+        // not exist: wait past its tail session before asking.
+        let deadline =
+            now + sh.cfg.tail_session_delay * 2 + sh.uniform(sh.cfg.c1, sh.cfg.c1 + sh.cfg.c2, d);
+        for seq in want_from..src.base {
+            if self.missing_total >= MAX_MISSING {
+                sh.stats.gaps_untracked += src.base - seq;
+                break;
+            }
+            src.missing.insert(
+                seq,
+                Miss {
+                    deadline,
+                    round: 0,
+                    backoff: 0,
+                    ignore_until: now,
+                    detected: now,
+                },
+            );
+            self.missing_total += 1;
+            sh.stats.gaps_detected += 1;
+            sh.timers
+                .push(deadline, Timer::Request(self.lobby.id, src_id, seq));
+        }
+        src.base = want_from;
+        if !src.shown_any {
+            // Nothing shown yet: the backlog can still come first, in order.
+            src.next = want_from;
+        }
+    }
+
+    /// The source no longer holds anything below `low`: stop asking for it. What was live
+    /// traffic (at or after the first packet heard) is lost; older backlog simply is not there.
+    fn prune_below(&mut self, sh: &mut Shared, now: Instant, src_id: PeerId, low: u64) {
+        let Some(src) = self.sources.get_mut(&src_id) else {
+            return;
+        };
+        if src.missing.first_key_value().is_none_or(|(&s, _)| s >= low) {
+            return;
+        }
+        let keep = src.missing.split_off(&low);
+        let gone = std::mem::replace(&mut src.missing, keep);
+        self.missing_total -= gone.len();
+        let lost = gone.keys().filter(|&&s| s >= src.first_heard).count() as u64;
+        src.base = src.base.max(low.min(src.next));
+        if lost > 0 {
+            sh.stats.lost += lost;
+            sh.emit(Event::Lost {
+                lobby: self.lobby.id,
+                source: src_id,
+                count: lost,
+            });
+        }
+        if src.next < low && src.pending.first_key_value().is_none_or(|(&s, _)| s >= low) {
+            src.next = low;
+            src.base = low;
+        }
+        self.advance(sh, now, src_id);
+    }
+
     /// Forgets an idle source of a peer that is gone, if the table is full. False if there is
     /// no room.
     fn make_room_for_source(&mut self, sh: &mut Shared) -> bool {
@@ -464,13 +546,12 @@ impl LobbyState {
                         continue;
                     }
                     miss.backoff += 1;
-                    let exp = f64::from(1u32 << (miss.round + miss.backoff).min(6));
-                    let wait = sh.uniform(sh.cfg.c1 * exp, (sh.cfg.c1 + sh.cfg.c2) * exp, d_src);
-                    miss.deadline = now + wait;
-                    miss.ignore_until = now + wait / 2;
+                    rearm(sh, miss, now, d_src, req.hint.is_some());
                     sh.stats.requests_suppressed += 1;
-                    sh.timers
-                        .push(miss.deadline, Timer::Request(self.lobby.id, req.source, seq));
+                    sh.timers.push(
+                        miss.deadline,
+                        Timer::Request(self.lobby.id, req.source, seq),
+                    );
                 }
             }
             if !asked_me || budget == 0 {
@@ -486,18 +567,28 @@ impl LobbyState {
                     continue;
                 }
                 let key = (req.source, seq);
-                if self.hold_down.get(&key).is_some_and(|&t| now < t) || self.repairs.contains_key(&key) {
+                if self.hold_down.get(&key).is_some_and(|&t| now < t)
+                    || self.repairs.contains_key(&key)
+                {
                     continue;
                 }
                 budget -= 1;
                 let at = now + sh.uniform(lo, hi, d_req);
                 self.repairs.insert(key, (at, d_req));
-                sh.timers.push(at, Timer::Repair(self.lobby.id, req.source, seq));
+                sh.timers
+                    .push(at, Timer::Repair(self.lobby.id, req.source, seq));
             }
         }
     }
 
-    pub fn on_repair_timer(&mut self, sh: &mut Shared, now: Instant, src: PeerId, seq: u64, at: Instant) {
+    pub fn on_repair_timer(
+        &mut self,
+        sh: &mut Shared,
+        now: Instant,
+        src: PeerId,
+        seq: u64,
+        at: Instant,
+    ) {
         let key = (src, seq);
         match self.repairs.get(&key) {
             Some(&(t, d)) if t == at => {
@@ -508,7 +599,8 @@ impl LobbyState {
                         data: data.clone(),
                     };
                     sh.send(self.lobby.id, body);
-                    self.hold_down.insert(key, now + d.mul_f64(sh.cfg.hold_down));
+                    self.hold_down
+                        .insert(key, now + d.mul_f64(sh.cfg.hold_down));
                 }
             }
             _ => {}
@@ -555,17 +647,16 @@ impl LobbyState {
                 given_up += 1;
                 continue;
             }
-            if miss.round == 0 && alive {
+            let hinted = miss.round < sh.cfg.hinted_rounds && alive;
+            if hinted {
                 first_round.push(seq);
             } else {
                 later.push(seq);
             }
             miss.round += 1;
-            let exp = f64::from(1u32 << (miss.round + miss.backoff).min(6));
-            let wait = sh.uniform(sh.cfg.c1 * exp, (sh.cfg.c1 + sh.cfg.c2) * exp, d);
-            miss.deadline = now + wait;
-            miss.ignore_until = now + wait / 2;
-            sh.timers.push(miss.deadline, Timer::Request(id, src_id, seq));
+            rearm(sh, miss, now, d, hinted);
+            sh.timers
+                .push(miss.deadline, Timer::Request(id, src_id, seq));
         }
         self.missing_total -= given_up as usize;
         if given_up > 0 {
@@ -604,25 +695,38 @@ impl LobbyState {
             .session_interval
             .max(sh.cfg.session_per_member * members);
         self.session_at = now + sh.uniform(0.5, 1.5, base);
-        sh.timers.push(self.session_at, Timer::Session(self.lobby.id));
+        sh.timers
+            .push(self.session_at, Timer::Session(self.lobby.id));
     }
 
     pub fn on_tail_timer(&mut self, sh: &mut Shared, now: Instant, at: Instant) {
         if self.tail_at != Some(at) {
             return;
         }
-        let quiet_at = self.last_data_at + sh.cfg.tail_session_delay;
-        if quiet_at > now {
-            self.tail_at = Some(quiet_at);
-            sh.timers.push(quiet_at, Timer::Tail(self.lobby.id));
+        // Tail sessions follow the last data at 1, 2 and 4 times the delay (as PGM's SPMs
+        // do), so that a lost last packet is found even if one of them is lost too.
+        let due = self.last_data_at + sh.cfg.tail_session_delay * (1 << self.tails_sent);
+        if due > now {
+            self.tail_at = Some(due);
+            sh.timers.push(due, Timer::Tail(self.lobby.id));
             return;
         }
-        self.tail_at = None;
         self.send_session(sh, now);
+        self.tails_sent += 1;
+        if self.tails_sent < TAIL_SESSIONS {
+            let next = self.last_data_at + sh.cfg.tail_session_delay * (1 << self.tails_sent);
+            self.tail_at = Some(next);
+            sh.timers.push(next, Timer::Tail(self.lobby.id));
+        } else {
+            self.tail_at = None;
+        }
     }
 
     fn send_session(&mut self, sh: &mut Shared, now: Instant) {
-        let sent = (self.next_seq > self.own_low).then(|| SeqRange(self.own_low, self.next_seq - 1));
+        let sent = Sent {
+            low: self.own_low.min(self.next_seq),
+            next: self.next_seq,
+        };
         let mut heard: Vec<Heard> = self
             .sources
             .iter()
@@ -661,7 +765,10 @@ impl LobbyState {
         if let Some(p) = self.peers.get_mut(&s.sender) {
             p.last_session = Some((s.timestamp, now));
             if let Some(e) = s.echoes.iter().find(|e| e.peer == me) {
-                let rtt = sh.micros(now).saturating_sub(e.timestamp).saturating_sub(e.delay);
+                let rtt = sh
+                    .micros(now)
+                    .saturating_sub(e.timestamp)
+                    .saturating_sub(e.delay);
                 let sample = Duration::from_micros(rtt / 2);
                 p.distance = Some(match p.distance {
                     None => sample,
@@ -669,17 +776,23 @@ impl LobbyState {
                 });
             }
         }
-        if let Some(SeqRange(low, high)) = s.sent {
-            if !self.sources.contains_key(&s.sender) {
-                if !self.make_room_for_source(sh) {
-                    return;
-                }
-                // A source heard first from its session: fetch its recent backlog.
-                let base = low.max((high + 1).saturating_sub(sh.cfg.backlog));
-                self.sources.insert(s.sender, Source::new(base, now));
+        // What the source still holds, within the backlog, is worth asking for: this is how
+        // a late joiner gets recent history, and how a first packet lost before any later one
+        // arrived is found.
+        let Sent { low, next } = s.sent;
+        if !self.sources.contains_key(&s.sender) {
+            if !self.make_room_for_source(sh) {
+                return;
             }
-            self.learn(sh, now, s.sender, high);
+            self.sources.insert(s.sender, Source::new(next, now));
         }
+        if next > 0 {
+            self.learn(sh, now, s.sender, next - 1);
+        }
+        self.prune_below(sh, now, s.sender, low);
+        let first_heard = self.sources[&s.sender].first_heard;
+        let want_from = low.max(first_heard.saturating_sub(sh.cfg.backlog));
+        self.backfill(sh, now, s.sender, want_from);
         for Heard(src, high) in s.heard {
             if src != me && self.sources.contains_key(&src) {
                 self.learn(sh, now, src, high);
@@ -707,10 +820,34 @@ impl LobbyState {
         }
     }
 
+    /// (next, top, base, pending, missing) of a source, for tests and diagnostics.
+    pub fn source_progress(&self, src: PeerId) -> Option<(u64, Option<u64>, u64, usize, usize)> {
+        self.sources
+            .get(&src)
+            .map(|s| (s.next, s.top, s.base, s.pending.len(), s.missing.len()))
+    }
+
     /// Nicks of the members heard within the peer timeout.
     pub fn members(&self) -> impl Iterator<Item = (PeerId, &str)> {
         self.peers.iter().map(|(id, p)| (*id, p.nick.as_str()))
     }
+}
+
+/// Re-arms a missing packet's request timer after a request for it was sent or heard: first
+/// the time the answer takes to come back (request and repair each cross one distance, plus
+/// the repair timer), then SRM's randomised interval, doubled for each round and backoff.
+fn rearm(sh: &mut Shared, miss: &mut Miss, now: Instant, d: Duration, hinted: bool) {
+    let cfg = &sh.cfg;
+    let answer = if hinted {
+        2.0 + cfg.d1_hinted + cfg.d2_hinted
+    } else {
+        2.0 + cfg.d1 + cfg.d2
+    };
+    let exp = f64::from(1u32 << (miss.round + miss.backoff).saturating_sub(1).min(6));
+    let (lo, hi) = (answer + cfg.c1 * exp, answer + (cfg.c1 + cfg.c2) * exp);
+    let wait = sh.uniform(lo, hi, d);
+    miss.deadline = now + wait;
+    miss.ignore_until = now + wait / 2;
 }
 
 /// Passes a packet to reassembly and shows the message it completes.
@@ -776,7 +913,13 @@ fn rotate<T: Copy>(items: &[T], pos: &mut usize, max: usize) -> Vec<T> {
     }
     let start = *pos % items.len();
     *pos = (start + max) % items.len();
-    items.iter().cycle().skip(start).take(max).copied().collect()
+    items
+        .iter()
+        .cycle()
+        .skip(start)
+        .take(max)
+        .copied()
+        .collect()
 }
 
 #[cfg(test)]

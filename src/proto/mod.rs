@@ -21,6 +21,6 @@ pub use config::Config;
 pub use event::{Event, Message};
 pub use ids::{Lobby, LobbyId, MsgId, PeerId};
 pub use lobby::{MAX_REPAIRS_PER_REQUEST, SendError};
-pub use node::{Node, NickError};
+pub use node::{NickError, Node};
 pub use outbox::{Dest, Transmit};
 pub use stats::Stats;

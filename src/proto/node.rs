@@ -236,7 +236,11 @@ impl Node {
                     }
                 }
                 Timer::Request(l, src, seq) => {
-                    if self.lobbies.get(&l).is_some_and(|s| s.request_due(src, seq, at)) {
+                    if self
+                        .lobbies
+                        .get(&l)
+                        .is_some_and(|s| s.request_due(src, seq, at))
+                    {
                         due.push((l, src, seq));
                     }
                 }
@@ -280,7 +284,9 @@ impl Node {
         self.sh.reassembly.expire(now);
         self.sh.dedup.expire(now);
         self.housekeeping_at = now + HOUSEKEEPING;
-        self.sh.timers.push(self.housekeeping_at, Timer::Housekeeping);
+        self.sh
+            .timers
+            .push(self.housekeeping_at, Timer::Housekeeping);
     }
 
     /// The next datagram to send.
@@ -319,6 +325,16 @@ impl Node {
         None
     }
 
+    /// Receive progress of `source` in `lobby`: (next to show, highest known, lowest wanted,
+    /// packets waiting, packets missing). For tests and diagnostics.
+    pub fn source_progress(
+        &self,
+        lobby: LobbyId,
+        source: PeerId,
+    ) -> Option<(u64, Option<u64>, u64, usize, usize)> {
+        self.lobbies.get(&lobby)?.source_progress(source)
+    }
+
     /// Counters since start.
     pub fn stats(&self) -> Stats {
         let mut s = self.sh.stats.clone();
@@ -334,7 +350,11 @@ impl Node {
 
     /// The recovery delays kept since the last call.
     pub fn take_recovery_delays(&mut self) -> Vec<Duration> {
-        self.sh.recovery.as_mut().map(std::mem::take).unwrap_or_default()
+        self.sh
+            .recovery
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Incomplete messages held by reassembly, and the bytes they hold.

@@ -4,8 +4,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use rand::rngs::SmallRng;
 use rand::RngExt;
+use rand::rngs::SmallRng;
 
 use super::config::Config;
 use super::dedup::Dedup;
@@ -54,7 +54,8 @@ impl Shared {
             Body::Request(_) => self.stats.requests_sent += 1,
             Body::Repair { .. } => self.stats.repairs_sent += 1,
         }
-        self.outbox.push(Dest::Lobby(lobby), &Packet { lobby, body });
+        self.outbox
+            .push(Dest::Lobby(lobby), &Packet { lobby, body });
     }
 
     /// A duration uniform in [lo·d, hi·d].

@@ -32,12 +32,17 @@ pub(crate) struct Source {
     pub top: Option<u64>,
     /// Lowest sequence number this node wants from the source (backlog limit).
     pub base: u64,
+    /// The sequence number at which this node first heard of the source: everything from it on
+    /// is live traffic and wanted; before it, only the backlog.
+    pub first_heard: u64,
     /// Packets received at or above `next` that wait for an earlier one.
     pub pending: BTreeMap<u64, Data>,
     /// Packets known to exist but not received.
     pub missing: BTreeMap<u64, Miss>,
     /// When the wait for the packet at `next` ends and later ones are shown anyway.
     pub hold: Option<Instant>,
+    /// True once a packet of this source was shown: after that, backfilled packets are late.
+    pub shown_any: bool,
     /// Last time anything of this source was received.
     pub last_active: Instant,
 }
@@ -49,9 +54,11 @@ impl Source {
             next: base,
             top: None,
             base,
+            first_heard: base,
             pending: BTreeMap::new(),
             missing: BTreeMap::new(),
             hold: None,
+            shown_any: false,
             last_active: now,
         }
     }

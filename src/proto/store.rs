@@ -97,7 +97,7 @@ mod tests {
         }
         assert_eq!(gone, vec![0, 1]);
         s.insert(d(9, 95), |_, q| gone.push(q));
-        assert_eq!(gone, vec![0, 1, 2, 3, 4]);
+        assert_eq!(gone, vec![0, 1, 2, 3, 4], "evicted until the bytes fit");
         assert_eq!(s.len(), 1);
         assert!(s.contains(PeerId(1), 9));
     }

@@ -273,7 +273,11 @@ impl Sim {
                 }
                 continue;
             }
-            let copies = if self.rng.random_bool(self.net.duplicate) { 2 } else { 1 };
+            let copies = if self.rng.random_bool(self.net.duplicate) {
+                2
+            } else {
+                1
+            };
             for _ in 0..copies {
                 let jitter = if self.net.jitter.is_zero() {
                     Duration::ZERO
@@ -316,7 +320,9 @@ impl Sim {
             self.now = self.now.max(next);
             if next_packet == Some(next) {
                 let Reverse(f) = self.in_flight.pop().unwrap();
-                self.nodes[f.to].node.handle_datagram(self.now, f.from, &f.payload);
+                self.nodes[f.to]
+                    .node
+                    .handle_datagram(self.now, f.from, &f.payload);
                 self.after_input(f.to);
             } else {
                 let Reverse((_, i)) = self.timers.pop().unwrap();
@@ -364,16 +370,23 @@ impl Sim {
             if !n.joined {
                 continue;
             }
-            for (id, (from, text)) in &self.sent {
+            for (id, (from, _)) in &self.sent {
                 if *from == i {
                     continue;
                 }
                 let count = n.delivered.get(id).copied().unwrap_or(0);
-                assert_eq!(count, 1, "node {i} delivered {id} from node {from} {count} times");
+                assert_eq!(
+                    count, 1,
+                    "node {i} delivered {id} from node {from} {count} times"
+                );
             }
             for m in &n.messages {
                 let (_, text) = &self.sent[&m.msg_id];
-                assert_eq!(&m.text, text, "node {i} got a corrupted message {}", m.msg_id);
+                assert_eq!(
+                    &m.text, text,
+                    "node {i} got a corrupted message {}",
+                    m.msg_id
+                );
             }
             assert_eq!(n.messages.len(), n.delivered.values().sum::<u32>() as usize);
         }
@@ -393,12 +406,35 @@ impl Sim {
                 ($($f:ident),*) => { $( t.$f += s.$f; )* };
             }
             add!(
-                datagrams_in, packets_in, malformed, unknown_version, unsupported_kind,
-                foreign_lobby, own_packets, duplicate_packets, duplicate_messages, too_old,
-                bad_fragments, delivered, late, gaps_detected, recovered, lost, gaps_untracked,
-                peers_refused, data_sent, sessions_sent, requests_sent, repairs_sent,
-                requests_heard, repairs_heard, requests_suppressed, repairs_suppressed,
-                datagrams_out, bytes_out, queue_overflow
+                datagrams_in,
+                packets_in,
+                malformed,
+                unknown_version,
+                unsupported_kind,
+                foreign_lobby,
+                own_packets,
+                duplicate_packets,
+                duplicate_messages,
+                too_old,
+                bad_fragments,
+                delivered,
+                late,
+                gaps_detected,
+                recovered,
+                lost,
+                gaps_untracked,
+                peers_refused,
+                data_sent,
+                sessions_sent,
+                requests_sent,
+                repairs_sent,
+                requests_heard,
+                repairs_heard,
+                requests_suppressed,
+                repairs_suppressed,
+                datagrams_out,
+                bytes_out,
+                queue_overflow
             );
         }
         t
@@ -417,5 +453,24 @@ impl Sim {
             .iter_mut()
             .flat_map(|n| n.node.take_recovery_delays())
             .collect()
+    }
+}
+
+impl Sim {
+    /// Which (receiver, message) deliveries are missing, for failure messages.
+    pub fn missing_report(&self) -> String {
+        let mut out = String::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            if !n.joined {
+                continue;
+            }
+            for (id, (from, text)) in &self.sent {
+                if *from != i && !n.delivered.contains_key(id) {
+                    let t: String = text.chars().take(30).collect();
+                    out += &format!("node {i} lacks {id} from {from}: {t:?}\n");
+                }
+            }
+        }
+        out
     }
 }

@@ -7,13 +7,12 @@
 //! concatenated (RFC 8742 CBOR sequence), so small messages share a datagram. A packet with an
 //! unknown version or kind is skipped whole, and the packets after it still decode.
 
-use std::fmt;
-
-use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
 use serde::ser::SerializeTuple;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 
 use super::ids::{LobbyId, MsgId, PeerId};
+
+mod decode;
 
 /// The protocol version this implementation speaks.
 pub const VERSION: u64 = 1;
@@ -81,11 +80,22 @@ pub struct Data {
 }
 
 /// An inclusive range of sequence numbers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct SeqRange(pub u64, pub u64);
 
+/// A source's own account in its session: it holds its packets `low..next` (half-open) for
+/// repair and numbers its next packet `next`. `low == next` when it holds none, so a member
+/// that has not spoken yet still tells where its numbering starts. On the wire: `[low, next]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sent {
+    /// Lowest own sequence number still held.
+    pub low: u64,
+    /// The sequence number of its next packet.
+    pub next: u64,
+}
+
 /// What a session packet says about one source: the highest sequence number heard from it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Heard(pub PeerId, pub u64);
 
 /// A timestamp echo: "I heard `peer`'s session stamped `timestamp` and held it `delay` µs".
@@ -110,8 +120,8 @@ pub struct Session {
     pub nick: String,
     /// Sender's monotonic clock in microseconds, echoed back by others.
     pub timestamp: u64,
-    /// The range of its own sequence numbers the sender can still repair, if it has sent any.
-    pub sent: Option<SeqRange>,
+    /// The sender's own packets: which it can still repair, and the number it uses next.
+    pub sent: Sent,
     /// Highest sequence number heard per other source (a bounded, rotating subset).
     pub heard: Vec<Heard>,
     /// Echoes of other members' session timestamps (a bounded, rotating subset).
@@ -200,10 +210,8 @@ impl Packet {
                 if s.heard.len() > MAX_SESSION_HEARD || s.echoes.len() > MAX_SESSION_ECHOES {
                     return Err(DecodeError::Invalid("session lists too long"));
                 }
-                if let Some(SeqRange(a, b)) = s.sent
-                    && a > b
-                {
-                    return Err(DecodeError::Invalid("empty sent range"));
+                if s.sent.low > s.sent.next {
+                    return Err(DecodeError::Invalid("sent range reversed"));
                 }
                 Ok(())
             }
@@ -257,22 +265,21 @@ fn check_nick(nick: &str) -> Result<(), DecodeError> {
     }
 }
 
-/// Decodes the packets of one datagram, in order. Stops at the first malformed packet: a
-/// CBOR sequence cannot be resynchronised past an item that does not parse.
-pub fn decode_datagram(mut bytes: &[u8]) -> impl Iterator<Item = Result<Decoded, DecodeError>> {
+/// Decodes the packets of one datagram, in order. Stops at the first malformed or invalid
+/// packet: a CBOR sequence cannot be resynchronised past an item that does not parse.
+pub fn decode_datagram(bytes: &[u8]) -> impl Iterator<Item = Result<Decoded, DecodeError>> + '_ {
+    let mut reader = decode::Reader::new(bytes);
     let mut failed = false;
     std::iter::from_fn(move || {
-        if failed || bytes.is_empty() {
+        if failed || reader.at_end() {
             return None;
         }
-        let item = ciborium::from_reader::<Decoded, _>(&mut bytes)
-            .map_err(|e| DecodeError::Malformed(e.to_string()))
-            .and_then(|d| {
-                if let Decoded::Packet(p) = &d {
-                    p.validate()?;
-                }
-                Ok(d)
-            });
+        let item = reader.packet().and_then(|d| {
+            if let Decoded::Packet(p) = &d {
+                p.validate()?;
+            }
+            Ok(d)
+        });
         failed = item.is_err();
         Some(item)
     })
@@ -339,19 +346,6 @@ impl Data {
         t.serialize_element(serde_bytes::Bytes::new(&self.body))?;
         Ok(())
     }
-
-    fn deserialize_fields<'de, A: SeqAccess<'de>>(seq: &mut A) -> Result<Self, A::Error> {
-        Ok(Data {
-            source: next(seq)?,
-            seq: next(seq)?,
-            msg_id: next(seq)?,
-            sent_at: next(seq)?,
-            nick: next(seq)?,
-            frag_index: next(seq)?,
-            frag_count: next(seq)?,
-            body: next::<_, serde_bytes::ByteBuf>(seq)?.into_vec(),
-        })
-    }
 }
 
 impl Serialize for Echo {
@@ -360,84 +354,9 @@ impl Serialize for Echo {
     }
 }
 
-impl<'de> Deserialize<'de> for Echo {
-    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        let (peer, timestamp, delay) = <(PeerId, u64, u64)>::deserialize(de)?;
-        Ok(Echo {
-            peer,
-            timestamp,
-            delay,
-        })
-    }
-}
-
-fn next<'de, A: SeqAccess<'de>, T: Deserialize<'de>>(seq: &mut A) -> Result<T, A::Error> {
-    seq.next_element()?
-        .ok_or_else(|| de::Error::custom("packet array too short"))
-}
-
-/// Consumes what is left of an array: trailing fields a later minor revision may add, or the
-/// whole rest of a packet that is skipped.
-fn drain<'de, A: SeqAccess<'de>>(seq: &mut A) -> Result<(), A::Error> {
-    while seq.next_element::<IgnoredAny>()?.is_some() {}
-    Ok(())
-}
-
-impl<'de> Deserialize<'de> for Decoded {
-    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        de.deserialize_seq(PacketVisitor)
-    }
-}
-
-struct PacketVisitor;
-
-impl<'de> Visitor<'de> for PacketVisitor {
-    type Value = Decoded;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a lobbycast packet array [version, kind, ...]")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Decoded, A::Error> {
-        let version: u64 = next(&mut seq)?;
-        if version != VERSION {
-            drain(&mut seq)?;
-            return Ok(Decoded::UnknownVersion(version));
-        }
-        let kind: u64 = next(&mut seq)?;
-        let body = match kind {
-            kind::DATA | kind::SESSION | kind::REQUEST | kind::REPAIR => {
-                let lobby: LobbyId = next(&mut seq)?;
-                let body = match kind {
-                    kind::DATA => Body::Data(Data::deserialize_fields(&mut seq)?),
-                    kind::REPAIR => Body::Repair {
-                        repairer: next(&mut seq)?,
-                        data: Data::deserialize_fields(&mut seq)?,
-                    },
-                    kind::SESSION => Body::Session(Session {
-                        sender: next(&mut seq)?,
-                        nick: next(&mut seq)?,
-                        timestamp: next(&mut seq)?,
-                        sent: next(&mut seq)?,
-                        heard: next(&mut seq)?,
-                        echoes: next(&mut seq)?,
-                    }),
-                    _ => Body::Request(Request {
-                        sender: next(&mut seq)?,
-                        source: next(&mut seq)?,
-                        hint: next(&mut seq)?,
-                        ranges: next(&mut seq)?,
-                    }),
-                };
-                Packet { lobby, body }
-            }
-            other => {
-                drain(&mut seq)?;
-                return Ok(Decoded::UnsupportedKind(other));
-            }
-        };
-        drain(&mut seq)?;
-        Ok(Decoded::Packet(body))
+impl Serialize for Sent {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        (self.low, self.next).serialize(ser)
     }
 }
 

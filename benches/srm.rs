@@ -1,0 +1,196 @@
+//! The SRM benchmark: reliability metrics over the simulator, and codec speed.
+//!
+//! `cargo bench --bench srm` prints, for nodes × loss, the delivery ratio, requests and
+//! repairs per loss, recovery delay in one-way distances, and datagrams per message; then
+//! the codec's encode/decode rates against a plain memcpy of the same bytes.
+
+#[path = "../tests/sim/mod.rs"]
+mod sim;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use lobbycast::proto::wire::{self, Body, Data, Packet};
+use lobbycast::proto::{LobbyId, MsgId, PeerId};
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use sim::{NetConfig, Sim, node_config};
+
+const MESSAGES: usize = 300;
+
+struct Row {
+    nodes: usize,
+    loss: f64,
+    delivery: f64,
+    lost_packets: u64,
+    receiver_losses: u64,
+    requests: u64,
+    repairs: u64,
+    mean: f64,
+    p99: f64,
+    datagrams_per_msg: f64,
+    sim_ms: u128,
+}
+
+fn run(nodes: usize, loss: f64, seed: u64) -> Row {
+    let net = NetConfig {
+        loss,
+        delay: Duration::from_millis(1),
+        jitter: Duration::from_micros(100),
+        duplicate: 0.0,
+    };
+    let cfg = node_config(&net);
+    let wall = Instant::now();
+    let mut sim = Sim::new(nodes, seed, net.clone(), cfg);
+    sim.run_for(Duration::from_millis(300));
+    let before = sim.total_stats();
+    let datagrams_before = sim.traffic.datagrams;
+    sim.record_recovery();
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed);
+    for k in 0..MESSAGES {
+        let from = rng.random_range(0..nodes);
+        sim.send(from, &format!("benchmark message {k:04} with some text to make it ~100 bytes long, as chat lines are."));
+        sim.run_for(Duration::from_millis(2));
+    }
+    sim.run_until_delivered(Duration::from_secs(60));
+    let after = sim.total_stats();
+    let wanted = (MESSAGES * (nodes - 1)) as f64;
+    let mut delays: Vec<f64> = sim
+        .recovery_delays()
+        .iter()
+        .map(|d| d.as_secs_f64() / net.delay.as_secs_f64())
+        .collect();
+    delays.sort_by(f64::total_cmp);
+    let mean = delays.iter().sum::<f64>() / delays.len().max(1) as f64;
+    let p99 = delays
+        .get(((delays.len() as f64 * 0.99).ceil() as usize).saturating_sub(1))
+        .copied()
+        .unwrap_or(0.0);
+    Row {
+        nodes,
+        loss,
+        delivery: (after.delivered - before.delivered) as f64 / wanted,
+        lost_packets: sim.traffic.lost_packets,
+        receiver_losses: sim.traffic.receiver_losses,
+        requests: after.requests_sent - before.requests_sent,
+        repairs: after.repairs_sent - before.repairs_sent,
+        mean,
+        p99,
+        datagrams_per_msg: (sim.traffic.datagrams - datagrams_before) as f64 / MESSAGES as f64,
+        sim_ms: wall.elapsed().as_millis(),
+    }
+}
+
+fn codec() {
+    let packet = Packet {
+        lobby: LobbyId(0x1234_5678_9abc_def0),
+        body: Body::Data(Data {
+            source: PeerId(0x0fed_cba9_8765_4321),
+            seq: 123_456,
+            msg_id: MsgId(0xdead_beef_cafe_f00d),
+            sent_at: 1_800_000_000_000,
+            nick: "ada".into(),
+            frag_index: 0,
+            frag_count: 1,
+            body: vec![b'x'; 100],
+        }),
+    };
+    let bytes = packet.to_bytes();
+    let n = 500_000;
+    let mut out = Vec::with_capacity(2048);
+
+    let t = Instant::now();
+    for _ in 0..n {
+        out.clear();
+        out.extend_from_slice(black_box(&bytes));
+        black_box(&out);
+    }
+    let copy = n as f64 / t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    for _ in 0..n {
+        out.clear();
+        black_box(&packet).encode_into(&mut out);
+        black_box(&out);
+    }
+    let enc = n as f64 / t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    for _ in 0..n {
+        for p in wire::decode_datagram(black_box(&bytes)) {
+            black_box(p.unwrap());
+        }
+    }
+    let dec = n as f64 / t.elapsed().as_secs_f64();
+
+    println!();
+    println!(
+        "codec, one data packet with a 100-byte body ({} bytes encoded):",
+        bytes.len()
+    );
+    println!("  baseline copy  {:>12.0} packets/s", copy);
+    println!(
+        "  encode         {:>12.0} packets/s  ({:.3} of copy)",
+        enc,
+        enc / copy
+    );
+    println!(
+        "  decode         {:>12.0} packets/s  ({:.3} of copy)",
+        dec,
+        dec / copy
+    );
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` runs this too, so keep a quick mode.
+    let quick = std::env::args().all(|a| a != "--bench");
+    let nodes: &[usize] = if quick { &[10] } else { &[10, 50, 200] };
+    let losses: &[f64] = if quick { &[0.05] } else { &[0.01, 0.05, 0.20] };
+    println!(
+        "SRM over the simulator: {MESSAGES} messages from random senders, one-way distance d = 1 ms \
+         (+0..0.1 ms jitter), timer floor = d."
+    );
+    println!(
+        "A loss = an original data packet that at least one receiver missed; a receiver loss = one \
+         (packet, receiver) drop."
+    );
+    println!(
+        "{:>5} {:>5} {:>9} {:>7} {:>9} {:>8} {:>8} {:>9} {:>9} {:>8} {:>7} {:>8} {:>8}",
+        "nodes",
+        "loss",
+        "delivery",
+        "losses",
+        "rcv-loss",
+        "req/loss",
+        "rep/loss",
+        "req/rloss",
+        "rep/rloss",
+        "mean(d)",
+        "p99(d)",
+        "dgram/msg",
+        "wall ms"
+    );
+    for &n in nodes {
+        for &l in losses {
+            let r = run(n, l, 42);
+            let per = |x: u64, y: u64| x as f64 / y.max(1) as f64;
+            println!(
+                "{:>5} {:>4.0}% {:>8.2}% {:>7} {:>9} {:>8.2} {:>8.2} {:>9.2} {:>9.2} {:>8.2} {:>7.2} {:>8.1} {:>8}",
+                r.nodes,
+                r.loss * 100.0,
+                r.delivery * 100.0,
+                r.lost_packets,
+                r.receiver_losses,
+                per(r.requests, r.lost_packets),
+                per(r.repairs, r.lost_packets),
+                per(r.requests, r.receiver_losses),
+                per(r.repairs, r.receiver_losses),
+                r.mean,
+                r.p99,
+                r.datagrams_per_msg,
+                r.sim_ms
+            );
+        }
+    }
+    codec();
+}
