@@ -2,4 +2,5 @@
 //!
 //! [`proto`] is the sans-IO core; the runtime around it drives it with real sockets and time.
 
+pub mod net;
 pub mod proto;
