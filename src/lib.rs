@@ -4,3 +4,5 @@
 
 pub mod net;
 pub mod proto;
+pub mod identity;
+pub mod lease;
