@@ -6,3 +6,4 @@ pub mod net;
 pub mod proto;
 pub mod identity;
 pub mod lease;
+pub mod history;
