@@ -2,8 +2,11 @@
 //!
 //! [`proto`] is the sans-IO core; the runtime around it drives it with real sockets and time.
 
-pub mod net;
 pub mod proto;
+
+pub mod app;
+pub mod history;
 pub mod identity;
 pub mod lease;
-pub mod history;
+pub mod net;
+pub mod pipe;

@@ -1,0 +1,840 @@
+//! The runtime: one event loop that owns the protocol core, the sockets, the clock, the
+//! history and the sequence leases, and turns everything the core says into one stream of
+//! [`AppEvent`]s for a [`Frontend`] (the pipe today; a relay and a terminal screen later).
+//!
+//! The loop wakes only for a datagram, a line of input, the core's next deadline, a history
+//! fsync, a signal or the linger deadline, so an idle node uses no CPU.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::task::Poll;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::net::UdpSocket;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::history::{History, HistoryError, SYNC_INTERVAL};
+use crate::identity::{DataDir, DataDirError, random_u64};
+use crate::lease::SeqLease;
+use crate::net::unicast::SendOptions;
+use crate::net::{Family, GroupSocket, Iface, IfaceError, UnicastSocket};
+use crate::proto::fragment::piece_count;
+use crate::proto::{
+    Config, Dest, Event, Lobby, LobbyId, Message, NickError, Node, PeerId, SendError, Stats,
+};
+
+/// Everything the runtime needs to start.
+#[derive(Clone, Debug)]
+pub struct AppConfig {
+    /// Lobbies joined at start.
+    pub lobbies: Vec<Lobby>,
+    /// Nick shown to others.
+    pub nick: String,
+    /// UDP port of the lobbies' groups.
+    pub port: u16,
+    /// `--iface`: interface name or address; `None` for the default route's interface.
+    pub iface: Option<String>,
+    /// IP versions to use.
+    pub family: Family,
+    /// `--bind`: address and port of the unicast socket.
+    pub bind: Option<SocketAddr>,
+    /// Multicast TTL / hop limit.
+    pub ttl: u32,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Messages per lobby loaded from history at start.
+    pub history: usize,
+    /// After input ends, run this long, then stop; `None`: until a signal.
+    pub linger: Option<Duration>,
+    /// The protocol core's parameters.
+    pub core: Config,
+}
+
+/// Why the runtime could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The data directory.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// The interface.
+    #[error(transparent)]
+    Iface(#[from] IfaceError),
+    /// The nick.
+    #[error("bad nick: {0}")]
+    Nick(#[from] NickError),
+    /// A history file.
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    /// A sequence lease.
+    #[error("sequence lease {path}: {source}")]
+    Lease {
+        /// The lease file.
+        path: PathBuf,
+        /// What failed.
+        source: io::Error,
+    },
+    /// A socket.
+    #[error("{what}: {source}")]
+    Socket {
+        /// Which socket and what was done with it.
+        what: String,
+        /// What failed.
+        source: io::Error,
+    },
+    /// The frontend's output failed (e.g. stdout closed).
+    #[error("output: {0}")]
+    Output(io::Error),
+}
+
+/// What the runtime tells its frontend. One stream for every frontend.
+#[derive(Debug)]
+pub enum AppEvent<'a> {
+    /// A lobby was joined: its groups, and the address this node sends from.
+    Joined {
+        /// The lobby.
+        lobby: &'a Lobby,
+        /// This node.
+        peer: PeerId,
+        /// The groups joined.
+        groups: &'a [SocketAddr],
+        /// The unicast addresses sent from.
+        local: &'a [SocketAddr],
+    },
+    /// A message from the history, given again at start (own or others').
+    History {
+        /// Where.
+        lobby: &'a Lobby,
+        /// The message.
+        msg: &'a Message,
+        /// Whether this node wrote it.
+        own: bool,
+    },
+    /// A message from another member, delivered once (and already in the history).
+    Message {
+        /// Where.
+        lobby: &'a Lobby,
+        /// The message.
+        msg: &'a Message,
+    },
+    /// A message this node sent (already in the history).
+    Sent {
+        /// Where.
+        lobby: &'a Lobby,
+        /// The message.
+        msg: &'a Message,
+    },
+    /// A line of input could not be sent.
+    SendFailed {
+        /// Where.
+        lobby: &'a Lobby,
+        /// Why.
+        error: String,
+    },
+    /// A member was heard for the first time, or again after it was gone.
+    PeerJoined {
+        /// Where.
+        lobby: &'a Lobby,
+        /// Who.
+        peer: PeerId,
+        /// Its nick.
+        nick: &'a str,
+    },
+    /// A member was not heard for the peer timeout.
+    PeerLeft {
+        /// Where.
+        lobby: &'a Lobby,
+        /// Who.
+        peer: PeerId,
+    },
+    /// Packets of a member that could not be recovered.
+    Lost {
+        /// Where.
+        lobby: &'a Lobby,
+        /// Whose.
+        source: PeerId,
+        /// How many sequence numbers.
+        count: u64,
+    },
+    /// The core's counters, at exit.
+    Stats(&'a Stats),
+}
+
+/// Something that shows the runtime's events: the pipe, and later a relay or a screen.
+pub trait Frontend {
+    /// Takes one event. Output may be buffered until [`Frontend::flush`]; it must not reach
+    /// the user before flush, because the runtime writes the history just before flushing.
+    fn event(&mut self, ev: AppEvent<'_>);
+    /// Shows what was buffered. An error stops the runtime.
+    fn flush(&mut self) -> io::Result<()>;
+}
+
+/// What a frontend asks the runtime to do.
+#[derive(Debug)]
+pub enum Command {
+    /// Send each text as one message.
+    Send {
+        /// Where.
+        lobby: LobbyId,
+        /// The messages.
+        texts: Vec<String>,
+    },
+}
+
+/// Why the runtime stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// SIGINT or SIGTERM.
+    Signal,
+    /// The linger time after the end of input ran out.
+    Linger,
+    /// The frontend's output was closed.
+    OutputClosed,
+}
+
+struct Joined {
+    lobby: Lobby,
+    /// The lobby's groups and port: where its datagrams go.
+    targets: Vec<SocketAddr>,
+    history: History,
+    lease: SeqLease,
+}
+
+struct Unicast {
+    v6: bool,
+    sock: UnicastSocket,
+}
+
+/// A datagram waiting for send buffer room.
+struct Queued {
+    unicast: usize,
+    to: SocketAddr,
+    payload: Vec<u8>,
+}
+
+/// Datagrams taken from one socket before the core's output is drained, so that one busy
+/// socket cannot hold up timers and the others.
+const RECV_BATCH: usize = 256;
+/// Lines of input taken per wakeup: enough for the core to pack full datagrams.
+const INPUT_BATCH: usize = 2048;
+/// Most datagrams queued for send buffer room before the oldest are dropped (SRM repairs
+/// what is dropped).
+const MAX_QUEUED: usize = 8192;
+/// How often the core's wall clock is re-anchored, in case the system clock was set.
+const WALL_CLOCK_EVERY: Duration = Duration::from_secs(10);
+/// Largest datagram read (the core sends at most 1200 bytes; more is foreign).
+const RECV_BUF: usize = 65536;
+
+/// The runtime: started with [`App::start`], run with [`App::run`].
+pub struct App {
+    node: Node,
+    data_dir: DataDir,
+    unicast: Vec<Unicast>,
+    groups: Vec<GroupSocket>,
+    lobbies: Vec<Joined>,
+    queued: VecDeque<Queued>,
+    send_errors: u64,
+    linger: Option<Duration>,
+    recv_buf: Vec<u8>,
+    loaded: Vec<(usize, Message)>,
+}
+
+impl App {
+    /// Opens the data directory, picks the interface, binds the sockets, joins the lobbies
+    /// and restores their history into the core. Must be called within a Tokio runtime.
+    pub fn start(cfg: AppConfig) -> Result<App, AppError> {
+        let data_dir = DataDir::open(&cfg.data_dir)?;
+        let me = data_dir.peer_id();
+        let iface = Iface::select(cfg.iface.as_deref())?;
+        let family = match (cfg.family, cfg.bind) {
+            (Family::Auto, Some(b)) if b.is_ipv6() => Family::V6,
+            (Family::Auto, Some(_)) => Family::V4,
+            (f, _) => f,
+        };
+        let (v4, v6) = family.resolve(&iface)?;
+        tracing::info!(iface = %iface.name, index = iface.index, v4, v6, peer = %me, "starting");
+        let opts = SendOptions {
+            ttl: cfg.ttl,
+            multicast_loop: true,
+        };
+        let mut unicast = Vec::new();
+        for (on, is_v6) in [(v4, false), (v6, true)] {
+            if !on {
+                continue;
+            }
+            let bind = cfg.bind.filter(|b| b.is_ipv6() == is_v6);
+            let sock = UnicastSocket::bind(is_v6, &iface, bind, opts).map_err(|source| {
+                AppError::Socket {
+                    what: format!(
+                        "unicast socket on {}{}",
+                        iface.name,
+                        bind.map(|b| format!(" at {b}")).unwrap_or_default()
+                    ),
+                    source,
+                }
+            })?;
+            tracing::info!(local = %sock.local_addr(), "unicast socket bound");
+            unicast.push(Unicast { v6: is_v6, sock });
+        }
+        let now = Instant::now();
+        let mut node = Node::new(
+            cfg.core.clone(),
+            me,
+            &cfg.nick,
+            now,
+            unix_ms(),
+            random_seed(),
+        )?;
+        let mut lobbies = Vec::new();
+        let mut all_groups = Vec::new();
+        let mut loaded = Vec::new();
+        for lobby in &cfg.lobbies {
+            let dir = data_dir.lobby_dir(lobby)?;
+            let (history, got) = History::open(&dir.join("history"), lobby.id, cfg.history)?;
+            if got.torn_bytes > 0 {
+                tracing::warn!(path = %history.path().display(), bytes = got.torn_bytes,
+                    "cut off a torn last history record (a crash during a write)");
+            }
+            if got.skipped > 0 {
+                tracing::warn!(path = %history.path().display(), lines = got.skipped,
+                    "skipped corrupt history records");
+            }
+            let own_end = got
+                .messages
+                .iter()
+                .filter(|(m, _)| m.source == me)
+                .map(|(m, _)| m.seq + piece_count(m.text.len()) as u64)
+                .max()
+                .unwrap_or(0);
+            let lease_path = dir.join("seq");
+            let lease =
+                SeqLease::acquire(&lease_path, own_end).map_err(|source| AppError::Lease {
+                    path: lease_path.clone(),
+                    source,
+                })?;
+            let mut targets = Vec::new();
+            let addrs: Vec<IpAddr> = [
+                v4.then(|| IpAddr::V4(lobby.ipv4_group())),
+                v6.then(|| IpAddr::V6(lobby.ipv6_group())),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            for g in addrs {
+                let sock =
+                    GroupSocket::join(g, cfg.port, &iface).map_err(|source| AppError::Socket {
+                        what: format!("joining {g} port {} on {}", cfg.port, iface.name),
+                        source,
+                    })?;
+                tracing::info!(lobby = %lobby.name, group = %sock.group(), "joined");
+                targets.push(sock.group());
+                all_groups.push(sock);
+            }
+            node.join(now, lobby, lease.next());
+            for (m, _) in &got.messages {
+                node.restore(now, m);
+            }
+            tracing::info!(lobby = %lobby.name, first_seq = lease.next(),
+                restored = got.messages.len(), "lobby ready");
+            let i = lobbies.len();
+            loaded.extend(got.messages.into_iter().map(|(m, _)| (i, m)));
+            lobbies.push(Joined {
+                lobby: lobby.clone(),
+                targets,
+                history,
+                lease,
+            });
+        }
+        Ok(App {
+            node,
+            data_dir,
+            unicast,
+            groups: all_groups,
+            lobbies,
+            queued: VecDeque::new(),
+            send_errors: 0,
+            linger: cfg.linger,
+            recv_buf: vec![0; RECV_BUF],
+            loaded,
+        })
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.node.peer_id()
+    }
+
+    /// Runs until a signal, the end of the linger time, or the frontend's output closing;
+    /// then flushes the history, shrinks the leases and leaves the groups.
+    pub async fn run(
+        mut self,
+        frontend: &mut dyn Frontend,
+        mut input: mpsc::Receiver<Vec<Command>>,
+    ) -> Result<StopReason, AppError> {
+        let sig = |k: SignalKind| {
+            signal(k).map_err(|source| AppError::Socket {
+                what: "installing a signal handler".into(),
+                source,
+            })
+        };
+        let mut sigint = sig(SignalKind::interrupt())?;
+        let mut sigterm = sig(SignalKind::terminate())?;
+        self.announce(frontend);
+        let mut input_open = true;
+        let mut linger_at: Option<Instant> = None;
+        let mut sync_at: Option<Instant> = None;
+        let mut syncing: Option<JoinHandle<io::Result<()>>> = None;
+        let mut wall_at = Instant::now() + WALL_CLOCK_EVERY;
+        // Transmits the core queued while joining (first sessions) go out now.
+        self.pump(frontend);
+        self.write_history()?;
+        if let Err(e) = frontend.flush() {
+            return self.finish(frontend, Err(AppError::Output(e)));
+        }
+        let reason = loop {
+            let timeout = self.node.poll_timeout();
+            let wake = [timeout, linger_at, sync_at, Some(wall_at)]
+                .into_iter()
+                .flatten()
+                .min();
+            let woke = {
+                let socks: Vec<&UdpSocket> = self.sockets().collect();
+                let senders: Vec<&UdpSocket> =
+                    self.unicast.iter().map(|u| u.sock.socket()).collect();
+                let want_input = input_open && self.queued.is_empty();
+                tokio::select! {
+                    _ = sigint.recv() => Woke::Stop(StopReason::Signal),
+                    _ = sigterm.recv() => Woke::Stop(StopReason::Signal),
+                    _ = any_ready(&socks, false) => Woke::Readable,
+                    _ = any_ready(&senders, true), if !self.queued.is_empty() => Woke::Writable,
+                    cmds = input.recv(), if want_input => Woke::Input(cmds),
+                    r = async { syncing.as_mut().expect("guarded").await }, if syncing.is_some() => {
+                        Woke::Synced(r)
+                    }
+                    _ = sleep_until(wake), if wake.is_some() => Woke::Timer,
+                }
+            };
+            match woke {
+                Woke::Stop(r) => break r,
+                Woke::Readable => self.receive(frontend),
+                Woke::Writable => self.send_queued(),
+                Woke::Input(Some(cmds)) => {
+                    let mut n = self.commands(cmds, frontend);
+                    while n < INPUT_BATCH {
+                        match input.try_recv() {
+                            Ok(more) => n += self.commands(more, frontend),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Woke::Input(None) => {
+                    input_open = false;
+                    tracing::debug!("input ended");
+                    if let Some(l) = self.linger {
+                        linger_at = Some(Instant::now() + l);
+                    }
+                }
+                Woke::Synced(r) => {
+                    syncing = None;
+                    match r {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::warn!(error = %e, "history fsync failed"),
+                        Err(e) => tracing::warn!(error = %e, "history fsync task failed"),
+                    }
+                }
+                Woke::Timer => {}
+            }
+            let now = Instant::now();
+            if timeout.is_some_and(|t| t <= now) {
+                self.node.handle_timeout(now);
+            }
+            if now >= wall_at {
+                self.node.set_wall_clock(now, unix_ms());
+                wall_at = now + WALL_CLOCK_EVERY;
+            }
+            self.pump(frontend);
+            // History first, then the frontend: what is shown is already in the file.
+            if let Err(e) = self.write_history() {
+                return self.finish(frontend, Err(e));
+            }
+            if let Err(e) = frontend.flush() {
+                tracing::info!(error = %e, "output closed; stopping");
+                break StopReason::OutputClosed;
+            }
+            if sync_at.is_none() && self.lobbies.iter().any(|l| l.history.unsynced()) {
+                sync_at = Some(now + SYNC_INTERVAL);
+            }
+            if sync_at.is_some_and(|t| t <= now) && syncing.is_none() {
+                sync_at = None;
+                syncing = self.start_sync();
+            }
+            if linger_at.is_some_and(|t| t <= now) {
+                break StopReason::Linger;
+            }
+        };
+        if let Some(t) = syncing {
+            let _ = t.await;
+        }
+        tracing::info!(?reason, "stopping");
+        self.finish(frontend, Ok(reason))
+    }
+
+    fn announce(&mut self, frontend: &mut dyn Frontend) {
+        let local: Vec<SocketAddr> = self.unicast.iter().map(|u| u.sock.local_addr()).collect();
+        let peer = self.node.peer_id();
+        for j in &self.lobbies {
+            frontend.event(AppEvent::Joined {
+                lobby: &j.lobby,
+                peer,
+                groups: &j.targets,
+                local: &local,
+            });
+        }
+        for (i, m) in std::mem::take(&mut self.loaded) {
+            frontend.event(AppEvent::History {
+                lobby: &self.lobbies[i].lobby,
+                msg: &m,
+                own: m.source == peer,
+            });
+        }
+    }
+
+    fn sockets(&self) -> impl Iterator<Item = &UdpSocket> {
+        self.unicast
+            .iter()
+            .map(|u| u.sock.socket())
+            .chain(self.groups.iter().map(|g| g.socket()))
+    }
+
+    /// Takes every datagram waiting on every socket, in batches.
+    fn receive(&mut self, frontend: &mut dyn Frontend) {
+        let n_unicast = self.unicast.len();
+        for i in 0..n_unicast + self.groups.len() {
+            loop {
+                let mut got = 0;
+                let mut more = true;
+                while got < RECV_BATCH {
+                    let sock = match i.checked_sub(n_unicast) {
+                        None => self.unicast[i].sock.socket(),
+                        Some(g) => self.groups[g].socket(),
+                    };
+                    match sock.try_recv_from(&mut self.recv_buf) {
+                        Ok((n, from)) => {
+                            got += 1;
+                            self.node
+                                .handle_datagram(Instant::now(), from, &self.recv_buf[..n]);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            more = false;
+                            break;
+                        }
+                        Err(e) => {
+                            // E.g. ICMP port unreachable reported on the unicast socket.
+                            tracing::debug!(error = %e, "receive error");
+                            more = false;
+                            break;
+                        }
+                    }
+                }
+                self.pump(frontend);
+                if !more {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Sends the texts of `cmds`; returns how many there were.
+    fn commands(&mut self, cmds: Vec<Command>, frontend: &mut dyn Frontend) -> usize {
+        let mut n = 0;
+        for cmd in cmds {
+            match cmd {
+                Command::Send { lobby, texts } => {
+                    let Some(j) = self.lobbies.iter_mut().find(|j| j.lobby.id == lobby) else {
+                        tracing::warn!(lobby = %lobby, "send to a lobby not joined");
+                        continue;
+                    };
+                    for text in texts {
+                        n += 1;
+                        if let Err(e) = j.lease.ensure() {
+                            tracing::error!(error = %e, "cannot extend the sequence lease");
+                            frontend.event(AppEvent::SendFailed {
+                                lobby: &j.lobby,
+                                error: format!("cannot extend the sequence lease: {e}"),
+                            });
+                            continue;
+                        }
+                        let now = Instant::now();
+                        match self.node.send(now, lobby, &text) {
+                            Ok(msg) => {
+                                j.lease.used(msg.seq + piece_count(msg.text.len()) as u64);
+                                j.history.append(&msg, msg.sent_at);
+                                frontend.event(AppEvent::Sent {
+                                    lobby: &j.lobby,
+                                    msg: &msg,
+                                });
+                            }
+                            Err(e) => {
+                                let error = match e {
+                                    SendError::NotJoined(_) => "not joined".to_owned(),
+                                    e => e.to_string(),
+                                };
+                                frontend.event(AppEvent::SendFailed {
+                                    lobby: &j.lobby,
+                                    error,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.pump(frontend);
+        n
+    }
+
+    /// Drains the core: transmits to the sockets, events to the history and the frontend.
+    fn pump(&mut self, frontend: &mut dyn Frontend) {
+        while let Some(t) = self.node.poll_transmit() {
+            let Dest::Lobby(id) = t.dest;
+            let Some(j) = self.lobbies.iter().find(|j| j.lobby.id == id) else {
+                continue;
+            };
+            let last = j.targets.len().saturating_sub(1);
+            let targets = j.targets.clone();
+            let mut payload = Some(t.payload);
+            for (k, to) in targets.into_iter().enumerate() {
+                let bytes = if k == last {
+                    payload.take().unwrap_or_default()
+                } else {
+                    payload.clone().unwrap_or_default()
+                };
+                self.send_to(to, bytes);
+            }
+        }
+        while let Some(ev) = self.node.poll_event() {
+            let lobby_of = |id: LobbyId| self.lobbies.iter().position(|j| j.lobby.id == id);
+            match ev {
+                Event::Message(msg) => {
+                    let Some(i) = lobby_of(msg.lobby) else {
+                        continue;
+                    };
+                    let j = &mut self.lobbies[i];
+                    j.history.append(&msg, unix_ms());
+                    frontend.event(AppEvent::Message {
+                        lobby: &j.lobby,
+                        msg: &msg,
+                    });
+                }
+                Event::PeerJoined { lobby, peer, nick } => {
+                    if let Some(i) = lobby_of(lobby) {
+                        frontend.event(AppEvent::PeerJoined {
+                            lobby: &self.lobbies[i].lobby,
+                            peer,
+                            nick: &nick,
+                        });
+                    }
+                }
+                Event::PeerLeft { lobby, peer } => {
+                    if let Some(i) = lobby_of(lobby) {
+                        frontend.event(AppEvent::PeerLeft {
+                            lobby: &self.lobbies[i].lobby,
+                            peer,
+                        });
+                    }
+                }
+                Event::Lost {
+                    lobby,
+                    source,
+                    count,
+                } => {
+                    if let Some(i) = lobby_of(lobby) {
+                        tracing::warn!(lobby = %self.lobbies[i].lobby.name, %source, count,
+                            "messages lost for good");
+                        frontend.event(AppEvent::Lost {
+                            lobby: &self.lobbies[i].lobby,
+                            source,
+                            count,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn send_to(&mut self, to: SocketAddr, payload: Vec<u8>) {
+        let Some(u) = self.unicast.iter().position(|u| u.v6 == to.is_ipv6()) else {
+            return;
+        };
+        if self.queued.is_empty() {
+            match self.unicast[u].sock.socket().try_send_to(&payload, to) {
+                Ok(_) => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    self.send_error(to, &e);
+                    return;
+                }
+            }
+        }
+        if self.queued.len() >= MAX_QUEUED {
+            self.queued.pop_front();
+            self.send_errors += 1;
+        }
+        self.queued.push_back(Queued {
+            unicast: u,
+            to,
+            payload,
+        });
+    }
+
+    fn send_queued(&mut self) {
+        while let Some(q) = self.queued.front() {
+            match self.unicast[q.unicast]
+                .sock
+                .socket()
+                .try_send_to(&q.payload, q.to)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    let to = q.to;
+                    self.send_error(to, &e);
+                }
+            }
+            self.queued.pop_front();
+        }
+    }
+
+    fn send_error(&mut self, to: SocketAddr, e: &io::Error) {
+        self.send_errors += 1;
+        // The first failure says what is wrong (e.g. no route for the group); the rest
+        // would only repeat it.
+        if self.send_errors == 1 {
+            tracing::warn!(%to, error = %e, "sending failed");
+        } else {
+            tracing::debug!(%to, error = %e, "sending failed");
+        }
+    }
+
+    fn write_history(&mut self) -> Result<(), AppError> {
+        for j in &mut self.lobbies {
+            j.history.write_out()?;
+        }
+        Ok(())
+    }
+
+    fn start_sync(&mut self) -> Option<JoinHandle<io::Result<()>>> {
+        let files: Vec<_> = self
+            .lobbies
+            .iter_mut()
+            .filter(|j| j.history.unsynced())
+            .filter_map(|j| match j.history.sync_handle() {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot fsync the history");
+                    None
+                }
+            })
+            .collect();
+        if files.is_empty() {
+            return None;
+        }
+        Some(tokio::task::spawn_blocking(move || {
+            for f in files {
+                f.sync_data()?;
+            }
+            Ok(())
+        }))
+    }
+
+    /// Flushes and syncs the history, shrinks the leases, reports the counters and leaves
+    /// the groups.
+    fn finish(
+        mut self,
+        frontend: &mut dyn Frontend,
+        result: Result<StopReason, AppError>,
+    ) -> Result<StopReason, AppError> {
+        // Datagrams still queued (e.g. the last repairs) get one more chance.
+        self.send_queued();
+        let mut first_err = None;
+        for j in &mut self.lobbies {
+            if let Err(e) = j.history.sync_now() {
+                tracing::error!(error = %e, "history not flushed");
+                first_err.get_or_insert(AppError::from(e));
+            }
+            if let Err(e) = j.lease.release() {
+                tracing::warn!(error = %e, "sequence lease not shrunk; a restart skips a block");
+            }
+        }
+        for g in &mut self.groups {
+            if let Err(e) = g.leave() {
+                tracing::debug!(group = %g.group(), error = %e, "leaving failed");
+            }
+        }
+        let stats = self.node.stats();
+        tracing::info!(?stats, send_errors = self.send_errors, "final counters");
+        frontend.event(AppEvent::Stats(&stats));
+        let _ = frontend.flush();
+        tracing::debug!(dir = %self.data_dir.path().display(), "data directory released");
+        match (result, first_err) {
+            (Err(e), _) => Err(e),
+            (Ok(_), Some(e)) => Err(e),
+            (Ok(r), None) => Ok(r),
+        }
+    }
+}
+
+enum Woke {
+    Stop(StopReason),
+    Readable,
+    Writable,
+    Input(Option<Vec<Command>>),
+    Synced(Result<io::Result<()>, tokio::task::JoinError>),
+    Timer,
+}
+
+/// Resolves when any of `socks` is readable (or writable).
+async fn any_ready(socks: &[&UdpSocket], write: bool) {
+    poll_fn(|cx| {
+        for s in socks {
+            let r = if write {
+                s.poll_send_ready(cx)
+            } else {
+                s.poll_recv_ready(cx)
+            };
+            if r.is_ready() {
+                return Poll::Ready(());
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
+
+/// The wall clock in Unix milliseconds.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn random_seed() -> u64 {
+    random_u64().unwrap_or_else(|_| {
+        // Only timers and message ids depend on it; the clock is a fallback good enough.
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+    })
+}
