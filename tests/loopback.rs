@@ -1,0 +1,226 @@
+//! Several `lobbycast --pipe` processes on this host talk over multicast on the loopback
+//! interface. Only loopback is used: `--iface lo` is passed to every process.
+
+mod common;
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use common::{DEADLINE, Proc, assert_exactly_once, bin, check_message_fields, has_all};
+
+/// A lobby name and port of this test alone, so tests running at once do not meet.
+fn lobby(test: &str) -> String {
+    format!("lbtest-{test}-{}", std::process::id())
+}
+
+fn port(offset: u16) -> String {
+    (47200 + (std::process::id() % 500) as u16 * 4 + offset).to_string()
+}
+
+fn node(name: &str, lobby: &str, port: &str, dir: &Path, extra: &[&str]) -> Proc {
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "--pipe", lobby, "--iface", "lo", "--port", port, "--nick", name,
+    ])
+    .arg("--data-dir")
+    .arg(dir)
+    .args(extra);
+    Proc::spawn(name, cmd)
+}
+
+#[test]
+fn three_nodes_exchange_messages_exactly_once() {
+    let deadline = Instant::now() + DEADLINE;
+    let tmp = tempfile::tempdir().unwrap();
+    let (lobby, port) = (lobby("three"), port(0));
+    let names = ["ann", "bob", "cyd"];
+    let mut procs: Vec<Proc> = names
+        .iter()
+        .map(|n| node(n, &lobby, &port, &tmp.path().join(n), &[]))
+        .collect();
+    let ids: Vec<String> = procs.iter_mut().map(|p| p.wait_joined(deadline)).collect();
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 3, "three peers");
+    let text = |n: &str, k: usize| format!("{n} says {k}: {}", "x".repeat(k % 7 * 30));
+    for (p, n) in procs.iter_mut().zip(names) {
+        p.send_lines((0..30).map(|k| text(n, k)));
+    }
+    for (i, p) in procs.iter_mut().enumerate() {
+        let want: HashSet<String> = names
+            .iter()
+            .filter(|n| **n != names[i])
+            .flat_map(|n| (0..30).map(move |k| text(n, k)))
+            .collect();
+        p.wait_for(deadline, "every message of the others", |s| {
+            has_all(s, &want)
+        });
+    }
+    for p in &mut procs {
+        p.close_stdin();
+        p.signal(libc::SIGTERM);
+        let st = p.wait_exit(deadline);
+        assert!(st.success(), "{}: {st}", p.name);
+    }
+    for (i, p) in procs.iter().enumerate() {
+        let want: HashSet<String> = names
+            .iter()
+            .filter(|n| **n != names[i])
+            .flat_map(|n| (0..30).map(move |k| text(n, k)))
+            .collect();
+        assert_exactly_once(p, &want);
+        for v in p.events("message") {
+            check_message_fields(v, &lobby);
+        }
+        assert_eq!(p.events("stats").len(), 1, "{}: stats at exit", p.name);
+    }
+}
+
+#[test]
+fn restart_keeps_identity_history_and_numbering_and_serves_late_joiners() {
+    let deadline = Instant::now() + DEADLINE;
+    let tmp = tempfile::tempdir().unwrap();
+    let (lobby, port) = (lobby("restart"), port(1));
+    let dir_a = tmp.path().join("a");
+    let mut b = node("bob", &lobby, &port, &tmp.path().join("b"), &[]);
+    b.wait_joined(deadline);
+    let mut a = node("ann", &lobby, &port, &dir_a, &[]);
+    let id_a = a.wait_joined(deadline);
+    let first: Vec<String> = (0..5).map(|k| format!("before restart {k}")).collect();
+    a.send_lines(&first);
+    let want_first: HashSet<String> = first.iter().cloned().collect();
+    b.wait_for(deadline, "the first messages", |s| has_all(s, &want_first));
+    b.wait_for(deadline, "ann's messages in history", |_| true);
+    a.signal(libc::SIGINT);
+    assert!(a.wait_exit(deadline).success());
+
+    // The same data directory: the same peer, its history shown again, numbering continued.
+    let mut a = node("ann", &lobby, &port, &dir_a, &[]);
+    assert_eq!(a.wait_joined(deadline), id_a, "peer id kept");
+    a.wait_for(deadline, "history", |s| {
+        s.iter().filter(|v| v["event"] == "history").count() == 5
+    });
+    for v in a.events("history") {
+        assert_eq!(v["own"], true);
+    }
+    let second: Vec<String> = (0..5).map(|k| format!("after restart {k}")).collect();
+    a.send_lines(&second);
+    let want_all: HashSet<String> = first.iter().chain(&second).cloned().collect();
+    b.wait_for(deadline, "the messages after the restart", |s| {
+        has_all(s, &want_all)
+    });
+
+    // A late joiner gets ann's recent messages, from before the restart too, by repair.
+    let mut c = node("cyd", &lobby, &port, &tmp.path().join("c"), &[]);
+    c.wait_joined(deadline);
+    c.wait_for(deadline, "backlog from before and after the restart", |s| {
+        has_all(s, &want_all)
+    });
+
+    for p in [&mut a, &mut b, &mut c] {
+        p.signal(libc::SIGTERM);
+        assert!(p.wait_exit(deadline).success(), "{}", p.name);
+    }
+    assert_exactly_once(&b, &want_all);
+    assert_exactly_once(&c, &want_all);
+    assert!(
+        a.events("message").is_empty(),
+        "own messages are not printed"
+    );
+
+    // History on disk: ann's own ten; the lease holds the exact next number after a clean exit.
+    let lobby_dir = fs::read_dir(dir_a.join("lobbies"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let history = fs::read_to_string(lobby_dir.join("history")).unwrap();
+    assert_eq!(history.lines().count(), 10);
+    assert_eq!(
+        fs::read_to_string(lobby_dir.join("seq")).unwrap().trim(),
+        "10"
+    );
+}
+
+#[test]
+fn end_of_input_with_linger_exits_zero() {
+    let deadline = Instant::now() + DEADLINE;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = node(
+        "ann",
+        &lobby("linger"),
+        &port(2),
+        tmp.path(),
+        &["--linger", "0.2"],
+    );
+    a.wait_joined(deadline);
+    a.send_lines(["one message before the end"]);
+    a.close_stdin();
+    let st = a.wait_exit(deadline);
+    assert!(st.success(), "{st}");
+    assert_eq!(a.events("stats").len(), 1);
+}
+
+#[test]
+fn bad_arguments_are_one_line_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(bin())
+            .args(args)
+            .arg("--data-dir")
+            .arg(tmp.path())
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap();
+        let err = String::from_utf8(out.stderr).unwrap();
+        (out.status.code(), err, out.stdout)
+    };
+    let (code, err, out) = run(&[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--pipe"), "{err}");
+    assert!(out.is_empty());
+
+    let (code, err, _) = run(&["--pipe", "  "]);
+    assert_eq!(code, Some(2));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("lobby name is empty"), "{err}");
+
+    let (code, err, _) = run(&["--pipe", "x", "--iface", "no-such-if0"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("no-such-if0"), "{err}");
+
+    let (code, err, _) = run(&["--pipe", "x", "--iface", "lo", "--nick", ""]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("nick"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_data_directory_serves_one_node_at_a_time() {
+    let deadline = Instant::now() + DEADLINE;
+    let tmp = tempfile::tempdir().unwrap();
+    let (lobby, port) = (lobby("lock"), port(3));
+    let mut a = node("ann", &lobby, &port, tmp.path(), &[]);
+    a.wait_joined(deadline);
+    let out = Command::new(bin())
+        .args([
+            "--pipe",
+            &lobby,
+            "--iface",
+            "lo",
+            "--port",
+            &port,
+            "--data-dir",
+        ])
+        .arg(tmp.path())
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use"));
+    a.signal(libc::SIGTERM);
+    assert!(a.wait_exit(deadline).success());
+}
