@@ -51,6 +51,11 @@ pub struct AppConfig {
     pub history: usize,
     /// After input ends, run this long, then stop; `None`: until a signal.
     pub linger: Option<Duration>,
+    /// Most datagrams sent per second (0: no limit). SRM has no flow control: a source that
+    /// sends faster than its receivers drain their sockets loses packets faster than repairs
+    /// can fill them. The pacing holds back input instead, so a fast writer is slowed down
+    /// rather than its messages lost.
+    pub max_rate: u32,
     /// The protocol core's parameters.
     pub core: Config,
 }
@@ -209,7 +214,51 @@ struct Unicast {
     sock: UnicastSocket,
 }
 
-/// A datagram waiting for send buffer room.
+/// A token bucket over outgoing datagrams.
+#[derive(Debug)]
+struct Pacer {
+    /// Datagrams per second; 0 for no limit.
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+/// Datagrams that may leave back to back: a few packed input batches.
+const PACER_BURST: f64 = 64.0;
+
+impl Pacer {
+    fn new(rate: u32, now: Instant) -> Self {
+        Pacer {
+            rate: f64::from(rate),
+            tokens: PACER_BURST,
+            last: now,
+        }
+    }
+
+    /// Takes a token if there is one.
+    fn take(&mut self, now: Instant) -> bool {
+        if self.rate == 0.0 {
+            return true;
+        }
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + dt * self.rate).min(PACER_BURST);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// When the next token is there.
+    fn ready_at(&self) -> Instant {
+        let missing = (1.0 - self.tokens).max(0.0);
+        self.last + Duration::from_secs_f64(missing / self.rate.max(1.0))
+    }
+}
+
+/// A datagram waiting for its turn (pacing) or for send buffer room.
 struct Queued {
     unicast: usize,
     to: SocketAddr,
@@ -237,6 +286,12 @@ pub struct App {
     groups: Vec<GroupSocket>,
     lobbies: Vec<Joined>,
     queued: VecDeque<Queued>,
+    /// The head of `queued` waits for send buffer room (not for the pacer).
+    socket_full: bool,
+    pacer: Pacer,
+    /// The addresses this node's datagrams come from. Multicast loop hands every own datagram
+    /// back; dropping them here spares the core decoding what it would ignore anyway.
+    own: Vec<SocketAddr>,
     send_errors: u64,
     linger: Option<Duration>,
     recv_buf: Vec<u8>,
@@ -349,13 +404,32 @@ impl App {
                 lease,
             });
         }
+        let own = unicast
+            .iter()
+            .flat_map(|u| {
+                let local = u.sock.local_addr();
+                if local.ip().is_unspecified() {
+                    iface
+                        .addrs
+                        .iter()
+                        .filter(|a| a.is_ipv6() == local.is_ipv6())
+                        .map(|a| SocketAddr::new(*a, local.port()))
+                        .collect()
+                } else {
+                    vec![local]
+                }
+            })
+            .collect();
         Ok(App {
+            own,
             node,
             data_dir,
             unicast,
             groups: all_groups,
             lobbies,
             queued: VecDeque::new(),
+            socket_full: false,
+            pacer: Pacer::new(cfg.max_rate, Instant::now()),
             send_errors: 0,
             linger: cfg.linger,
             recv_buf: vec![0; RECV_BUF],
@@ -397,7 +471,9 @@ impl App {
         }
         let reason = loop {
             let timeout = self.node.poll_timeout();
-            let wake = [timeout, linger_at, sync_at, Some(wall_at)]
+            let paced =
+                (!self.queued.is_empty() && !self.socket_full).then(|| self.pacer.ready_at());
+            let wake = [timeout, linger_at, sync_at, Some(wall_at), paced]
                 .into_iter()
                 .flatten()
                 .min();
@@ -410,7 +486,7 @@ impl App {
                     _ = sigint.recv() => Woke::Stop(StopReason::Signal),
                     _ = sigterm.recv() => Woke::Stop(StopReason::Signal),
                     _ = any_ready(&socks, false) => Woke::Readable,
-                    _ = any_ready(&senders, true), if !self.queued.is_empty() => Woke::Writable,
+                    _ = any_ready(&senders, true), if self.socket_full => Woke::Writable,
                     cmds = input.recv(), if want_input => Woke::Input(cmds),
                     r = async { syncing.as_mut().expect("guarded").await }, if syncing.is_some() => {
                         Woke::Synced(r)
@@ -446,7 +522,7 @@ impl App {
                         Err(e) => tracing::warn!(error = %e, "history fsync task failed"),
                     }
                 }
-                Woke::Timer => {}
+                Woke::Timer => self.send_queued(),
             }
             let now = Instant::now();
             if timeout.is_some_and(|t| t <= now) {
@@ -525,6 +601,9 @@ impl App {
                     match sock.try_recv_from(&mut self.recv_buf) {
                         Ok((n, from)) => {
                             got += 1;
+                            if self.own.iter().any(|o| same_addr(*o, from)) {
+                                continue;
+                            }
                             self.node
                                 .handle_datagram(Instant::now(), from, &self.recv_buf[..n]);
                         }
@@ -670,10 +749,10 @@ impl App {
         let Some(u) = self.unicast.iter().position(|u| u.v6 == to.is_ipv6()) else {
             return;
         };
-        if self.queued.is_empty() {
+        if self.queued.is_empty() && self.pacer.take(Instant::now()) {
             match self.unicast[u].sock.socket().try_send_to(&payload, to) {
                 Ok(_) => return,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.socket_full = true,
                 Err(e) => {
                     self.send_error(to, &e);
                     return;
@@ -691,15 +770,24 @@ impl App {
         });
     }
 
+    /// Sends queued datagrams while the pacer and the socket let it.
     fn send_queued(&mut self) {
+        self.socket_full = false;
         while let Some(q) = self.queued.front() {
+            if !self.pacer.take(Instant::now()) {
+                return;
+            }
             match self.unicast[q.unicast]
                 .sock
                 .socket()
                 .try_send_to(&q.payload, q.to)
             {
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // The token taken is lost; the pacer only bounds the rate from above.
+                    self.socket_full = true;
+                    return;
+                }
                 Err(e) => {
                     let to = q.to;
                     self.send_error(to, &e);
@@ -758,7 +846,8 @@ impl App {
         frontend: &mut dyn Frontend,
         result: Result<StopReason, AppError>,
     ) -> Result<StopReason, AppError> {
-        // Datagrams still queued (e.g. the last repairs) get one more chance.
+        // Datagrams still queued (e.g. the last repairs) get one more chance, unpaced.
+        self.pacer.rate = 0.0;
         self.send_queued();
         let mut first_err = None;
         for j in &mut self.lobbies {
@@ -813,6 +902,11 @@ async fn any_ready(socks: &[&UdpSocket], write: bool) {
         Poll::Pending
     })
     .await
+}
+
+/// Equal address and port, ignoring IPv6 flow info and the scope id of non-link-local ones.
+fn same_addr(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && a.ip() == b.ip()
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -62,6 +62,11 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub history: usize,
 
+    /// Most datagrams sent per second (0: no limit). Input waits rather than flooding
+    /// receivers faster than they can take it.
+    #[arg(long, value_name = "N", default_value_t = 40_000)]
+    pub max_rate: u32,
+
     /// Relay between segments (not built yet).
     #[arg(long, hide = true)]
     pub relay: bool,

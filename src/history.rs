@@ -67,8 +67,20 @@ struct Hex(u64);
 
 impl Serialize for Hex {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_args!("{:016x}", self.0))
+        let mut buf = [0; 16];
+        s.serialize_str(hex(self.0, &mut buf))
     }
+}
+
+/// `v` as lower-case hex digits, as many as `buf` is long (16 for a u64, 8 for a u32).
+/// Faster than `format!("{v:016x}")`, which shows in profiles at 100 000 messages/s.
+pub(crate) fn hex(mut v: u64, buf: &mut [u8]) -> &str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in buf.iter_mut().rev() {
+        *b = DIGITS[(v & 0xf) as usize];
+        v >>= 4;
+    }
+    std::str::from_utf8(buf).unwrap_or_default()
 }
 
 impl<'de> Deserialize<'de> for Hex {
@@ -156,7 +168,10 @@ impl History {
             return;
         }
         let crc = crc32fast::hash(&self.json);
-        let _ = write!(self.buf, "{crc:08x} ");
+        let mut hexbuf = [0; 8];
+        self.buf
+            .extend_from_slice(hex(u64::from(crc), &mut hexbuf).as_bytes());
+        self.buf.push(b' ');
         self.buf.extend_from_slice(&self.json);
         self.buf.push(b'\n');
     }
@@ -310,6 +325,17 @@ mod tests {
             nick: "ann \"the\" tester".into(),
             text: text.into(),
             late: i % 2 == 0,
+        }
+    }
+
+    #[test]
+    fn hex_matches_format() {
+        for v in [0u64, 1, 0xabc, u64::MAX, 0x0123_4567_89ab_cdef] {
+            assert_eq!(hex(v, &mut [0; 16]), format!("{v:016x}"));
+            assert_eq!(
+                hex(v & 0xffff_ffff, &mut [0; 8]),
+                format!("{:08x}", v & 0xffff_ffff)
+            );
         }
     }
 

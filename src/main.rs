@@ -86,6 +86,7 @@ fn config(cli: &Cli, lobby: &str) -> Result<AppConfig> {
         data_dir,
         history: cli.history,
         linger,
+        max_rate: cli.max_rate,
         core: Config::default(),
     })
 }

@@ -50,7 +50,8 @@ struct Hex(u64);
 
 impl Serialize for Hex {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_args!("{:016x}", self.0))
+        let mut buf = [0; 16];
+        s.serialize_str(crate::history::hex(self.0, &mut buf))
     }
 }
 

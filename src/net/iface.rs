@@ -13,6 +13,8 @@ pub struct Iface {
     pub ipv4: Option<Ipv4Addr>,
     /// Whether it has any IPv6 address (a link-local one is enough for multicast).
     pub has_ipv6: bool,
+    /// All its addresses.
+    pub addrs: Vec<IpAddr>,
     /// Whether it has the MULTICAST flag.
     pub multicast: bool,
     /// Whether it is the loopback interface.
@@ -51,6 +53,7 @@ impl Iface {
             index: i.index,
             ipv4: i.ipv4.first().map(|n| n.addr()),
             has_ipv6: !i.ipv6.is_empty(),
+            addrs: i.ip_addrs(),
             multicast: i.is_multicast(),
             loopback: i.is_loopback(),
         }
