@@ -358,13 +358,15 @@ impl App {
                 tracing::warn!(path = %history.path().display(), lines = got.skipped,
                     "skipped corrupt history records");
             }
+            // Own records are appended in sending order, so the last one in the tail is the
+            // last one in the file; with none in the tail, only a complete read can tell.
             let own_end = got
                 .messages
                 .iter()
                 .filter(|(m, _)| m.source == me)
                 .map(|(m, _)| m.seq + piece_count(m.text.len()) as u64)
                 .max()
-                .unwrap_or(0);
+                .or(got.complete.then_some(0));
             let lease_path = dir.join("seq");
             let lease =
                 SeqLease::acquire(&lease_path, own_end).map_err(|source| AppError::Lease {
@@ -671,6 +673,11 @@ impl App {
                     }
                 }
             }
+        }
+        // Own messages reach the history file before their datagrams leave: after a process
+        // crash the file then tells exactly where the numbering stopped (see lease.rs).
+        if let Err(e) = self.write_history() {
+            tracing::error!(error = %e, "history not written");
         }
         self.pump(frontend);
         n

@@ -101,6 +101,8 @@ pub struct Loaded {
     pub skipped: usize,
     /// Bytes of a torn last record that were cut off.
     pub torn_bytes: u64,
+    /// Whether `messages` holds every good record of the file (it was short enough).
+    pub complete: bool,
 }
 
 /// The open history of one lobby.
@@ -228,7 +230,11 @@ fn load(file: &mut File, lobby: LobbyId, keep: usize) -> io::Result<Loaded> {
         file.set_len(end)?;
         loaded.torn_bytes = len - end;
     }
-    if keep == 0 || end == 0 {
+    if end == 0 {
+        loaded.complete = true;
+        return Ok(loaded);
+    }
+    if keep == 0 {
         return Ok(loaded);
     }
     // Read backwards in growing chunks until `keep` lines are in hand (or the start is).
@@ -254,11 +260,13 @@ fn load(file: &mut File, lobby: LobbyId, keep: usize) -> io::Result<Loaded> {
         text = &text[cut..];
     }
     let mut msgs = std::collections::VecDeque::with_capacity(keep.min(1 << 16));
+    loaded.complete = start == 0;
     for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         match parse_line(line, lobby) {
             Some(m) => {
                 if msgs.len() == keep {
                     msgs.pop_front();
+                    loaded.complete = false;
                 }
                 msgs.push_back(m);
             }
@@ -352,6 +360,8 @@ mod tests {
         drop(h);
         let (_, l) = History::open(&p, LobbyId(1), 10).unwrap();
         assert_eq!(l.skipped, 0);
+        assert!(!l.complete);
+        assert!(History::open(&p, LobbyId(1), 25).unwrap().1.complete);
         let got: Vec<_> = l.messages.iter().map(|(m, _)| m.clone()).collect();
         let want: Vec<_> = (15..25)
             .map(|i| msg(i, &format!("line {i}\nwith newline and ünïcode")))

@@ -1,20 +1,23 @@
 //! The sequence lease: a restarted node must number its packets above every one it sent before
-//! in a lobby, or its peers drop the new ones as duplicates.
+//! in a lobby, or its peers drop the new ones as duplicates. Numbers skipped are no better:
+//! peers that heard the node before take them for lost packets and ask for them again and
+//! again. So the next number should be exact whenever it can be known.
 //!
-//! The file `seq` in the lobby's directory holds one number, a bound that no packet sent so
-//! far reaches:
+//! Two sources tell it:
 //!
-//! - at start the node begins at that bound, or above the end of its own messages in the
-//!   history if that is higher, and at once reserves a block: it durably writes
-//!   start + [`BLOCK`] before sending anything;
-//! - while running it extends the reservation by another block, durably, before a message
-//!   could need a number at or above it;
-//! - on a clean exit it writes the exact next number, so that a restart continues without a gap.
+//! - **The history.** The runtime writes own messages to the history file before their
+//!   datagrams leave, so after a process crash (the kernel's page cache survives) the last own
+//!   record in the file ends exactly where the numbering stopped.
+//! - **The file `seq`** in the lobby's directory, for when the page cache may be gone (the
+//!   machine crashed or rebooted). While running it holds `reserved N boot B from F`: no packet
+//!   reaches N, numbers below F were in use when N was written, and B is the kernel's boot id.
+//!   Blocks of [`BLOCK`] numbers are reserved by writing it durably (fsync, rename) before any
+//!   of them is used. A clean exit writes `next N`, the exact next number.
 //!
-//! After a crash the node restarts at the end of the last block reserved: the numbers skipped
-//! (at most one block) look to peers that heard it before like a gap; they track at most the
-//! core's `max_gap` of them and give them up as lost. The history alone could not replace the
-//! lease, because its last records may not have been written when the node died.
+//! At start: after `next N`, the node starts at N (or past its history, if further). After
+//! `reserved N boot B from F` in the same boot, it starts right after its last own message
+//! in the history, provided the history reaches F (it was not deleted); otherwise (another
+//! boot, or no usable history) at N, skipping at most one block.
 
 use std::fs;
 use std::io;
@@ -27,10 +30,41 @@ use crate::proto::wire::MAX_FRAGMENTS;
 /// 100 000 messages/s writes the lease about twice a second.
 pub const BLOCK: u64 = 1 << 16;
 
+/// The kernel's boot id, which changes with every boot (Linux); `None` elsewhere.
+pub fn boot_id() -> Option<String> {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty() && !s.contains(char::is_whitespace))
+}
+
+/// What the file says.
+#[derive(Debug, PartialEq, Eq)]
+enum Stored {
+    None,
+    Next(u64),
+    Reserved { upto: u64, boot: String, from: u64 },
+}
+
+fn parse(s: &str) -> Option<Stored> {
+    let w: Vec<&str> = s.split_whitespace().collect();
+    match w.as_slice() {
+        [] => Some(Stored::None),
+        ["next", n] => Some(Stored::Next(n.parse().ok()?)),
+        ["reserved", n, "boot", b, "from", f] => Some(Stored::Reserved {
+            upto: n.parse().ok()?,
+            boot: (*b).to_owned(),
+            from: f.parse().ok()?,
+        }),
+        _ => None,
+    }
+}
+
 /// The lease of one lobby.
 #[derive(Debug)]
 pub struct SeqLease {
     path: PathBuf,
+    boot: String,
     /// Numbers below this may be used: it is on disk.
     reserved: u64,
     /// The next number the node uses.
@@ -38,22 +72,55 @@ pub struct SeqLease {
 }
 
 impl SeqLease {
-    /// Reads the lease at `path`, starts at the higher of it and `history_end` (one past the
-    /// last own sequence number in the history), and reserves a first block.
-    pub fn acquire(path: &Path, history_end: u64) -> io::Result<SeqLease> {
-        let stored = match fs::read_to_string(path) {
-            Ok(s) => s.trim().parse::<u64>().map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{} does not hold a number", path.display()),
-                )
-            })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+    /// Reads the lease at `path` and decides where numbering starts (see the module doc);
+    /// `history_end` is one past the last own sequence number in the history, `None` when
+    /// the history's loaded tail cannot tell (no own message in it, and older records not
+    /// read). Reserves a first block before returning.
+    pub fn acquire(path: &Path, history_end: Option<u64>) -> io::Result<SeqLease> {
+        let text = match fs::read_to_string(path) {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(e),
         };
-        let next = stored.max(history_end);
+        let stored = parse(&text).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} is corrupt; delete it only if this node never sent in the lobby",
+                    path.display()
+                ),
+            )
+        })?;
+        let boot = boot_id().unwrap_or_else(|| "unknown".to_owned());
+        let h = history_end.unwrap_or(0);
+        let next = match stored {
+            Stored::None => h,
+            Stored::Next(n) => n.max(h),
+            Stored::Reserved {
+                upto,
+                boot: b,
+                from,
+            } => match history_end {
+                Some(h) if b == boot && boot != "unknown" && h >= from => {
+                    tracing::info!(
+                        next = h,
+                        "crashed before: numbering resumes after the history"
+                    );
+                    h
+                }
+                _ => {
+                    tracing::warn!(
+                        next = upto,
+                        "crashed before and the history cannot tell where numbering stopped; \
+                         skipping to the end of the reserved block"
+                    );
+                    upto.max(h)
+                }
+            },
+        };
         let mut lease = SeqLease {
             path: path.to_owned(),
+            boot,
             reserved: next,
             next,
         };
@@ -83,14 +150,15 @@ impl SeqLease {
 
     fn reserve(&mut self) -> io::Result<()> {
         let upto = self.next + BLOCK;
-        write_atomic(&self.path, format!("{upto}\n").as_bytes())?;
+        let text = format!("reserved {upto} boot {} from {}\n", self.boot, self.next);
+        write_atomic(&self.path, text.as_bytes())?;
         self.reserved = upto;
         Ok(())
     }
 
-    /// On a clean exit: shrinks the lease to what was used, so a restart leaves no gap.
+    /// On a clean exit: records the exact next number, so a restart leaves no gap.
     pub fn release(&mut self) -> io::Result<()> {
-        write_atomic(&self.path, format!("{}\n", self.next).as_bytes())?;
+        write_atomic(&self.path, format!("next {}\n", self.next).as_bytes())?;
         self.reserved = self.next;
         Ok(())
     }
@@ -101,37 +169,74 @@ mod tests {
     use super::*;
 
     #[test]
-    fn clean_restart_continues_and_crash_skips_at_most_a_block() {
+    fn clean_restart_continues_exactly() {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("seq");
-        let mut l = SeqLease::acquire(&p, 0).unwrap();
+        let mut l = SeqLease::acquire(&p, Some(0)).unwrap();
         assert_eq!(l.next(), 0);
         l.ensure().unwrap();
         l.used(5);
         l.release().unwrap();
-        let mut l = SeqLease::acquire(&p, 3).unwrap();
-        assert_eq!(l.next(), 5, "clean exit: no gap");
-        l.ensure().unwrap();
-        l.used(9);
-        drop(l); // a crash: no release
-        let l = SeqLease::acquire(&p, 9).unwrap();
-        assert_eq!(
-            l.next(),
-            5 + BLOCK,
-            "above everything the lost run could have used"
-        );
+        assert_eq!(fs::read_to_string(&p).unwrap(), "next 5\n");
+        // The history's tail need not show own messages: the lease knows.
+        let l = SeqLease::acquire(&p, None).unwrap();
+        assert_eq!(l.next(), 5);
     }
 
     #[test]
-    fn history_beyond_the_lease_wins_and_blocks_are_extended_before_use() {
+    fn process_crash_resumes_after_the_history() {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("seq");
-        let mut l = SeqLease::acquire(&p, 1000).unwrap();
-        assert_eq!(l.next(), 1000);
+        let mut l = SeqLease::acquire(&p, Some(0)).unwrap();
+        l.ensure().unwrap();
+        l.used(9);
+        drop(l); // killed: no release
+        if boot_id().is_some() {
+            assert_eq!(SeqLease::acquire(&p, Some(9)).unwrap().next(), 9);
+        }
+    }
+
+    #[test]
+    fn without_usable_history_a_crash_skips_the_block() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("seq");
+        let mut l = SeqLease::acquire(&p, Some(100)).unwrap();
+        l.used(120);
+        drop(l);
+        // The history's tail shows no own message...
+        assert_eq!(SeqLease::acquire(&p, None).unwrap().next(), 100 + BLOCK);
+        // ...or another boot: the page cache, and maybe the last records, are gone.
+        let text = fs::read_to_string(&p).unwrap().replace("boot ", "boot x");
+        fs::write(&p, text).unwrap();
+        let l = SeqLease::acquire(&p, Some(101)).unwrap();
+        assert_eq!(l.next(), 100 + 2 * BLOCK);
+    }
+
+    #[test]
+    fn deleted_history_does_not_rewind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("seq");
+        let mut l = SeqLease::acquire(&p, Some(50)).unwrap();
+        l.used(60);
+        l.ensure().unwrap();
+        drop(l);
+        // The history was deleted: it says 0, below the 50 in use at reservation.
+        assert_eq!(SeqLease::acquire(&p, Some(0)).unwrap().next(), 50 + BLOCK);
+    }
+
+    #[test]
+    fn blocks_are_extended_before_use() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("seq");
+        let mut l = SeqLease::acquire(&p, Some(1000)).unwrap();
         l.used(1000 + BLOCK - 10);
         l.ensure().unwrap();
-        let on_disk: u64 = fs::read_to_string(&p).unwrap().trim().parse().unwrap();
-        assert!(on_disk >= l.next() + u64::from(MAX_FRAGMENTS));
+        let on_disk = parse(&fs::read_to_string(&p).unwrap()).unwrap();
+        let Stored::Reserved { upto, from, .. } = on_disk else {
+            panic!("{on_disk:?}")
+        };
+        assert!(upto >= l.next() + u64::from(MAX_FRAGMENTS));
+        assert_eq!(from, l.next());
     }
 
     #[test]
@@ -139,6 +244,6 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("seq");
         fs::write(&p, "nope").unwrap();
-        assert!(SeqLease::acquire(&p, 0).is_err());
+        assert!(SeqLease::acquire(&p, Some(0)).is_err());
     }
 }

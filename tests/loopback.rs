@@ -37,11 +37,18 @@ fn three_nodes_exchange_messages_exactly_once() {
     let tmp = tempfile::tempdir().unwrap();
     let (lobby, port) = (lobby("three"), port(0));
     let names = ["ann", "bob", "cyd"];
+    // One node sends from a given address and port; the others from ephemeral ports.
+    let bind = format!("127.0.0.1:{}", port.parse::<u16>().unwrap() + 2000);
     let mut procs: Vec<Proc> = names
         .iter()
-        .map(|n| node(n, &lobby, &port, &tmp.path().join(n), &[]))
+        .enumerate()
+        .map(|(i, n)| {
+            let extra: &[&str] = if i == 0 { &["--bind", &bind] } else { &[] };
+            node(n, &lobby, &port, &tmp.path().join(n), extra)
+        })
         .collect();
     let ids: Vec<String> = procs.iter_mut().map(|p| p.wait_joined(deadline)).collect();
+    assert_eq!(procs[0].events("joined")[0]["local"][0], bind.as_str());
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 3, "three peers");
     let text = |n: &str, k: usize| format!("{n} says {k}: {}", "x".repeat(k % 7 * 30));
     for (p, n) in procs.iter_mut().zip(names) {
@@ -140,7 +147,7 @@ fn restart_keeps_identity_history_and_numbering_and_serves_late_joiners() {
     assert_eq!(history.lines().count(), 10);
     assert_eq!(
         fs::read_to_string(lobby_dir.join("seq")).unwrap().trim(),
-        "10"
+        "next 10"
     );
 }
 
@@ -223,4 +230,56 @@ fn a_data_directory_serves_one_node_at_a_time() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("in use"));
     a.signal(libc::SIGTERM);
     assert!(a.wait_exit(deadline).success());
+}
+
+#[test]
+fn after_a_crash_the_restarted_node_is_still_heard() {
+    let deadline = Instant::now() + DEADLINE;
+    let tmp = tempfile::tempdir().unwrap();
+    let (lobby, port) = (lobby("crash"), port(4));
+    let dir_a = tmp.path().join("a");
+    let mut b = node("bob", &lobby, &port, &tmp.path().join("b"), &[]);
+    b.wait_joined(deadline);
+    let mut a = node("ann", &lobby, &port, &dir_a, &[]);
+    a.wait_joined(deadline);
+    let first: Vec<String> = (0..3).map(|k| format!("before the crash {k}")).collect();
+    a.send_lines(&first);
+    let want: HashSet<String> = first.iter().cloned().collect();
+    b.wait_for(deadline, "the first messages", |s| has_all(s, &want));
+    a.signal(libc::SIGKILL);
+    a.wait_exit(deadline);
+    // A torn record, as a crash in the middle of a write leaves.
+    let lobby_dir = fs::read_dir(dir_a.join("lobbies"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut h = fs::OpenOptions::new()
+        .append(true)
+        .open(lobby_dir.join("history"))
+        .unwrap();
+    std::io::Write::write_all(&mut h, b"0badc0de {\"source\":\"00").unwrap();
+    drop(h);
+
+    let mut a = node("ann", &lobby, &port, &dir_a, &[]);
+    a.wait_joined(deadline);
+    a.wait_for(deadline, "history", |s| {
+        s.iter().filter(|v| v["event"] == "history").count() == 3
+    });
+    let second: Vec<String> = (0..3).map(|k| format!("after the crash {k}")).collect();
+    a.send_lines(&second);
+    let want: HashSet<String> = first.iter().chain(&second).cloned().collect();
+    b.wait_for(deadline, "the messages after the crash", |s| {
+        has_all(s, &want)
+    });
+    for p in [&mut a, &mut b] {
+        p.signal(libc::SIGTERM);
+        assert!(p.wait_exit(deadline).success(), "{}", p.name);
+    }
+    assert_exactly_once(&b, &want);
+    // Numbering resumed right after the history: no phantom gap for bob to chase.
+    let stats = b.events("stats")[0];
+    assert_eq!(stats["gaps_detected"], 0, "{stats}");
+    assert_eq!(stats["requests_sent"], 0, "{stats}");
 }
