@@ -576,7 +576,7 @@ impl LobbyState {
                         continue;
                     }
                     miss.backoff += 1;
-                    rearm(sh, miss, now, d_src, req.hint.is_some());
+                    rearm(sh, miss, now, d_src, req.hint.is_some(), false);
                     sh.stats.requests_suppressed += 1;
                     sh.timers.push(
                         miss.deadline,
@@ -684,7 +684,7 @@ impl LobbyState {
                 later.push(seq);
             }
             miss.round += 1;
-            rearm(sh, miss, now, d, hinted);
+            rearm(sh, miss, now, d, hinted, true);
             sh.timers
                 .push(miss.deadline, Timer::Request(id, src_id, seq));
         }
@@ -865,8 +865,12 @@ impl LobbyState {
 
 /// Re-arms a missing packet's request timer after a request for it was sent or heard: first
 /// the time the answer takes to come back (request and repair each cross one distance, plus
-/// the repair timer), then SRM's randomised interval, doubled for each round and backoff.
-fn rearm(sh: &mut Shared, miss: &mut Miss, now: Instant, d: Duration, hinted: bool) {
+/// the repair timer), then a randomised interval, doubled for each round and backoff. A
+/// member that heard another's request draws from SRM's full [C1, C1+C2] window: the
+/// members that share a loss must spread out so that one asks. A member retrying its own
+/// request draws from [C1, C1+1]: it retries because the repair or its request was lost,
+/// which few members share, so a narrow window costs little suppression and saves delay.
+fn rearm(sh: &mut Shared, miss: &mut Miss, now: Instant, d: Duration, hinted: bool, own: bool) {
     let cfg = &sh.cfg;
     let answer = if hinted {
         2.0 + cfg.d1_hinted + cfg.d2_hinted
@@ -874,7 +878,8 @@ fn rearm(sh: &mut Shared, miss: &mut Miss, now: Instant, d: Duration, hinted: bo
         2.0 + cfg.d1 + cfg.d2
     };
     let exp = f64::from(1u32 << (miss.round + miss.backoff).saturating_sub(1).min(6));
-    let (lo, hi) = (answer + cfg.c1 * exp, answer + (cfg.c1 + cfg.c2) * exp);
+    let spread = if own { 1.0 } else { cfg.c2 };
+    let (lo, hi) = (answer + cfg.c1 * exp, answer + (cfg.c1 + spread) * exp);
     let wait = sh.uniform(lo, hi, d);
     miss.deadline = now + wait;
     miss.ignore_until = now + wait / 2;
