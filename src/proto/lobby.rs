@@ -665,7 +665,7 @@ impl LobbyState {
         let Some(src) = self.sources.get_mut(&src_id) else {
             return;
         };
-        let mut first_round = Vec::new();
+        let mut hinted_seqs = Vec::new();
         let mut later = Vec::new();
         let mut given_up = 0;
         for &seq in seqs {
@@ -679,7 +679,7 @@ impl LobbyState {
             }
             let hinted = miss.round < sh.cfg.hinted_rounds && alive;
             if hinted {
-                first_round.push(seq);
+                hinted_seqs.push(seq);
             } else {
                 later.push(seq);
             }
@@ -697,7 +697,7 @@ impl LobbyState {
                 count: given_up,
             });
         }
-        for (seqs, hint) in [(first_round, Some(src_id)), (later, None)] {
+        for (seqs, hint) in [(hinted_seqs, Some(src_id)), (later, None)] {
             for ranges in to_ranges(&seqs).chunks(MAX_REQUEST_RANGES) {
                 sh.send(
                     id,
