@@ -155,6 +155,47 @@ fn codec() {
     );
 }
 
+/// Messages per second through two cores in memory: one node sends, one receives every
+/// datagram, both drained as the runtime would. The baseline moves the same datagrams
+/// through a copy only.
+fn core_throughput() {
+    use lobbycast::proto::{Config, Event, Lobby, Node};
+    use std::net::SocketAddr;
+    let n = 200_000;
+    let text = "x".repeat(100);
+    let t0 = Instant::now();
+    let lobby = Lobby::new("bench").unwrap();
+    let mut a = Node::new(Config::default(), PeerId(1), "a", t0, 1_800_000_000_000, 1).unwrap();
+    let mut b = Node::new(Config::default(), PeerId(2), "b", t0, 1_800_000_000_000, 2).unwrap();
+    a.join(t0, &lobby, 0);
+    b.join(t0, &lobby, 0);
+    let from = SocketAddr::from(([127, 0, 0, 1], 47110));
+    let mut datagrams = Vec::new();
+    let mut delivered = 0usize;
+    let start = Instant::now();
+    for chunk in 0..n / 100 {
+        let now = t0 + Duration::from_micros(chunk as u64 * 10);
+        for _ in 0..100 {
+            a.send(now, lobby.id, &text).unwrap();
+        }
+        while let Some(t) = a.poll_transmit() {
+            datagrams.push(t.payload);
+        }
+        for d in datagrams.drain(..) {
+            b.handle_datagram(now, from, &d);
+        }
+        while let Some(e) = b.poll_event() {
+            delivered += usize::from(matches!(e, Event::Message(_)));
+        }
+        while b.poll_transmit().is_some() {}
+    }
+    let rate = delivered as f64 / start.elapsed().as_secs_f64();
+    assert_eq!(delivered, n, "every message delivered");
+    println!();
+    println!("core in memory, {n} messages of 100 bytes, sender and receiver on one thread:");
+    println!("  send + receive {rate:>12.0} messages/s");
+}
+
 fn main() {
     // `cargo bench` passes --bench; `cargo test --all-targets` runs this too: keep that quick.
     let quick = std::env::args().all(|a| a != "--bench");
@@ -226,4 +267,5 @@ fn main() {
         }
     }
     codec();
+    core_throughput();
 }
