@@ -18,18 +18,41 @@ use sim::{NetConfig, Sim, node_config};
 
 const MESSAGES: usize = 300;
 
+/// Seeds each cell runs with; their counts are summed and their delays pooled.
+const SEEDS: [u64; 3] = [42, 43, 44];
+
+#[derive(Default)]
 struct Row {
-    nodes: usize,
-    loss: f64,
-    delivery: f64,
+    wanted: u64,
+    delivered: u64,
     lost_packets: u64,
     receiver_losses: u64,
     requests: u64,
     repairs: u64,
-    mean: f64,
-    p99: f64,
-    datagrams_per_msg: f64,
+    /// Recovery delays, in one-way distances.
+    delays: Vec<f64>,
+    datagrams: u64,
     sim_ms: u128,
+}
+
+impl Row {
+    fn add(&mut self, o: Row) {
+        self.wanted += o.wanted;
+        self.delivered += o.delivered;
+        self.lost_packets += o.lost_packets;
+        self.receiver_losses += o.receiver_losses;
+        self.requests += o.requests;
+        self.repairs += o.repairs;
+        self.delays.extend(o.delays);
+        self.datagrams += o.datagrams;
+        self.sim_ms += o.sim_ms;
+    }
+
+    fn quantile(&mut self, q: f64) -> f64 {
+        self.delays.sort_by(f64::total_cmp);
+        let i = ((self.delays.len() as f64 * q).ceil() as usize).saturating_sub(1);
+        self.delays.get(i).copied().unwrap_or(0.0)
+    }
 }
 
 fn run(nodes: usize, loss: f64, seed: u64) -> Row {
@@ -54,29 +77,20 @@ fn run(nodes: usize, loss: f64, seed: u64) -> Row {
     }
     sim.run_until_delivered(Duration::from_secs(60));
     let after = sim.total_stats();
-    let wanted = (MESSAGES * (nodes - 1)) as f64;
-    let mut delays: Vec<f64> = sim
+    let delays = sim
         .recovery_delays()
         .iter()
         .map(|d| d.as_secs_f64() / net.delay.as_secs_f64())
         .collect();
-    delays.sort_by(f64::total_cmp);
-    let mean = delays.iter().sum::<f64>() / delays.len().max(1) as f64;
-    let p99 = delays
-        .get(((delays.len() as f64 * 0.99).ceil() as usize).saturating_sub(1))
-        .copied()
-        .unwrap_or(0.0);
     Row {
-        nodes,
-        loss,
-        delivery: (after.delivered - before.delivered) as f64 / wanted,
+        wanted: (MESSAGES * (nodes - 1)) as u64,
+        delivered: after.delivered - before.delivered,
         lost_packets: sim.traffic.lost_packets,
         receiver_losses: sim.traffic.receiver_losses,
         requests: after.requests_sent - before.requests_sent,
         repairs: after.repairs_sent - before.repairs_sent,
-        mean,
-        p99,
-        datagrams_per_msg: (sim.traffic.datagrams - datagrams_before) as f64 / MESSAGES as f64,
+        delays,
+        datagrams: sim.traffic.datagrams - datagrams_before,
         sim_ms: wall.elapsed().as_millis(),
     }
 }
@@ -141,21 +155,74 @@ fn codec() {
     );
 }
 
+/// Messages per second through two cores in memory: one node sends, one receives every
+/// datagram, both drained as the runtime would. The baseline moves the same datagrams
+/// through a copy only.
+fn core_throughput() {
+    use lobbycast::proto::{Config, Event, Lobby, Node};
+    use std::net::SocketAddr;
+    let n = 200_000;
+    let text = "x".repeat(100);
+    let t0 = Instant::now();
+    let lobby = Lobby::new("bench").unwrap();
+    let mut a = Node::new(Config::default(), PeerId(1), "a", t0, 1_800_000_000_000, 1).unwrap();
+    let mut b = Node::new(Config::default(), PeerId(2), "b", t0, 1_800_000_000_000, 2).unwrap();
+    a.join(t0, &lobby, 0);
+    b.join(t0, &lobby, 0);
+    let from = SocketAddr::from(([127, 0, 0, 1], 47110));
+    let mut datagrams = Vec::new();
+    let mut delivered = 0usize;
+    let start = Instant::now();
+    for chunk in 0..n / 100 {
+        let now = t0 + Duration::from_micros(chunk as u64 * 10);
+        for _ in 0..100 {
+            a.send(now, lobby.id, &text).unwrap();
+        }
+        while let Some(t) = a.poll_transmit() {
+            datagrams.push(t.payload);
+        }
+        for d in datagrams.drain(..) {
+            b.handle_datagram(now, from, &d);
+        }
+        while let Some(e) = b.poll_event() {
+            delivered += usize::from(matches!(e, Event::Message(_)));
+        }
+        while b.poll_transmit().is_some() {}
+    }
+    let rate = delivered as f64 / start.elapsed().as_secs_f64();
+    assert_eq!(delivered, n, "every message delivered");
+    println!();
+    println!("core in memory, {n} messages of 100 bytes, sender and receiver on one thread:");
+    println!("  send + receive {rate:>12.0} messages/s");
+}
+
 fn main() {
-    // `cargo bench` passes --bench; `cargo test --benches` runs this too, so keep a quick mode.
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this too: keep that quick.
     let quick = std::env::args().all(|a| a != "--bench");
-    let nodes: &[usize] = if quick { &[10] } else { &[10, 50, 200] };
-    let losses: &[f64] = if quick { &[0.05] } else { &[0.01, 0.05, 0.20] };
+    // SRM_NODES=50 SRM_LOSS=0.05 picks one cell, for tuning.
+    fn env<T: std::str::FromStr>(k: &str) -> Option<T> {
+        std::env::var(k).ok()?.parse().ok()
+    }
+    let nodes: Vec<usize> = match env("SRM_NODES") {
+        Some(n) => vec![n],
+        None if quick => vec![10],
+        None => vec![10, 50, 200],
+    };
+    let losses: Vec<f64> = match env("SRM_LOSS") {
+        Some(l) => vec![l],
+        None if quick => vec![0.05],
+        None => vec![0.01, 0.05, 0.20],
+    };
     println!(
-        "SRM over the simulator: {MESSAGES} messages from random senders, one-way distance d = 1 ms \
-         (+0..0.1 ms jitter), timer floor = d."
+        "SRM over the simulator: {MESSAGES} messages from random senders, one-way distance \
+         d = 1 ms (+0..0.1 ms jitter), timer floor = d; each cell sums seeds {SEEDS:?}."
     );
     println!(
-        "A loss = an original data packet that at least one receiver missed; a receiver loss = one \
-         (packet, receiver) drop."
+        "A loss = an original data packet that at least one receiver missed; a receiver loss \
+         = one (packet, receiver) drop."
     );
     println!(
-        "{:>5} {:>5} {:>9} {:>7} {:>9} {:>8} {:>8} {:>9} {:>9} {:>8} {:>7} {:>8} {:>8}",
+        "{:>5} {:>5} {:>9} {:>7} {:>9} {:>8} {:>8} {:>9} {:>9} {:>7} {:>6} {:>6} {:>9} {:>7}",
         "nodes",
         "loss",
         "delivery",
@@ -166,31 +233,39 @@ fn main() {
         "req/rloss",
         "rep/rloss",
         "mean(d)",
+        "p50(d)",
         "p99(d)",
         "dgram/msg",
         "wall ms"
     );
-    for &n in nodes {
-        for &l in losses {
-            let r = run(n, l, 42);
+    for &n in &nodes {
+        for &l in &losses {
+            let mut r = Row::default();
+            for seed in SEEDS {
+                r.add(run(n, l, seed));
+            }
             let per = |x: u64, y: u64| x as f64 / y.max(1) as f64;
+            let mean = r.delays.iter().sum::<f64>() / r.delays.len().max(1) as f64;
+            let (p50, p99) = (r.quantile(0.5), r.quantile(0.99));
             println!(
-                "{:>5} {:>4.0}% {:>8.2}% {:>7} {:>9} {:>8.2} {:>8.2} {:>9.2} {:>9.2} {:>8.2} {:>7.2} {:>8.1} {:>8}",
-                r.nodes,
-                r.loss * 100.0,
-                r.delivery * 100.0,
+                "{:>5} {:>4.0}% {:>8.2}% {:>7} {:>9} {:>8.2} {:>8.2} {:>9.2} {:>9.2} {:>7.2} {:>6.2} {:>6.2} {:>9.1} {:>7}",
+                n,
+                l * 100.0,
+                per(r.delivered, r.wanted) * 100.0,
                 r.lost_packets,
                 r.receiver_losses,
                 per(r.requests, r.lost_packets),
                 per(r.repairs, r.lost_packets),
                 per(r.requests, r.receiver_losses),
                 per(r.repairs, r.receiver_losses),
-                r.mean,
-                r.p99,
-                r.datagrams_per_msg,
+                mean,
+                p50,
+                p99,
+                per(r.datagrams, (MESSAGES * SEEDS.len()) as u64),
                 r.sim_ms
             );
         }
     }
     codec();
+    core_throughput();
 }

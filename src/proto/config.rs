@@ -85,7 +85,7 @@ impl Default for Config {
             timer_floor: Duration::from_millis(2),
             default_distance: Duration::from_millis(5),
             c1: 0.5,
-            c2: 7.0,
+            c2: 9.0,
             d1: 1.0,
             d2: 8.0,
             d1_hinted: 0.0,

@@ -33,6 +33,10 @@ pub enum SendError {
     /// Nothing to send.
     #[error("message is empty")]
     Empty,
+    /// This node's sequence numbers in the lobby are used up (a first number too close to
+    /// the top was chosen); rejoining with a new peer id is the way out.
+    #[error("sequence numbers exhausted")]
+    SequenceExhausted,
 }
 
 #[derive(Debug)]
@@ -170,10 +174,13 @@ impl LobbyState {
         if text.len() > MAX_MESSAGE {
             return Err(SendError::TooLong(text.len()));
         }
+        let count = fragment::piece_count(text.len()) as u16;
+        if self.next_seq.checked_add(u64::from(count) + 1).is_none() {
+            return Err(SendError::SequenceExhausted);
+        }
         let msg_id = MsgId(rand::RngExt::random(&mut sh.rng));
         let sent_at = sh.wall_ms(now);
         let first = self.next_seq;
-        let count = fragment::piece_count(text.len()) as u16;
         for (i, piece) in fragment::split(text.as_bytes()).enumerate() {
             let data = Data {
                 source: sh.me,
@@ -215,7 +222,7 @@ impl LobbyState {
         let own_low = &mut self.own_low;
         self.store.insert(data, |src, seq| {
             if src == me {
-                *own_low = (*own_low).max(seq + 1);
+                *own_low = (*own_low).max(seq.saturating_add(1));
             }
         });
     }
@@ -223,7 +230,9 @@ impl LobbyState {
     /// Takes back a message from history: it can be repaired again, and is not asked for.
     pub fn restore(&mut self, sh: &mut Shared, now: Instant, msg: &Message) {
         let count = fragment::piece_count(msg.text.len());
-        if count > usize::from(super::wire::MAX_FRAGMENTS) {
+        if count > usize::from(super::wire::MAX_FRAGMENTS)
+            || msg.seq.checked_add(count as u64 + 1).is_none()
+        {
             return;
         }
         for (i, piece) in fragment::split(msg.text.as_bytes()).enumerate() {
@@ -268,6 +277,11 @@ impl LobbyState {
     /// A data packet, original or repaired by `repairer`.
     pub fn on_data(&mut self, sh: &mut Shared, now: Instant, data: Data, repairer: Option<PeerId>) {
         let (src_id, seq) = (data.source, data.seq);
+        if seq == u64::MAX {
+            // The last number is never used, so that one past any packet exists.
+            sh.stats.duplicate_packets += 1;
+            return;
+        }
         match repairer {
             None => self.touch(sh, now, src_id, Some(&data.nick)),
             Some(r) => {
@@ -379,6 +393,7 @@ impl LobbyState {
             let early = std::mem::replace(&mut src.pending, waiting);
             src.next = floor;
             src.base = src.base.max(floor);
+            src.first_heard = src.first_heard.max(floor);
             for (_, d) in early {
                 deliver(sh, now, id, &mut self.newest_shown, d, false);
             }
@@ -402,7 +417,10 @@ impl LobbyState {
         let src = self.sources.get_mut(&src_id).expect("present");
         for seq in from..=highest {
             if self.missing_total >= MAX_MISSING {
-                sh.stats.gaps_untracked += highest - seq + 1;
+                sh.stats.gaps_untracked = sh
+                    .stats
+                    .gaps_untracked
+                    .saturating_add((highest - seq).saturating_add(1));
                 break;
             }
             if src.has(seq) || src.missing.contains_key(&seq) {
@@ -430,7 +448,9 @@ impl LobbyState {
         let Some(src) = self.sources.get_mut(&src_id) else {
             return;
         };
-        if want_from >= src.base {
+        // Never below what was given up in a jump ahead (learn), never more than the backlog.
+        let upto = src.base.min(src.first_heard);
+        if want_from >= upto {
             return;
         }
         let d = self
@@ -443,9 +463,9 @@ impl LobbyState {
         // not exist: wait past its tail session before asking.
         let deadline =
             now + sh.cfg.tail_session_delay * 2 + sh.uniform(sh.cfg.c1, sh.cfg.c1 + sh.cfg.c2, d);
-        for seq in want_from..src.base {
+        for seq in want_from..upto {
             if self.missing_total >= MAX_MISSING {
-                sh.stats.gaps_untracked += src.base - seq;
+                sh.stats.gaps_untracked = sh.stats.gaps_untracked.saturating_add(upto - seq);
                 break;
             }
             src.missing.insert(
@@ -537,16 +557,26 @@ impl LobbyState {
         } else {
             (sh.cfg.d1, sh.cfg.d1 + sh.cfg.d2)
         };
+        // One request may make this node look at this many sequence numbers, whatever its
+        // ranges say: the work a peer can cause is bounded like the traffic.
+        let mut scan = sh.cfg.max_gap;
         for &SeqRange(first, last) in &req.ranges {
+            if first > last || scan == 0 {
+                continue;
+            }
             // Our own gaps in the range: another member asked first, so back off (SRM).
             let d_src = self.dist(sh, req.source);
             if let Some(src) = self.sources.get_mut(&req.source) {
                 for (&seq, miss) in src.missing.range_mut(first..=last) {
+                    if scan == 0 {
+                        break;
+                    }
+                    scan -= 1;
                     if now < miss.ignore_until {
                         continue;
                     }
                     miss.backoff += 1;
-                    rearm(sh, miss, now, d_src, req.hint.is_some());
+                    rearm(sh, miss, now, d_src, req.hint.is_some(), false);
                     sh.stats.requests_suppressed += 1;
                     sh.timers.push(
                         miss.deadline,
@@ -558,11 +588,11 @@ impl LobbyState {
                 continue;
             }
             // What we hold of it: schedule repairs.
-            let end = last.min(first.saturating_add(sh.cfg.max_gap));
-            for seq in first..=end {
-                if budget == 0 {
+            for seq in first..=last {
+                if budget == 0 || scan == 0 {
                     break;
                 }
+                scan -= 1;
                 if !self.store.contains(req.source, seq) {
                     continue;
                 }
@@ -635,7 +665,7 @@ impl LobbyState {
         let Some(src) = self.sources.get_mut(&src_id) else {
             return;
         };
-        let mut first_round = Vec::new();
+        let mut hinted_seqs = Vec::new();
         let mut later = Vec::new();
         let mut given_up = 0;
         for &seq in seqs {
@@ -649,12 +679,12 @@ impl LobbyState {
             }
             let hinted = miss.round < sh.cfg.hinted_rounds && alive;
             if hinted {
-                first_round.push(seq);
+                hinted_seqs.push(seq);
             } else {
                 later.push(seq);
             }
             miss.round += 1;
-            rearm(sh, miss, now, d, hinted);
+            rearm(sh, miss, now, d, hinted, true);
             sh.timers
                 .push(miss.deadline, Timer::Request(id, src_id, seq));
         }
@@ -667,7 +697,7 @@ impl LobbyState {
                 count: given_up,
             });
         }
-        for (seqs, hint) in [(first_round, Some(src_id)), (later, None)] {
+        for (seqs, hint) in [(hinted_seqs, Some(src_id)), (later, None)] {
             for ranges in to_ranges(&seqs).chunks(MAX_REQUEST_RANGES) {
                 sh.send(
                     id,
@@ -835,8 +865,12 @@ impl LobbyState {
 
 /// Re-arms a missing packet's request timer after a request for it was sent or heard: first
 /// the time the answer takes to come back (request and repair each cross one distance, plus
-/// the repair timer), then SRM's randomised interval, doubled for each round and backoff.
-fn rearm(sh: &mut Shared, miss: &mut Miss, now: Instant, d: Duration, hinted: bool) {
+/// the repair timer), then a randomised interval, doubled for each round and backoff. A
+/// member that heard another's request draws from SRM's full [C1, C1+C2] window: the
+/// members that share a loss must spread out so that one asks. A member retrying its own
+/// request draws from [C1, C1+1]: it retries because the repair or its request was lost,
+/// which few members share, so a narrow window costs little suppression and saves delay.
+fn rearm(sh: &mut Shared, miss: &mut Miss, now: Instant, d: Duration, hinted: bool, own: bool) {
     let cfg = &sh.cfg;
     let answer = if hinted {
         2.0 + cfg.d1_hinted + cfg.d2_hinted
@@ -844,7 +878,8 @@ fn rearm(sh: &mut Shared, miss: &mut Miss, now: Instant, d: Duration, hinted: bo
         2.0 + cfg.d1 + cfg.d2
     };
     let exp = f64::from(1u32 << (miss.round + miss.backoff).saturating_sub(1).min(6));
-    let (lo, hi) = (answer + cfg.c1 * exp, answer + (cfg.c1 + cfg.c2) * exp);
+    let spread = if own { 1.0 } else { cfg.c2 };
+    let (lo, hi) = (answer + cfg.c1 * exp, answer + (cfg.c1 + spread) * exp);
     let wait = sh.uniform(lo, hi, d);
     miss.deadline = now + wait;
     miss.ignore_until = now + wait / 2;
@@ -899,7 +934,7 @@ fn to_ranges(seqs: &[u64]) -> Vec<SeqRange> {
     let mut out: Vec<SeqRange> = Vec::new();
     for &s in seqs {
         match out.last_mut() {
-            Some(r) if r.1 + 1 == s => r.1 = s,
+            Some(r) if r.1.checked_add(1) == Some(s) => r.1 = s,
             _ => out.push(SeqRange(s, s)),
         }
     }
