@@ -207,3 +207,52 @@ fn members_are_announced() {
         peer: members[0].0,
     };
 }
+
+#[test]
+fn a_source_that_restarts_far_ahead_is_heard_at_once_without_a_request_storm() {
+    // A node that crashed and lost track of its numbering restarts well above it: the
+    // numbers in between were never sent, so nobody may ask for them or wait on them.
+    let net = NetConfig::default();
+    let cfg = node_config(&net);
+    let hold_back = cfg.hold_back;
+    let mut sim = Sim::new(4, 13, net, cfg);
+    sim.run_for(Duration::from_millis(300));
+    sim.send(0, "before the crash");
+    assert!(sim.run_until_delivered(Duration::from_secs(1)));
+    sim.restart(0, 1 << 16);
+    let before = sim.total_stats();
+    sim.send(0, "after the restart");
+    assert!(
+        sim.run_until_delivered(hold_back / 4),
+        "delivered without waiting on the jump: {}",
+        sim.missing_report()
+    );
+    sim.run_for(Duration::from_secs(5));
+    let after = sim.total_stats();
+    assert_eq!(after.requests_sent - before.requests_sent, 0, "{after:?}");
+    sim.assert_exactly_once();
+}
+
+#[test]
+fn a_long_gap_is_asked_for_in_few_requests() {
+    // One node misses a long burst (a partition); its requests stay batched into ranges,
+    // round after round, instead of one request per packet.
+    let net = lossy(0.0);
+    let mut sim = Sim::new(3, 14, net.clone(), node_config(&net));
+    sim.run_for(Duration::from_millis(300));
+    sim.partition(vec![0, 0, 1]);
+    for k in 0..500 {
+        sim.send(0, &format!("burst {k}"));
+    }
+    sim.run_for(Duration::from_millis(50));
+    sim.heal();
+    let before = sim.total_stats();
+    assert!(
+        sim.run_until_delivered(Duration::from_secs(20)),
+        "{}",
+        sim.missing_report()
+    );
+    sim.assert_exactly_once();
+    let requests = sim.total_stats().requests_sent - before.requests_sent;
+    assert!(requests < 100, "{requests} requests for one 500-packet gap");
+}

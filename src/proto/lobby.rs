@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use super::config::Config;
 use super::event::{Event, Message};
 use super::fragment::{self, Refused};
 use super::hash::SeededState;
@@ -20,6 +21,9 @@ use super::wire::{
 /// Most packets one request packet can make this node repair: what bounds the traffic a
 /// peer can draw from it (the rest is asked for again in later rounds).
 pub const MAX_REPAIRS_PER_REQUEST: usize = 16;
+
+// A request never names more packets than it can draw, so its ranges always fit.
+const _: () = assert!(MAX_REPAIRS_PER_REQUEST <= MAX_REQUEST_RANGES);
 
 /// Why a message could not be sent.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -382,9 +386,13 @@ impl LobbyState {
         if highest < from {
             return;
         }
-        // Never track more than max_gap behind the top: skip ahead, giving up the rest.
-        let floor = highest.saturating_sub(sh.cfg.max_gap - 1);
-        if src.next < floor {
+        // A jump of more than max_gap is the source restarting with numbering it could not
+        // continue (a crash that lost its lease): the numbers in between were never sent, so
+        // nothing is asked for or waited on. Gaps already known before it are given up.
+        if highest - from >= sh.cfg.max_gap {
+            let floor = highest.saturating_add(1);
+            let skipped = (highest - from).saturating_add(1);
+            sh.stats.gaps_untracked = sh.stats.gaps_untracked.saturating_add(skipped);
             let id = self.lobby.id;
             let given_up = src.missing.range(..floor).count() as u64;
             src.missing = src.missing.split_off(&floor);
@@ -566,6 +574,7 @@ impl LobbyState {
             }
             // Our own gaps in the range: another member asked first, so back off (SRM).
             let d_src = self.dist(sh, req.source);
+            let u = sh.uniform(0.0, 1.0, Duration::from_secs(1)).as_secs_f64();
             if let Some(src) = self.sources.get_mut(&req.source) {
                 for (&seq, miss) in src.missing.range_mut(first..=last) {
                     if scan == 0 {
@@ -576,7 +585,7 @@ impl LobbyState {
                         continue;
                     }
                     miss.backoff += 1;
-                    rearm(sh, miss, now, d_src, req.hint.is_some(), false);
+                    rearm(&sh.cfg, miss, now, d_src, req.hint.is_some(), false, u);
                     sh.stats.requests_suppressed += 1;
                     sh.timers.push(
                         miss.deadline,
@@ -668,6 +677,7 @@ impl LobbyState {
         let mut hinted_seqs = Vec::new();
         let mut later = Vec::new();
         let mut given_up = 0;
+        let u = sh.uniform(0.0, 1.0, Duration::from_secs(1)).as_secs_f64();
         for &seq in seqs {
             let Some(miss) = src.missing.get_mut(&seq) else {
                 continue;
@@ -684,7 +694,7 @@ impl LobbyState {
                 later.push(seq);
             }
             miss.round += 1;
-            rearm(sh, miss, now, d, hinted, true);
+            rearm(&sh.cfg, miss, now, d, hinted, true, u);
             sh.timers
                 .push(miss.deadline, Timer::Request(id, src_id, seq));
         }
@@ -698,14 +708,17 @@ impl LobbyState {
             });
         }
         for (seqs, hint) in [(hinted_seqs, Some(src_id)), (later, None)] {
-            for ranges in to_ranges(&seqs).chunks(MAX_REQUEST_RANGES) {
+            // No more per request than one request can draw (MAX_REPAIRS_PER_REQUEST), so that
+            // a long gap is answered in one round by several requests.
+            for chunk in seqs.chunks(MAX_REPAIRS_PER_REQUEST) {
+                let ranges = to_ranges(chunk);
                 sh.send(
                     id,
                     Body::Request(Request {
                         sender: sh.me,
                         source: src_id,
                         hint,
-                        ranges: ranges.to_vec(),
+                        ranges,
                     }),
                 );
             }
@@ -870,8 +883,18 @@ impl LobbyState {
 /// members that share a loss must spread out so that one asks. A member retrying its own
 /// request draws from [C1, C1+1]: it retries because the repair or its request was lost,
 /// which few members share, so a narrow window costs little suppression and saves delay.
-fn rearm(sh: &mut Shared, miss: &mut Miss, now: Instant, d: Duration, hinted: bool, own: bool) {
-    let cfg = &sh.cfg;
+///
+/// `u` in [0, 1) is drawn once per batch (a request sent or heard), so that the packets of one
+/// gap keep one deadline per round and go on being asked for together, in ranges.
+fn rearm(
+    cfg: &Config,
+    miss: &mut Miss,
+    now: Instant,
+    d: Duration,
+    hinted: bool,
+    own: bool,
+    u: f64,
+) {
     let answer = if hinted {
         2.0 + cfg.d1_hinted + cfg.d2_hinted
     } else {
@@ -879,8 +902,7 @@ fn rearm(sh: &mut Shared, miss: &mut Miss, now: Instant, d: Duration, hinted: bo
     };
     let exp = f64::from(1u32 << (miss.round + miss.backoff).saturating_sub(1).min(6));
     let spread = if own { 1.0 } else { cfg.c2 };
-    let (lo, hi) = (answer + cfg.c1 * exp, answer + (cfg.c1 + spread) * exp);
-    let wait = sh.uniform(lo, hi, d);
+    let wait = d.mul_f64(answer + (cfg.c1 + spread * u) * exp);
     miss.deadline = now + wait;
     miss.ignore_until = now + wait / 2;
 }

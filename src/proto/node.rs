@@ -107,6 +107,11 @@ impl Node {
         })
     }
 
+    /// The configuration the node runs with.
+    pub fn config(&self) -> &Config {
+        &self.sh.cfg
+    }
+
     /// This node's peer id.
     pub fn peer_id(&self) -> PeerId {
         self.sh.me

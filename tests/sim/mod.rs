@@ -474,3 +474,19 @@ impl Sim {
         out
     }
 }
+
+impl Sim {
+    /// Node `i` restarts: same peer id, fresh state, numbering from `first_seq`.
+    pub fn restart(&mut self, i: usize, first_seq: u64) {
+        let me = self.nodes[i].node.peer_id();
+        let seed = self.rng.random();
+        let cfg = self.nodes[i].node.config().clone();
+        let mut node =
+            Node::new(cfg, me, &format!("n{i}"), self.now, 1_800_000_000_000, seed).unwrap();
+        let lobby = self.lobby.clone();
+        node.join(self.now, &lobby, first_seq);
+        self.nodes[i].node = node;
+        self.nodes[i].deadline = None;
+        self.after_input(i);
+    }
+}
