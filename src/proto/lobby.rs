@@ -423,31 +423,16 @@ impl LobbyState {
         let deadline = now + delay;
         let id = self.lobby.id;
         let src = self.sources.get_mut(&src_id).expect("present");
-        for seq in from..=highest {
-            if self.missing_total >= MAX_MISSING {
-                sh.stats.gaps_untracked = sh
-                    .stats
-                    .gaps_untracked
-                    .saturating_add((highest - seq).saturating_add(1));
-                break;
-            }
-            if src.has(seq) || src.missing.contains_key(&seq) {
-                continue;
-            }
-            src.missing.insert(
-                seq,
-                Miss {
-                    deadline,
-                    round: 0,
-                    backoff: 0,
-                    ignore_until: now,
-                    detected: now,
-                },
-            );
-            self.missing_total += 1;
-            sh.stats.gaps_detected += 1;
-            sh.timers.push(deadline, Timer::Request(id, src_id, seq));
-        }
+        let range = from..highest.saturating_add(1);
+        mark_missing(
+            sh,
+            now,
+            &mut self.missing_total,
+            (id, src_id),
+            src,
+            range,
+            deadline,
+        );
     }
 
     /// Lowers the source's base to `want_from`: packets between it and the old base become
@@ -471,26 +456,16 @@ impl LobbyState {
         // not exist: wait past its tail session before asking.
         let deadline =
             now + sh.cfg.tail_session_delay * 2 + sh.uniform(sh.cfg.c1, sh.cfg.c1 + sh.cfg.c2, d);
-        for seq in want_from..upto {
-            if self.missing_total >= MAX_MISSING {
-                sh.stats.gaps_untracked = sh.stats.gaps_untracked.saturating_add(upto - seq);
-                break;
-            }
-            src.missing.insert(
-                seq,
-                Miss {
-                    deadline,
-                    round: 0,
-                    backoff: 0,
-                    ignore_until: now,
-                    detected: now,
-                },
-            );
-            self.missing_total += 1;
-            sh.stats.gaps_detected += 1;
-            sh.timers
-                .push(deadline, Timer::Request(self.lobby.id, src_id, seq));
-        }
+        let key = (self.lobby.id, src_id);
+        mark_missing(
+            sh,
+            now,
+            &mut self.missing_total,
+            key,
+            src,
+            want_from..upto,
+            deadline,
+        );
         src.base = want_from;
         if !src.shown_any {
             // Nothing shown yet: the backlog can still come first, in order.
@@ -873,6 +848,43 @@ impl LobbyState {
     /// Nicks of the members heard within the peer timeout.
     pub fn members(&self) -> impl Iterator<Item = (PeerId, &str)> {
         self.peers.iter().map(|(id, p)| (*id, p.nick.as_str()))
+    }
+}
+
+/// Marks the packets `range` of a source missing, all with one request deadline, except those
+/// held or already missing, within the lobby's bound on missing packets.
+fn mark_missing(
+    sh: &mut Shared,
+    now: Instant,
+    missing_total: &mut usize,
+    (lobby, src_id): (LobbyId, PeerId),
+    src: &mut Source,
+    range: std::ops::Range<u64>,
+    deadline: Instant,
+) {
+    let end = range.end;
+    for seq in range {
+        if *missing_total >= MAX_MISSING {
+            sh.stats.gaps_untracked = sh.stats.gaps_untracked.saturating_add(end - seq);
+            break;
+        }
+        // Below the base only backfill asks, for packets not held by definition.
+        if src.missing.contains_key(&seq) || (seq >= src.base && src.has(seq)) {
+            continue;
+        }
+        src.missing.insert(
+            seq,
+            Miss {
+                deadline,
+                round: 0,
+                backoff: 0,
+                ignore_until: now,
+                detected: now,
+            },
+        );
+        *missing_total += 1;
+        sh.stats.gaps_detected += 1;
+        sh.timers.push(deadline, Timer::Request(lobby, src_id, seq));
     }
 }
 
