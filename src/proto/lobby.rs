@@ -405,14 +405,7 @@ impl LobbyState {
             for (_, d) in early {
                 deliver(sh, now, id, &mut self.newest_shown, d, false);
             }
-            if given_up > 0 {
-                sh.stats.lost += given_up;
-                sh.emit(Event::Lost {
-                    lobby: id,
-                    source: src_id,
-                    count: given_up,
-                });
-            }
+            report_lost(sh, id, src_id, given_up);
         }
         let from = from.max(src.next);
         if from > highest {
@@ -487,14 +480,7 @@ impl LobbyState {
         self.missing_total -= gone.len();
         let lost = gone.keys().filter(|&&s| s >= src.first_heard).count() as u64;
         src.base = src.base.max(low.min(src.next));
-        if lost > 0 {
-            sh.stats.lost += lost;
-            sh.emit(Event::Lost {
-                lobby: self.lobby.id,
-                source: src_id,
-                count: lost,
-            });
-        }
+        report_lost(sh, self.lobby.id, src_id, lost);
         if src.next < low && src.pending.first_key_value().is_none_or(|(&s, _)| s >= low) {
             src.next = low;
             src.base = low;
@@ -674,14 +660,7 @@ impl LobbyState {
                 .push(miss.deadline, Timer::Request(id, src_id, seq));
         }
         self.missing_total -= given_up as usize;
-        if given_up > 0 {
-            sh.stats.lost += given_up;
-            sh.emit(Event::Lost {
-                lobby: id,
-                source: src_id,
-                count: given_up,
-            });
-        }
+        report_lost(sh, id, src_id, given_up);
         for (seqs, hint) in [(hinted_seqs, Some(src_id)), (later, None)] {
             // No more per request than one request can draw (MAX_REPAIRS_PER_REQUEST), so that
             // a long gap is answered in one round by several requests.
@@ -848,6 +827,18 @@ impl LobbyState {
     /// Nicks of the members heard within the peer timeout.
     pub fn members(&self) -> impl Iterator<Item = (PeerId, &str)> {
         self.peers.iter().map(|(id, p)| (*id, p.nick.as_str()))
+    }
+}
+
+/// Counts packets given up and tells the application, if there are any.
+fn report_lost(sh: &mut Shared, lobby: LobbyId, source: PeerId, count: u64) {
+    if count > 0 {
+        sh.stats.lost += count;
+        sh.emit(Event::Lost {
+            lobby,
+            source,
+            count,
+        });
     }
 }
 
