@@ -748,6 +748,8 @@ impl App {
                         });
                     }
                 }
+                // Input is retried on every wakeup; the event only says when it can succeed.
+                Event::Writable { .. } => {}
             }
         }
     }

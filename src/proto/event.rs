@@ -33,6 +33,12 @@ pub enum Event {
         /// How many sequence numbers were given up.
         count: u64,
     },
+    /// A lobby whose flow-control window was full (a send failed with
+    /// [`crate::proto::SendError::WindowFull`]) can take messages again.
+    Writable {
+        /// Where.
+        lobby: LobbyId,
+    },
 }
 
 /// A delivered chat message.

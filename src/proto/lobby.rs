@@ -41,6 +41,10 @@ pub enum SendError {
     /// the top was chosen); rejoining with a new peer id is the way out.
     #[error("sequence numbers exhausted")]
     SequenceExhausted,
+    /// The flow-control window is full: members have not yet received enough of what this
+    /// node sent. Nothing was sent; send again after [`crate::proto::Event::Writable`].
+    #[error("flow-control window full; wait for members to catch up")]
+    WindowFull,
 }
 
 #[derive(Debug)]
