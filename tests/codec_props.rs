@@ -3,9 +3,9 @@
 
 use lobbycast::proto::ids::{LobbyId, MsgId, PeerId};
 use lobbycast::proto::wire::{
-    self, Body, Data, Decoded, Echo, Heard, MAX_DATAGRAM, MAX_FRAGMENTS, MAX_NICK, MAX_PIECE,
-    MAX_REQUEST_RANGES, MAX_SESSION_ECHOES, MAX_SESSION_HEARD, Packet, Request, Sent, SeqRange,
-    Session,
+    self, Acked, Body, Data, Decoded, Echo, Heard, MAX_DATAGRAM, MAX_FRAGMENTS, MAX_NICK,
+    MAX_PIECE, MAX_REQUEST_RANGES, MAX_SESSION_ACKED, MAX_SESSION_ECHOES, MAX_SESSION_HEARD,
+    Packet, Request, Sent, SeqRange, Session,
 };
 use proptest::prelude::*;
 
@@ -71,18 +71,25 @@ fn session() -> impl Strategy<Value = Session> {
             }),
             0..=MAX_SESSION_ECHOES,
         ),
+        proptest::collection::vec(
+            (peer(), uint()).prop_map(|(p, s)| Acked(p, s)),
+            0..=MAX_SESSION_ACKED,
+        ),
     )
-        .prop_map(|((sender, nick, timestamp, sent), heard, echoes)| Session {
-            sender,
-            nick,
-            timestamp,
-            sent: Sent {
-                low: sent.0,
-                next: sent.1,
+        .prop_map(
+            |((sender, nick, timestamp, sent), heard, echoes, acked)| Session {
+                sender,
+                nick,
+                timestamp,
+                sent: Sent {
+                    low: sent.0,
+                    next: sent.1,
+                },
+                heard,
+                echoes,
+                acked,
             },
-            heard,
-            echoes,
-        })
+        )
 }
 
 fn request() -> impl Strategy<Value = Request> {

@@ -8,7 +8,7 @@ use lobbycast::proto::dedup::Dedup;
 use lobbycast::proto::fragment::{Limits, Reassembler, piece_count, split};
 use lobbycast::proto::hash::SeededState;
 use lobbycast::proto::wire::{
-    Body, Data, Echo, Heard, MAX_MESSAGE, Packet, Request, Sent, SeqRange, Session,
+    Acked, Body, Data, Echo, Heard, MAX_MESSAGE, Packet, Request, Sent, SeqRange, Session,
 };
 use lobbycast::proto::{Config, Lobby, LobbyId, MsgId, Node, PeerId};
 use proptest::prelude::*;
@@ -140,12 +140,13 @@ fn body(lobby: LobbyId) -> impl Strategy<Value = Packet> {
                     low: a.min(b),
                     next: a.max(b)
                 },
-                heard: heard.into_iter().map(|(p, s)| Heard(p, s)).collect(),
+                heard: heard.iter().map(|&(p, s)| Heard(p, s)).collect(),
                 echoes: vec![Echo {
                     peer: PeerId(1),
                     timestamp: ts,
                     delay: ts / 3
                 }],
+                acked: heard.iter().map(|&(p, s)| Acked(p, s / 2)).collect(),
             })),
         (
             peer(),

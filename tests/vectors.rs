@@ -240,6 +240,13 @@ fn render(p: &Packet) -> Vec<String> {
                     e.delay
                 ))
             ));
+            // Revision 1.1's appended field, absent from the wire when empty.
+            if !s.acked.is_empty() {
+                out.push(format!(
+                    "acked = {}",
+                    list(&s.acked, |a| format!("[{}, {}]", id(a.0.0), a.1))
+                ));
+            }
         }
         Body::Request(r) => {
             out.push(format!("sender = {}", id(r.sender.0)));

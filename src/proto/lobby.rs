@@ -756,6 +756,7 @@ impl LobbyState {
             sent,
             heard,
             echoes,
+            acked: Vec::new(),
         });
         sh.send(self.lobby.id, body);
     }

@@ -10,7 +10,7 @@
 use ciborium_ll::{Decoder, Header};
 
 use super::{
-    Body, Data, DecodeError, Decoded, Echo, Heard, Packet, Request, Sent, SeqRange, Session,
+    Acked, Body, Data, DecodeError, Decoded, Echo, Heard, Packet, Request, Sent, SeqRange, Session,
     VERSION, kind,
 };
 use crate::proto::ids::{LobbyId, MsgId, PeerId};
@@ -348,7 +348,17 @@ impl<'a> Reader<'a> {
                 delay,
             })
         })?;
+        // Revision 1.1 appends `acked`; a 1.0 session ends here.
+        let acked = if self.more(a)? {
+            self.list("acked", |r| {
+                let [p, n] = r.uints::<2>("acked entry")?;
+                Ok(Acked(PeerId(p), n))
+            })?
+        } else {
+            Vec::new()
+        };
         Ok(Session {
+            acked,
             sender,
             nick,
             timestamp,

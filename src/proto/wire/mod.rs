@@ -28,6 +28,8 @@ pub const MAX_FRAGMENTS: u16 = 64;
 pub const MAX_MESSAGE: usize = MAX_PIECE * MAX_FRAGMENTS as usize;
 /// Most per-source entries in one session packet.
 pub const MAX_SESSION_HEARD: usize = 40;
+/// Most progress entries (`acked`) in one session packet.
+pub const MAX_SESSION_ACKED: usize = 40;
 /// Most timestamp echoes in one session packet.
 pub const MAX_SESSION_ECHOES: usize = 8;
 /// Most sequence ranges in one request packet.
@@ -98,6 +100,11 @@ pub struct Sent {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Heard(pub PeerId, pub u64);
 
+/// What a session packet says of one source's stream for flow control: the sender holds every
+/// packet of it that it wants below `.1` (the lowest one it still lacks). Revision 1.1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Acked(pub PeerId, pub u64);
+
 /// A timestamp echo: "I heard `peer`'s session stamped `timestamp` and held it `delay` µs".
 /// `peer` computes its round-trip time to the sender from it, as in SRM. On the wire it is the
 /// array `[peer, timestamp, delay]`.
@@ -126,6 +133,9 @@ pub struct Session {
     pub heard: Vec<Heard>,
     /// Echoes of other members' session timestamps (a bounded, rotating subset).
     pub echoes: Vec<Echo>,
+    /// Contiguous progress per source, for the sources' flow control (revision 1.1; omitted
+    /// on the wire when empty).
+    pub acked: Vec<Acked>,
 }
 
 /// A repair request (NACK) for some of one source's sequence numbers.
@@ -207,7 +217,10 @@ impl Packet {
             Body::Data(d) | Body::Repair { data: d, .. } => d.validate(),
             Body::Session(s) => {
                 check_nick(&s.nick)?;
-                if s.heard.len() > MAX_SESSION_HEARD || s.echoes.len() > MAX_SESSION_ECHOES {
+                if s.heard.len() > MAX_SESSION_HEARD
+                    || s.echoes.len() > MAX_SESSION_ECHOES
+                    || s.acked.len() > MAX_SESSION_ACKED
+                {
                     return Err(DecodeError::Invalid("session lists too long"));
                 }
                 if s.sent.low > s.sent.next {
@@ -298,7 +311,7 @@ impl Serialize for Packet {
     fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         let (kind, len) = match &self.body {
             Body::Data(_) => (kind::DATA, 3 + DATA_FIELDS),
-            Body::Session(_) => (kind::SESSION, 3 + 6),
+            Body::Session(s) => (kind::SESSION, 3 + 6 + usize::from(!s.acked.is_empty())),
             Body::Request(_) => (kind::REQUEST, 3 + 4),
             Body::Repair { .. } => (kind::REPAIR, 3 + 1 + DATA_FIELDS),
         };
@@ -319,6 +332,9 @@ impl Serialize for Packet {
                 t.serialize_element(&s.sent)?;
                 t.serialize_element(&s.heard)?;
                 t.serialize_element(&s.echoes)?;
+                if !s.acked.is_empty() {
+                    t.serialize_element(&s.acked)?;
+                }
             }
             Body::Request(r) => {
                 t.serialize_element(&r.sender)?;
