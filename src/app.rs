@@ -296,6 +296,9 @@ pub struct App {
     linger: Option<Duration>,
     recv_buf: Vec<u8>,
     loaded: Vec<(usize, Message)>,
+    /// Texts taken from the input but not sent yet: the flow window is full. Input is not
+    /// read while any wait, so a fast writer is slowed down, never dropped.
+    waiting: VecDeque<(LobbyId, String)>,
 }
 
 impl App {
@@ -436,6 +439,7 @@ impl App {
             linger: cfg.linger,
             recv_buf: vec![0; RECV_BUF],
             loaded,
+            waiting: VecDeque::new(),
         })
     }
 
@@ -483,7 +487,7 @@ impl App {
                 let socks: Vec<&UdpSocket> = self.sockets().collect();
                 let senders: Vec<&UdpSocket> =
                     self.unicast.iter().map(|u| u.sock.socket()).collect();
-                let want_input = input_open && self.queued.is_empty();
+                let want_input = input_open && self.queued.is_empty() && self.waiting.is_empty();
                 tokio::select! {
                     _ = sigint.recv() => Woke::Stop(StopReason::Signal),
                     _ = sigterm.recv() => Woke::Stop(StopReason::Signal),
@@ -501,10 +505,10 @@ impl App {
                 Woke::Readable => self.receive(frontend),
                 Woke::Writable => self.send_queued(),
                 Woke::Input(Some(cmds)) => {
-                    let mut n = self.commands(cmds, frontend);
+                    let mut n = self.take_commands(cmds);
                     while n < INPUT_BATCH {
                         match input.try_recv() {
-                            Ok(more) => n += self.commands(more, frontend),
+                            Ok(more) => n += self.take_commands(more),
                             Err(_) => break,
                         }
                     }
@@ -512,9 +516,6 @@ impl App {
                 Woke::Input(None) => {
                     input_open = false;
                     tracing::debug!("input ended");
-                    if let Some(l) = self.linger {
-                        linger_at = Some(Instant::now() + l);
-                    }
                 }
                 Woke::Synced(r) => {
                     syncing = None;
@@ -529,6 +530,17 @@ impl App {
             let now = Instant::now();
             if timeout.is_some_and(|t| t <= now) {
                 self.node.handle_timeout(now);
+            }
+            // Whatever woke the loop may have opened the flow window (a report, a timeout).
+            if !self.waiting.is_empty()
+                && let Err(e) = self.send_waiting(frontend)
+            {
+                return self.finish(frontend, Err(e));
+            }
+            if !input_open && self.waiting.is_empty() && linger_at.is_none() {
+                if let Some(l) = self.linger {
+                    linger_at = Some(now + l);
+                }
             }
             if now >= wall_at {
                 self.node.set_wall_clock(now, unix_ms());
@@ -629,58 +641,68 @@ impl App {
         }
     }
 
-    /// Sends the texts of `cmds`; returns how many there were.
-    fn commands(&mut self, cmds: Vec<Command>, frontend: &mut dyn Frontend) -> usize {
+    /// Queues the texts of `cmds` to be sent; returns how many there were.
+    fn take_commands(&mut self, cmds: Vec<Command>) -> usize {
         let mut n = 0;
         for cmd in cmds {
             match cmd {
                 Command::Send { lobby, texts } => {
-                    let Some(j) = self.lobbies.iter_mut().find(|j| j.lobby.id == lobby) else {
-                        tracing::warn!(lobby = %lobby, "send to a lobby not joined");
-                        continue;
+                    n += texts.len();
+                    self.waiting.extend(texts.into_iter().map(|t| (lobby, t)));
+                }
+            }
+        }
+        n
+    }
+
+    /// Sends waiting texts in order until none is left or the flow window is full. A history
+    /// write failure stops the runtime before any datagram of an unrecorded message leaves.
+    fn send_waiting(&mut self, frontend: &mut dyn Frontend) -> Result<(), AppError> {
+        while let Some((lobby, text)) = self.waiting.pop_front() {
+            let Some(j) = self.lobbies.iter_mut().find(|j| j.lobby.id == lobby) else {
+                tracing::warn!(lobby = %lobby, "send to a lobby not joined");
+                continue;
+            };
+            if let Err(e) = j.lease.ensure() {
+                tracing::error!(error = %e, "cannot extend the sequence lease");
+                frontend.event(AppEvent::SendFailed {
+                    lobby: &j.lobby,
+                    error: format!("cannot extend the sequence lease: {e}"),
+                });
+                continue;
+            }
+            match self.node.send(Instant::now(), lobby, &text) {
+                Ok(msg) => {
+                    j.lease.used(msg.seq + piece_count(msg.text.len()) as u64);
+                    j.history.append(&msg, msg.sent_at);
+                    frontend.event(AppEvent::Sent {
+                        lobby: &j.lobby,
+                        msg: &msg,
+                    });
+                }
+                Err(SendError::WindowFull) => {
+                    // Members are behind: wait for their reports (the loop retries on every
+                    // wakeup), keeping the order.
+                    self.waiting.push_front((lobby, text));
+                    break;
+                }
+                Err(e) => {
+                    let error = match e {
+                        SendError::NotJoined(_) => "not joined".to_owned(),
+                        e => e.to_string(),
                     };
-                    for text in texts {
-                        n += 1;
-                        if let Err(e) = j.lease.ensure() {
-                            tracing::error!(error = %e, "cannot extend the sequence lease");
-                            frontend.event(AppEvent::SendFailed {
-                                lobby: &j.lobby,
-                                error: format!("cannot extend the sequence lease: {e}"),
-                            });
-                            continue;
-                        }
-                        let now = Instant::now();
-                        match self.node.send(now, lobby, &text) {
-                            Ok(msg) => {
-                                j.lease.used(msg.seq + piece_count(msg.text.len()) as u64);
-                                j.history.append(&msg, msg.sent_at);
-                                frontend.event(AppEvent::Sent {
-                                    lobby: &j.lobby,
-                                    msg: &msg,
-                                });
-                            }
-                            Err(e) => {
-                                let error = match e {
-                                    SendError::NotJoined(_) => "not joined".to_owned(),
-                                    e => e.to_string(),
-                                };
-                                frontend.event(AppEvent::SendFailed {
-                                    lobby: &j.lobby,
-                                    error,
-                                });
-                            }
-                        }
-                    }
+                    frontend.event(AppEvent::SendFailed {
+                        lobby: &j.lobby,
+                        error,
+                    });
                 }
             }
         }
         // Own messages reach the history file before their datagrams leave: after a process
         // crash the file then tells exactly where the numbering stopped (see lease.rs).
-        if let Err(e) = self.write_history() {
-            tracing::error!(error = %e, "history not written");
-        }
+        self.write_history()?;
         self.pump(frontend);
-        n
+        Ok(())
     }
 
     /// Drains the core: transmits to the sockets, events to the history and the frontend.

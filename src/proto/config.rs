@@ -32,8 +32,34 @@ pub struct Config {
     /// After a repair is sent or heard, requests for that data are ignored for this many
     /// distances to the repairer.
     pub hold_down: f64,
-    /// Requests sent for one missing packet before it is given up as lost.
+    /// Requests sent for one missing packet, once its source is gone, before it is given up
+    /// as lost. While the source is alive and holds the packet, requests go on.
     pub max_request_rounds: u32,
+    /// A packet missing this long is given up, whoever is alive.
+    pub give_up_after: Duration,
+    /// Requests for a source's packets are paid for by its own packets: each adds this many
+    /// times its bytes to the source's request credit.
+    pub request_credit_factor: u64,
+    /// Most request credit a source can hold, in bytes.
+    pub request_credit_cap: u64,
+    /// A `heard` claim of another member opens gaps at most this many sequence numbers past
+    /// the highest actually received from the source.
+    pub claim_reach: u64,
+    /// Flow window: a source's next packet must be less than this many sequence numbers past
+    /// the lowest one a live member still lacks.
+    pub flow_window: u64,
+    /// Flow window in bytes of bodies held from that lowest packet on.
+    pub flow_window_bytes: usize,
+    /// A member whose progress was not heard this long stops holding back the flow window.
+    pub flow_timeout: Duration,
+    /// Longest a member waits after receiving new data before it reports its progress.
+    pub report_delay: Duration,
+    /// Most own packets kept to answer requests (at least twice the flow window).
+    pub own_store_packets: usize,
+    /// Most bytes of own bodies kept to answer requests (at least twice the window's bytes).
+    pub own_store_bytes: usize,
+    /// A message whose sent-at time is further ahead of the wall clock is dropped.
+    pub future_limit: Duration,
     /// Least interval between two session messages of this node in one lobby while others are
     /// present; grows with the member count so that sessions stay a small share of traffic.
     pub session_interval: Duration,
@@ -48,9 +74,11 @@ pub struct Config {
     /// How many of a source's packets before the first one heard a node asks for: the
     /// backlog a late joiner gets (at least one whole message of the largest size).
     pub backlog: u64,
-    /// Furthest behind a source's highest sequence number that a gap is still repaired.
+    /// Furthest behind a source's highest sequence number that a gap is still repaired; a
+    /// longer jump is a restart. At least twice the flow window: a live member is never more
+    /// than one window behind.
     pub max_gap: u64,
-    /// Most packets kept per lobby to answer requests.
+    /// Most of others' packets kept per lobby to answer requests.
     pub store_packets: usize,
     /// Most body bytes kept per lobby to answer requests.
     pub store_bytes: usize,
@@ -93,12 +121,23 @@ impl Default for Config {
             hinted_rounds: 2,
             hold_down: 3.0,
             max_request_rounds: 12,
+            give_up_after: Duration::from_secs(120),
+            request_credit_factor: 16,
+            request_credit_cap: 64 << 10,
+            claim_reach: 64,
+            flow_window: 4096,
+            flow_window_bytes: 4 << 20,
+            flow_timeout: Duration::from_secs(3),
+            report_delay: Duration::from_millis(10),
+            own_store_packets: 8192,
+            own_store_bytes: 8 << 20,
+            future_limit: Duration::from_secs(600),
             session_interval: Duration::from_secs(1),
             session_per_member: Duration::from_millis(20),
             tail_session_delay: Duration::from_millis(20),
             hold_back: Duration::from_secs(1),
             backlog: 64,
-            max_gap: 4096,
+            max_gap: 8192,
             store_packets: 8192,
             store_bytes: 8 << 20,
             dedup_window: Duration::from_secs(30 * 60),

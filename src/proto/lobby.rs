@@ -6,16 +6,18 @@ use std::time::{Duration, Instant};
 
 use super::config::Config;
 use super::event::{Event, Message};
+use super::flow::Flow;
 use super::fragment::{self, Refused};
 use super::hash::SeededState;
 use super::ids::{Lobby, LobbyId, MsgId, PeerId};
+use super::own::OwnStore;
 use super::shared::Shared;
 use super::source::{Miss, Source};
 use super::store::Store;
 use super::timers::Timer;
 use super::wire::{
-    Body, Data, Echo, Heard, MAX_MESSAGE, MAX_NICK, MAX_REQUEST_RANGES, MAX_SESSION_ECHOES,
-    MAX_SESSION_HEARD, Request, Sent, SeqRange, Session,
+    Acked, Body, Data, Echo, Heard, MAX_MESSAGE, MAX_NICK, MAX_REQUEST_RANGES, MAX_SESSION_ACKED,
+    MAX_SESSION_ECHOES, MAX_SESSION_HEARD, Packet, Request, Sent, SeqRange, Session,
 };
 
 /// Most packets one request packet can make this node repair: what bounds the traffic a
@@ -61,8 +63,10 @@ struct Peer {
 pub(crate) struct LobbyState {
     pub lobby: Lobby,
     next_seq: u64,
-    /// Lowest own sequence number still in the store.
-    own_low: u64,
+    /// Own packets, kept for repair; the flow window relies on them.
+    own: OwnStore,
+    flow: Flow,
+    /// Others' packets, kept for repair.
     store: Store,
     sources: HashMap<PeerId, Source, SeededState>,
     peers: HashMap<PeerId, Peer, SeededState>,
@@ -79,6 +83,8 @@ pub(crate) struct LobbyState {
     echo_rotation: usize,
     /// Newest sent-at time shown, for the late mark.
     newest_shown: u64,
+    /// When a progress report (a session) is due after new data arrived.
+    report_at: Option<Instant>,
     missing_total: usize,
 }
 
@@ -99,7 +105,8 @@ impl LobbyState {
         sh.timers.push(session_at, Timer::Session(lobby.id));
         LobbyState {
             next_seq: first_seq,
-            own_low: first_seq,
+            own: OwnStore::new(sh.cfg.own_store_packets, sh.cfg.own_store_bytes),
+            flow: Flow::new(sh.cfg.max_peers, h()),
             store: Store::new(sh.cfg.store_packets, sh.cfg.store_bytes, h()),
             sources: HashMap::with_hasher(h()),
             peers: HashMap::with_hasher(h()),
@@ -112,6 +119,7 @@ impl LobbyState {
             heard_rotation: 0,
             echo_rotation: 0,
             newest_shown: 0,
+            report_at: None,
             missing_total: 0,
             lobby,
         }
@@ -186,6 +194,12 @@ impl LobbyState {
         if self.next_seq.checked_add(u64::from(count) + 1).is_none() {
             return Err(SendError::SequenceExhausted);
         }
+        if !self.window_has_room(sh, now, u64::from(count), text.len()) {
+            sh.stats.window_full += 1;
+            self.flow.blocked = true;
+            self.arm_flow_check(sh, now);
+            return Err(SendError::WindowFull);
+        }
         let msg_id = MsgId(rand::RngExt::random(&mut sh.rng));
         let sent_at = sh.wall_ms(now);
         let first = self.next_seq;
@@ -201,8 +215,8 @@ impl LobbyState {
                 body: piece.to_vec(),
             };
             self.next_seq += 1;
-            self.keep(sh.me, data.clone());
-            sh.send(self.id(), Body::Data(data));
+            sh.send(self.id(), Body::Data(data.clone()));
+            self.own.insert(data);
         }
         sh.dedup.insert(now, msg_id);
         self.newest_shown = self.newest_shown.max(sent_at);
@@ -225,14 +239,96 @@ impl LobbyState {
         })
     }
 
-    /// Puts a packet in the repair store, tracking which own packets are still held.
+    /// Puts a packet in the repair store it belongs to.
     fn keep(&mut self, me: PeerId, data: Data) {
-        let own_low = &mut self.own_low;
-        self.store.insert(data, |src, seq| {
-            if src == me {
-                *own_low = (*own_low).max(seq.saturating_add(1));
+        if data.source == me {
+            self.own.insert(data);
+        } else {
+            self.store.insert(data, |_, _| {});
+        }
+    }
+
+    /// A packet held for repair, own or others'.
+    fn held(&self, me: PeerId, src: PeerId, seq: u64) -> Option<&Data> {
+        if src == me {
+            self.own.get(seq)
+        } else {
+            self.store.get(src, seq)
+        }
+    }
+
+    /// The lowest own sequence number still held.
+    fn own_low(&self) -> u64 {
+        self.own.low().unwrap_or(self.next_seq).min(self.next_seq)
+    }
+
+    // ---- flow control --------------------------------------------------------------------
+
+    /// Whether `packets` more packets with `bytes` of bodies fit in the flow window.
+    fn window_has_room(&self, sh: &Shared, now: Instant, packets: u64, bytes: usize) -> bool {
+        let floor = self
+            .flow
+            .floor(now, sh.cfg.flow_timeout, self.own_low(), self.next_seq);
+        let end = self.next_seq.saturating_add(packets);
+        end <= floor.saturating_add(sh.cfg.flow_window)
+            && self.own.bytes_from(floor).saturating_add(bytes as u64)
+                <= sh.cfg.flow_window_bytes as u64
+    }
+
+    /// While the window is full, wakes up when the member holding it back would time out.
+    fn arm_flow_check(&mut self, sh: &mut Shared, now: Instant) {
+        let at = self
+            .flow
+            .next_expiry(now, sh.cfg.flow_timeout, self.next_seq);
+        if at.is_some() && at != self.flow.check_at {
+            self.flow.check_at = at;
+            if let Some(at) = at {
+                sh.timers.push(at, Timer::Flow(self.id()));
             }
-        });
+        }
+    }
+
+    /// Tells the application once the window of a refused send has room for a whole message
+    /// of any size again.
+    fn check_window(&mut self, sh: &mut Shared, now: Instant) {
+        if !self.flow.blocked {
+            return;
+        }
+        let room = u64::from(super::wire::MAX_FRAGMENTS).min(sh.cfg.flow_window);
+        let bytes = MAX_MESSAGE.min(sh.cfg.flow_window_bytes);
+        if self.window_has_room(sh, now, room, bytes) {
+            self.flow.blocked = false;
+            self.flow.check_at = None;
+            sh.emit(Event::Writable { lobby: self.id() });
+        } else {
+            self.arm_flow_check(sh, now);
+        }
+    }
+
+    pub fn on_flow_timer(&mut self, sh: &mut Shared, now: Instant, at: Instant) {
+        if self.flow.check_at == Some(at) {
+            self.flow.check_at = None;
+            self.check_window(sh, now);
+        }
+    }
+
+    /// New data arrived: report progress within the report delay.
+    fn want_report(&mut self, sh: &mut Shared, now: Instant) {
+        if self.report_at.is_none() {
+            let at = now + sh.cfg.report_delay;
+            self.report_at = Some(at);
+            sh.timers.push(at, Timer::Report(self.id()));
+        }
+    }
+
+    pub fn on_report_timer(&mut self, sh: &mut Shared, now: Instant, at: Instant) {
+        if self.report_at != Some(at) {
+            return;
+        }
+        self.report_at = None;
+        if self.sources.values().any(|s| s.reported != Some(s.acked())) {
+            self.send_session(sh, now);
+        }
     }
 
     /// Takes back a message from history: it can be repaired again, and is not asked for.
@@ -260,7 +356,6 @@ impl LobbyState {
         sh.dedup.insert(now, msg.msg_id);
         self.newest_shown = self.newest_shown.max(msg.sent_at);
         if msg.source == sh.me {
-            self.own_low = self.own_low.min(msg.seq);
             self.next_seq = self.next_seq.max(end);
         } else {
             let src = self
@@ -321,12 +416,21 @@ impl LobbyState {
             self.learn(sh, now, src_id, seq - 1);
         }
         self.keep(sh.me, data.clone());
+        self.want_report(sh, now);
         let id = self.id();
         let src = self.sources.get_mut(&src_id).expect("present");
         src.last_active = now;
         if src.top.is_none_or(|t| t < seq) {
             src.top = Some(seq);
         }
+        if src.received_top.is_none_or(|t| t < seq) {
+            src.received_top = Some(seq);
+            if src.claimed > seq {
+                let upto = src.claimed.min(seq.saturating_add(sh.cfg.claim_reach));
+                self.learn(sh, now, src_id, upto);
+            }
+        }
+        let src = self.sources.get_mut(&src_id).expect("present");
         if let Some(miss) = src.missing.remove(&seq) {
             self.missing_total -= 1;
             sh.record_recovery(now.saturating_duration_since(miss.detected));
@@ -567,7 +671,7 @@ impl LobbyState {
                     break;
                 }
                 scan -= 1;
-                if !self.store.contains(req.source, seq) {
+                if self.held(me, req.source, seq).is_none() {
                     continue;
                 }
                 let key = (req.source, seq);
@@ -597,7 +701,7 @@ impl LobbyState {
         match self.repairs.get(&key) {
             Some(&(t, d)) if t == at => {
                 self.repairs.remove(&key);
-                if let Some(data) = self.store.get(src, seq) {
+                if let Some(data) = self.held(sh.me, src, seq) {
                     let body = Body::Repair {
                         repairer: sh.me,
                         data: data.clone(),
@@ -619,6 +723,8 @@ impl LobbyState {
             Timer::Session(_) => self.session_at == at,
             Timer::Tail(_) => self.tail_at == Some(at),
             Timer::HoldBack(_, src) => self.sources.get(&src).is_some_and(|s| s.hold == Some(at)),
+            Timer::Report(_) => self.report_at == Some(at),
+            Timer::Flow(_) => self.flow.check_at == Some(at),
             Timer::Housekeeping => false,
         }
     }
@@ -647,7 +753,14 @@ impl LobbyState {
             let Some(miss) = src.missing.get_mut(&seq) else {
                 continue;
             };
-            if miss.round >= sh.cfg.max_request_rounds {
+            // While its source is alive it still holds what is missing (flow control), so
+            // only a departed source's packets run out of rounds; nothing waits forever.
+            if !alive {
+                miss.rounds_gone += 1;
+            }
+            if miss.rounds_gone > sh.cfg.max_request_rounds
+                || now.saturating_duration_since(miss.detected) >= sh.cfg.give_up_after
+            {
                 src.missing.remove(&seq);
                 given_up += 1;
                 continue;
@@ -669,17 +782,40 @@ impl LobbyState {
             // No more per request than one request can draw (MAX_REPAIRS_PER_REQUEST), so that
             // a long gap is answered in one round by several requests.
             for chunk in seqs.chunks(MAX_REPAIRS_PER_REQUEST) {
-                let ranges = to_ranges(chunk);
-                sh.send(
-                    id,
-                    Body::Request(Request {
+                let packet = Packet {
+                    lobby: id,
+                    body: Body::Request(Request {
                         sender: sh.me,
                         source: src_id,
                         hint,
-                        ranges,
+                        ranges: to_ranges(chunk),
                     }),
-                );
+                };
+                // The source's own packets pay for requests about it (PROTOCOL.md 6.3):
+                // claims about a silent or invented source cannot start a storm.
+                let cost = packet.encoded_len() as u64;
+                if src.credit < cost {
+                    sh.stats.requests_deferred += 1;
+                    for seq in chunk {
+                        if let Some(m) = src.missing.get_mut(seq) {
+                            m.round = m.round.saturating_sub(1);
+                        }
+                    }
+                    continue;
+                }
+                src.credit -= cost;
+                sh.send(id, packet.body);
             }
+        }
+    }
+
+    /// Credits a member's share of a datagram to its request credit, if it is a source.
+    pub fn credit(&mut self, sh: &Shared, sender: PeerId, bytes: u64) {
+        if let Some(src) = self.sources.get_mut(&sender) {
+            src.credit = src
+                .credit
+                .saturating_add(bytes.saturating_mul(sh.cfg.request_credit_factor))
+                .min(sh.cfg.request_credit_cap);
         }
     }
 
@@ -725,9 +861,31 @@ impl LobbyState {
 
     fn send_session(&mut self, sh: &mut Shared, now: Instant) {
         let sent = Sent {
-            low: self.own_low.min(self.next_seq),
+            low: self.own_low(),
             next: self.next_seq,
         };
+        // Progress for the sources' flow control: those heard from most recently first.
+        let mut recent: Vec<(Instant, PeerId)> = self
+            .sources
+            .iter()
+            .map(|(id, s)| (s.last_active, *id))
+            .collect();
+        if recent.len() > MAX_SESSION_ACKED {
+            recent.select_nth_unstable_by(MAX_SESSION_ACKED - 1, |a, b| b.cmp(a));
+            recent.truncate(MAX_SESSION_ACKED);
+        }
+        recent.sort_unstable_by_key(|&(_, id)| id);
+        let acked: Vec<Acked> = recent
+            .into_iter()
+            .filter_map(|(_, id)| {
+                let src = self.sources.get_mut(&id)?;
+                let next = src.acked();
+                src.reported = Some(next);
+                Some(Acked(id, next))
+            })
+            .collect();
+        // A report due now goes out with this session.
+        self.report_at = None;
         let mut heard: Vec<Heard> = self
             .sources
             .iter()
@@ -756,7 +914,7 @@ impl LobbyState {
             sent,
             heard,
             echoes,
-            acked: Vec::new(),
+            acked,
         });
         sh.send(self.lobby.id, body);
     }
@@ -788,6 +946,7 @@ impl LobbyState {
             }
             self.sources.insert(s.sender, Source::new(next, now));
         }
+        self.forget_above(s.sender, next);
         if next > 0 {
             self.learn(sh, now, s.sender, next - 1);
         }
@@ -795,17 +954,51 @@ impl LobbyState {
         let first_heard = self.sources[&s.sender].first_heard;
         let want_from = low.max(first_heard.saturating_sub(sh.cfg.backlog));
         self.backfill(sh, now, s.sender, want_from);
-        for Heard(src, high) in s.heard {
-            if src != me && self.sources.contains_key(&src) {
-                self.learn(sh, now, src, high);
+        // Another member's claim opens gaps only a little past data actually received from
+        // the source; the rest waits for that data (PROTOCOL.md 6.2).
+        let reach = sh.cfg.claim_reach;
+        for Heard(src_id, high) in s.heard {
+            if src_id == me {
+                continue;
+            }
+            let Some(src) = self.sources.get_mut(&src_id) else {
+                continue;
+            };
+            src.claimed = src.claimed.max(high);
+            if let Some(t) = src.received_top {
+                self.learn(sh, now, src_id, high.min(t.saturating_add(reach)));
             }
         }
+        if let Some(&Acked(_, next)) = s.acked.iter().find(|a| a.0 == me) {
+            self.flow.on_report(now, s.sender, next, self.next_seq);
+            self.check_window(sh, now);
+        }
+    }
+
+    /// The source's own session says it numbers its next packet `next`: nothing at or above
+    /// it was sent, whatever others claimed. Those gaps are forgotten, not lost.
+    fn forget_above(&mut self, src_id: PeerId, next: u64) {
+        let Some(src) = self.sources.get_mut(&src_id) else {
+            return;
+        };
+        src.claimed = src.claimed.min(next.saturating_sub(1));
+        if src.top.is_none_or(|t| t < next) {
+            return;
+        }
+        let gone = src.missing.split_off(&next);
+        self.missing_total -= gone.len();
+        let below = next.checked_sub(1);
+        src.top = match (below, src.received_top) {
+            (Some(b), Some(r)) => Some(b.max(r)),
+            (b, r) => b.or(r),
+        };
     }
 
     // ---- upkeep --------------------------------------------------------------------------
 
     pub fn housekeeping(&mut self, sh: &mut Shared, now: Instant) {
         self.hold_down.retain(|_, t| *t > now);
+        self.flow.expire(now, sh.cfg.flow_timeout * 10);
         let timeout = sh.cfg.peer_timeout;
         let gone: Vec<PeerId> = self
             .peers
@@ -876,6 +1069,7 @@ fn mark_missing(
                 backoff: 0,
                 ignore_until: now,
                 detected: now,
+                rounds_gone: 0,
             },
         );
         *missing_total += 1;
@@ -934,8 +1128,15 @@ fn deliver(
     };
     let d = done.data;
     let age_limit = (sh.cfg.dedup_window + sh.cfg.clock_skew).as_millis() as u64;
-    if sh.wall_ms(now).saturating_sub(d.sent_at) > age_limit {
+    let wall = sh.wall_ms(now);
+    if wall.saturating_sub(d.sent_at) > age_limit {
         sh.stats.too_old += 1;
+        return;
+    }
+    // A far-future time would stay in the dedup window forever and mark every later message
+    // late (PROTOCOL.md 6.6).
+    if d.sent_at.saturating_sub(wall) > sh.cfg.future_limit.as_millis() as u64 {
+        sh.stats.too_new += 1;
         return;
     }
     if !sh.dedup.insert(now, d.msg_id) {
@@ -943,7 +1144,7 @@ fn deliver(
         return;
     }
     let late_ms = sh.cfg.late_after.as_millis() as u64;
-    let late = done.late || d.sent_at + late_ms < *newest_shown;
+    let late = done.late || d.sent_at.saturating_add(late_ms) < *newest_shown;
     *newest_shown = (*newest_shown).max(d.sent_at);
     sh.stats.delivered += 1;
     sh.stats.late += u64::from(late);

@@ -4,12 +4,14 @@
 pub mod config;
 pub mod dedup;
 pub mod event;
+mod flow;
 pub mod fragment;
 pub mod hash;
 pub mod ids;
 mod lobby;
 pub mod node;
 pub mod outbox;
+mod own;
 mod shared;
 mod source;
 pub mod stats;

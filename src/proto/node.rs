@@ -186,7 +186,10 @@ impl Node {
     /// fallback; multicast packets identify their sender by peer id).
     pub fn handle_datagram(&mut self, now: Instant, _from: SocketAddr, bytes: &[u8]) {
         self.sh.stats.datagrams_in += 1;
-        for item in wire::decode_datagram(bytes) {
+        // Each packet's share of the datagram pays for requests about its sender (6.3).
+        let items: Vec<_> = wire::decode_datagram(bytes).collect();
+        let share = (bytes.len() / items.len().max(1)) as u64;
+        for item in items {
             let packet = match item {
                 Ok(Decoded::Packet(p)) => p,
                 Ok(Decoded::UnknownVersion(_)) => {
@@ -213,6 +216,7 @@ impl Node {
                 continue;
             }
             let sh = &mut self.sh;
+            let sender = packet.sender();
             match packet.body {
                 Body::Data(d) => state.on_data(sh, now, d, None),
                 Body::Repair { repairer, data } => {
@@ -225,6 +229,7 @@ impl Node {
                 Body::Session(s) => state.on_session(sh, now, s),
                 Body::Request(r) => state.on_request(sh, now, r),
             }
+            state.credit(sh, sender, share);
         }
     }
 
@@ -267,6 +272,16 @@ impl Node {
                 Timer::HoldBack(l, src) => {
                     if let Some(s) = self.lobbies.get_mut(&l) {
                         s.on_hold_back(sh, now, src, at);
+                    }
+                }
+                Timer::Report(l) => {
+                    if let Some(s) = self.lobbies.get_mut(&l) {
+                        s.on_report_timer(sh, now, at);
+                    }
+                }
+                Timer::Flow(l) => {
+                    if let Some(s) = self.lobbies.get_mut(&l) {
+                        s.on_flow_timer(sh, now, at);
                     }
                 }
             }
@@ -317,6 +332,8 @@ impl Node {
                 | Timer::Repair(l, ..)
                 | Timer::Session(l)
                 | Timer::Tail(l)
+                | Timer::Report(l)
+                | Timer::Flow(l)
                 | Timer::HoldBack(l, _) => self
                     .lobbies
                     .get(&l)

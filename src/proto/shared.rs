@@ -77,7 +77,7 @@ impl Shared {
     pub fn wall_ms(&self, now: Instant) -> u64 {
         let (at, ms) = self.wall;
         if now >= at {
-            ms + (now - at).as_millis() as u64
+            ms.saturating_add((now - at).as_millis() as u64)
         } else {
             ms.saturating_sub((at - now).as_millis() as u64)
         }

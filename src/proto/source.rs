@@ -18,8 +18,10 @@ pub(crate) struct Miss {
     /// Further requests heard before this do not back it off again (SRM: one backoff per
     /// round of requests).
     pub ignore_until: Instant,
-    /// When the gap was found, for the recovery-delay measure.
+    /// When the gap was found, for the recovery-delay measure and the give-up bound.
     pub detected: Instant,
+    /// Rounds due while the source was gone: these, not all rounds, are limited.
+    pub rounds_gone: u32,
 }
 
 /// Receive state of one source.
@@ -45,6 +47,15 @@ pub(crate) struct Source {
     pub shown_any: bool,
     /// Last time anything of this source was received.
     pub last_active: Instant,
+    /// Highest sequence number received in a data or repair packet: claims by others open
+    /// gaps only a little past it.
+    pub received_top: Option<u64>,
+    /// Highest sequence number others claimed to have heard, not yet opened as gaps.
+    pub claimed: u64,
+    /// Bytes of requests for this source's packets that its own packets have paid for.
+    pub credit: u64,
+    /// The progress (`acked`) last reported for it.
+    pub reported: Option<u64>,
 }
 
 impl Source {
@@ -60,7 +71,18 @@ impl Source {
             hold: None,
             shown_any: false,
             last_active: now,
+            received_top: None,
+            claimed: 0,
+            credit: 0,
+            reported: None,
         }
+    }
+
+    /// The lowest wanted packet not held: what flow control's reports say.
+    pub fn acked(&self) -> u64 {
+        self.missing
+            .first_key_value()
+            .map_or(self.next, |(&s, _)| s.min(self.next))
     }
 
     /// True if packet `seq` was received already (shown, skipped past, or pending).

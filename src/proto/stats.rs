@@ -23,6 +23,14 @@ pub struct Stats {
     pub duplicate_messages: u64,
     /// Messages dropped because they were older than the dedup window.
     pub too_old: u64,
+    /// Messages dropped because their sent-at time was too far in the future.
+    pub too_new: u64,
+    /// Requests not sent (deferred) because the source's request credit was spent.
+    pub requests_deferred: u64,
+    /// Sends refused because the flow window was full.
+    pub window_full: u64,
+    /// Incomplete messages dropped by reassembly (a bound reached or timed out).
+    pub reassembly_dropped: u64,
     /// Fragments that disagreed with others of their message.
     pub bad_fragments: u64,
     /// Messages delivered to the application.

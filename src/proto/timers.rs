@@ -23,6 +23,10 @@ pub enum Timer {
     Tail(LobbyId),
     /// A source's hold-back on a missing packet expires.
     HoldBack(LobbyId, PeerId),
+    /// A member reports its progress (a session) after receiving new data.
+    Report(LobbyId),
+    /// Re-check of a full flow window: a member that holds it back may time out.
+    Flow(LobbyId),
     /// Expiry of peers, hold-downs, reassemblies.
     Housekeeping,
 }

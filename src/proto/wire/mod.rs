@@ -246,6 +246,11 @@ impl Packet {
         ciborium::into_writer(self, out).expect("encoding to a Vec cannot fail");
     }
 
+    /// The length of this packet's CBOR encoding.
+    pub fn encoded_len(&self) -> usize {
+        self.to_bytes().len()
+    }
+
     /// This packet's CBOR encoding.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(128);
