@@ -22,6 +22,9 @@ struct Ack {
 pub(crate) struct Flow {
     acks: HashMap<PeerId, Ack, SeededState>,
     max_members: usize,
+    /// Until the flow timeout after joining, silence does not mean this node is alone: members
+    /// may not have heard of it yet, so the window is anchored at the lowest packet held.
+    joined_at: Instant,
     /// A send was refused: tell the application when the window opens.
     pub blocked: bool,
     /// When a re-check of a blocked window is due (a member times out).
@@ -30,10 +33,11 @@ pub(crate) struct Flow {
 
 impl Flow {
     /// No reports yet; at most `max_members` are tracked.
-    pub fn new(max_members: usize, hasher: SeededState) -> Self {
+    pub fn new(now: Instant, max_members: usize, hasher: SeededState) -> Self {
         Flow {
             acks: HashMap::with_hasher(hasher),
             max_members,
+            joined_at: now,
             blocked: false,
             check_at: None,
         }
@@ -60,22 +64,30 @@ impl Flow {
     }
 
     /// The window's trailing edge: the lowest packet a live member lacks, but never below the
-    /// lowest one still held (waiting cannot help a member that lacks what is gone); with no
-    /// live member, `sent_next`.
+    /// lowest one still held (waiting cannot help a member that lacks what is gone). With no
+    /// live member: the lowest packet held during the flow timeout after joining (members
+    /// that have not reported yet may lack anything), then `sent_next` (alone).
     pub fn floor(&self, now: Instant, timeout: Duration, own_low: u64, sent_next: u64) -> u64 {
+        let alone = if now < self.joined_at + timeout {
+            own_low
+        } else {
+            sent_next
+        };
         self.live(now, timeout)
             .map(|a| a.next.max(own_low))
             .min()
-            .unwrap_or(sent_next)
+            .unwrap_or(alone)
             .min(sent_next)
     }
 
     /// When the earliest live member that holds the window back (lacks something below
     /// `sent_next`) stops counting, if it makes no progress before then.
     pub fn next_expiry(&self, now: Instant, timeout: Duration, sent_next: u64) -> Option<Instant> {
+        let grace = Some(self.joined_at + timeout).filter(|&t| t > now);
         self.live(now, timeout)
             .filter(|a| a.next < sent_next)
             .map(|a| a.progress_at + timeout)
+            .chain(grace)
             .min()
     }
 
@@ -100,9 +112,12 @@ mod tests {
 
     #[test]
     fn the_slowest_live_member_sets_the_floor_until_it_times_out() {
-        let t0 = Instant::now();
-        let mut f = Flow::new(8, SeededState::new(1, 2));
-        assert_eq!(f.floor(t0, T, 0, 100), 100, "nobody to wait for");
+        let start = Instant::now();
+        let mut f = Flow::new(start, 8, SeededState::new(1, 2));
+        assert_eq!(f.floor(start, T, 7, 100), 7, "members may not have heard of us yet");
+        assert_eq!(f.next_expiry(start, T, 100), Some(start + T));
+        let t0 = start + T;
+        assert_eq!(f.floor(t0, T, 7, 100), 100, "nobody to wait for");
         f.on_report(t0, PeerId(1), 40, 100);
         f.on_report(t0, PeerId(2), 90, 100);
         assert_eq!(f.floor(t0, T, 0, 100), 40);
@@ -126,7 +141,7 @@ mod tests {
     #[test]
     fn a_caught_up_member_stays_live_and_reports_beyond_the_end_are_clamped() {
         let t0 = Instant::now();
-        let mut f = Flow::new(8, SeededState::new(1, 2));
+        let mut f = Flow::new(t0, 8, SeededState::new(1, 2));
         f.on_report(t0, PeerId(1), 1_000_000, 10);
         let t1 = t0 + Duration::from_secs(10);
         f.on_report(t1, PeerId(1), 10, 10);

@@ -106,7 +106,7 @@ impl LobbyState {
         LobbyState {
             next_seq: first_seq,
             own: OwnStore::new(sh.cfg.own_store_packets, sh.cfg.own_store_bytes),
-            flow: Flow::new(sh.cfg.max_peers, h()),
+            flow: Flow::new(now, sh.cfg.max_peers, h()),
             store: Store::new(sh.cfg.store_packets, sh.cfg.store_bytes, h()),
             sources: HashMap::with_hasher(h()),
             peers: HashMap::with_hasher(h()),
@@ -513,7 +513,7 @@ impl LobbyState {
             for (_, d) in early {
                 deliver(sh, now, id, &mut self.newest_shown, d, false);
             }
-            report_lost(sh, id, src_id, given_up);
+            report_lost(sh, id, src_id, given_up, "source restarted");
         }
         let from = from.max(src.next);
         if from > highest {
@@ -588,7 +588,7 @@ impl LobbyState {
         self.missing_total -= gone.len();
         let lost = gone.keys().filter(|&&s| s >= src.first_heard).count() as u64;
         src.base = src.base.max(low.min(src.next));
-        report_lost(sh, self.lobby.id, src_id, lost);
+        report_lost(sh, self.lobby.id, src_id, lost, "no longer held by its source");
         if src.next < low && src.pending.first_key_value().is_none_or(|(&s, _)| s >= low) {
             src.next = low;
             src.base = low;
@@ -777,7 +777,7 @@ impl LobbyState {
                 .push(miss.deadline, Timer::Request(id, src_id, seq));
         }
         self.missing_total -= given_up as usize;
-        report_lost(sh, id, src_id, given_up);
+        report_lost(sh, id, src_id, given_up, "requests unanswered");
         for (seqs, hint) in [(hinted_seqs, Some(src_id)), (later, None)] {
             // No more per request than one request can draw (MAX_REPAIRS_PER_REQUEST), so that
             // a long gap is answered in one round by several requests.
@@ -1029,8 +1029,9 @@ impl LobbyState {
 }
 
 /// Counts packets given up and tells the application, if there are any.
-fn report_lost(sh: &mut Shared, lobby: LobbyId, source: PeerId, count: u64) {
+fn report_lost(sh: &mut Shared, lobby: LobbyId, source: PeerId, count: u64, why: &str) {
     if count > 0 {
+        tracing::debug!(%lobby, %source, count, why, "giving up packets");
         sh.stats.lost += count;
         sh.emit(Event::Lost {
             lobby,
