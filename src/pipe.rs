@@ -137,6 +137,13 @@ struct StatsLine {
     datagrams_out: u64,
     duplicate_packets: u64,
     queue_overflow: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    request_bytes_out: u64,
+    repair_bytes_out: u64,
+    requests_deferred: u64,
+    window_full: u64,
+    too_new: u64,
 }
 
 impl<W: Write> Frontend for PipeFrontend<W> {
@@ -222,6 +229,13 @@ fn stats_line(s: &Stats) -> StatsLine {
         datagrams_out: s.datagrams_out,
         duplicate_packets: s.duplicate_packets,
         queue_overflow: s.queue_overflow,
+        bytes_in: s.bytes_in,
+        bytes_out: s.bytes_out,
+        request_bytes_out: s.request_bytes_out,
+        repair_bytes_out: s.repair_bytes_out,
+        requests_deferred: s.requests_deferred,
+        window_full: s.window_full,
+        too_new: s.too_new,
     }
 }
 

@@ -114,7 +114,11 @@ mod tests {
     fn the_slowest_live_member_sets_the_floor_until_it_times_out() {
         let start = Instant::now();
         let mut f = Flow::new(start, 8, SeededState::new(1, 2));
-        assert_eq!(f.floor(start, T, 7, 100), 7, "members may not have heard of us yet");
+        assert_eq!(
+            f.floor(start, T, 7, 100),
+            7,
+            "members may not have heard of us yet"
+        );
         assert_eq!(f.next_expiry(start, T, 100), Some(start + T));
         let t0 = start + T;
         assert_eq!(f.floor(t0, T, 7, 100), 100, "nobody to wait for");

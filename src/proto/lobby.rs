@@ -588,7 +588,13 @@ impl LobbyState {
         self.missing_total -= gone.len();
         let lost = gone.keys().filter(|&&s| s >= src.first_heard).count() as u64;
         src.base = src.base.max(low.min(src.next));
-        report_lost(sh, self.lobby.id, src_id, lost, "no longer held by its source");
+        report_lost(
+            sh,
+            self.lobby.id,
+            src_id,
+            lost,
+            "no longer held by its source",
+        );
         if src.next < low && src.pending.first_key_value().is_none_or(|(&s, _)| s >= low) {
             src.next = low;
             src.base = low;
@@ -795,12 +801,9 @@ impl LobbyState {
                 // claims about a silent or invented source cannot start a storm.
                 let cost = packet.encoded_len() as u64;
                 if src.credit < cost {
+                    // Re-armed as if sent: the backoff grows, so an unpaid claim costs little
+                    // work too.
                     sh.stats.requests_deferred += 1;
-                    for seq in chunk {
-                        if let Some(m) = src.missing.get_mut(seq) {
-                            m.round = m.round.saturating_sub(1);
-                        }
-                    }
                     continue;
                 }
                 src.credit -= cost;
@@ -948,31 +951,41 @@ impl LobbyState {
         }
         self.forget_above(s.sender, next);
         if next > 0 {
-            self.learn(sh, now, s.sender, next - 1);
+            self.claim(sh, now, s.sender, next - 1);
         }
         self.prune_below(sh, now, s.sender, low);
         let first_heard = self.sources[&s.sender].first_heard;
         let want_from = low.max(first_heard.saturating_sub(sh.cfg.backlog));
         self.backfill(sh, now, s.sender, want_from);
-        // Another member's claim opens gaps only a little past data actually received from
-        // the source; the rest waits for that data (PROTOCOL.md 6.2).
-        let reach = sh.cfg.claim_reach;
         for Heard(src_id, high) in s.heard {
-            if src_id == me {
-                continue;
-            }
-            let Some(src) = self.sources.get_mut(&src_id) else {
-                continue;
-            };
-            src.claimed = src.claimed.max(high);
-            if let Some(t) = src.received_top {
-                self.learn(sh, now, src_id, high.min(t.saturating_add(reach)));
+            if src_id != me && self.sources.contains_key(&src_id) {
+                self.claim(sh, now, src_id, high);
             }
         }
         if let Some(&Acked(_, next)) = s.acked.iter().find(|a| a.0 == me) {
             self.flow.on_report(now, s.sender, next, self.next_seq);
             self.check_window(sh, now);
         }
+    }
+
+    /// A session says `src_id` has sent up to `high`. Unbacked by data, a claim opens gaps
+    /// only claim reach past the highest packet received from the source (or where this node
+    /// started on it); the rest is opened as data arrives (PROTOCOL.md 6.2). So a forged claim
+    /// costs little traffic and little work.
+    fn claim(&mut self, sh: &mut Shared, now: Instant, src_id: PeerId, high: u64) {
+        let Some(src) = self.sources.get_mut(&src_id) else {
+            return;
+        };
+        src.claimed = src.claimed.max(high);
+        let from = src
+            .received_top
+            .unwrap_or_else(|| src.first_heard.saturating_sub(1));
+        self.learn(
+            sh,
+            now,
+            src_id,
+            high.min(from.saturating_add(sh.cfg.claim_reach)),
+        );
     }
 
     /// The source's own session says it numbers its next packet `next`: nothing at or above

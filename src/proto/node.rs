@@ -186,6 +186,7 @@ impl Node {
     /// fallback; multicast packets identify their sender by peer id).
     pub fn handle_datagram(&mut self, now: Instant, _from: SocketAddr, bytes: &[u8]) {
         self.sh.stats.datagrams_in += 1;
+        self.sh.stats.bytes_in += bytes.len() as u64;
         // Each packet's share of the datagram pays for requests about its sender (6.3).
         let items: Vec<_> = wire::decode_datagram(bytes).collect();
         let share = (bytes.len() / items.len().max(1)) as u64;

@@ -45,8 +45,8 @@ impl Outbox {
     }
 
     /// Appends `packet` to the datagram being filled for `dest`, starting a new datagram when
-    /// it would not fit.
-    pub fn push(&mut self, dest: Dest, packet: &Packet) {
+    /// it would not fit. Returns the packet's encoded length.
+    pub fn push(&mut self, dest: Dest, packet: &Packet) -> usize {
         self.scratch.clear();
         packet.encode_into(&mut self.scratch);
         let i = match self.filling.iter().position(|(d, _)| *d == dest) {
@@ -65,6 +65,7 @@ impl Outbox {
             });
         }
         self.filling[i].1.extend_from_slice(&self.scratch);
+        self.scratch.len()
     }
 
     /// The next datagram to send; partly filled datagrams go out once the full ones have.

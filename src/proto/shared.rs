@@ -48,14 +48,28 @@ impl Shared {
     }
 
     pub fn send(&mut self, lobby: LobbyId, body: Body) {
-        match &body {
-            Body::Data(_) => self.stats.data_sent += 1,
-            Body::Session(_) => self.stats.sessions_sent += 1,
-            Body::Request(_) => self.stats.requests_sent += 1,
-            Body::Repair { .. } => self.stats.repairs_sent += 1,
+        let kind = match &body {
+            Body::Data(_) => 0,
+            Body::Session(_) => 1,
+            Body::Request(_) => 2,
+            Body::Repair { .. } => 3,
+        };
+        let len = self
+            .outbox
+            .push(Dest::Lobby(lobby), &Packet { lobby, body }) as u64;
+        let s = &mut self.stats;
+        match kind {
+            0 => s.data_sent += 1,
+            1 => s.sessions_sent += 1,
+            2 => {
+                s.requests_sent += 1;
+                s.request_bytes_out += len;
+            }
+            _ => {
+                s.repairs_sent += 1;
+                s.repair_bytes_out += len;
+            }
         }
-        self.outbox
-            .push(Dest::Lobby(lobby), &Packet { lobby, body });
     }
 
     /// A duration uniform in [lo·d, hi·d].

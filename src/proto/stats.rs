@@ -63,6 +63,12 @@ pub struct Stats {
     pub requests_suppressed: u64,
     /// Repair timers cancelled on hearing another member's repair.
     pub repairs_suppressed: u64,
+    /// Bytes of the datagrams handed to the node.
+    pub bytes_in: u64,
+    /// Bytes of the request packets sent.
+    pub request_bytes_out: u64,
+    /// Bytes of the repair packets sent.
+    pub repair_bytes_out: u64,
     /// Datagrams handed to the runtime.
     pub datagrams_out: u64,
     /// Bytes in them.

@@ -1,0 +1,168 @@
+//! Forged packets against one idle node, in virtual time: what they can make it send is
+//! bounded by what they cost (PROTOCOL.md 6.3, 8), and wire times cannot overflow (6.6).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use lobbycast::proto::ids::MsgId;
+use lobbycast::proto::wire::{Body, Data, Heard, Packet, Sent, Session};
+use lobbycast::proto::{Config, Event, Lobby, Node, PeerId};
+
+const NOW_MS: u64 = 1_800_000_000_000;
+
+fn node(start: Instant) -> (Node, Lobby) {
+    let lobby = Lobby::new("hostile").unwrap();
+    let mut n = Node::new(Config::default(), PeerId(1), "victim", start, NOW_MS, 7).unwrap();
+    n.join(start, &lobby, 0);
+    (n, lobby)
+}
+
+fn from() -> SocketAddr {
+    "10.0.0.66:47110".parse().unwrap()
+}
+
+/// Runs the node's timers until `until`, draining what it sends and says.
+fn run(n: &mut Node, until: Instant) -> Vec<Event> {
+    let mut events = Vec::new();
+    loop {
+        while n.poll_transmit().is_some() {}
+        events.extend(std::iter::from_fn(|| n.poll_event()));
+        match n.poll_timeout() {
+            Some(t) if t <= until => n.handle_timeout(t),
+            _ => return events,
+        }
+    }
+}
+
+fn session(lobby: &Lobby, sender: u64, next: u64, heard: Vec<Heard>) -> Packet {
+    Packet {
+        lobby: lobby.id,
+        body: Body::Session(Session {
+            sender: PeerId(sender),
+            nick: "ghost".into(),
+            timestamp: 1,
+            sent: Sent { low: 0, next },
+            heard,
+            echoes: Vec::new(),
+            acked: Vec::new(),
+        }),
+    }
+}
+
+/// The measured attack: 16 invented sources, each announced by one session and then claiming
+/// 4,095 packets in a second one. Before request credit, one such source drew 89 KB of
+/// requests; now all of them together draw at most 16 times their bytes.
+#[test]
+fn forged_sessions_draw_at_most_sixteen_times_their_bytes() {
+    let start = Instant::now();
+    let (mut n, lobby) = node(start);
+    run(&mut n, start + Duration::from_millis(500));
+    let mut sent_in = 0u64;
+    for round in 0..2u64 {
+        for fake in 0..16u64 {
+            let bytes = session(&lobby, 1000 + fake, round * 4095, Vec::new()).to_bytes();
+            sent_in += bytes.len() as u64;
+            let at = start + Duration::from_millis(500 + round * 10);
+            n.handle_datagram(at, from(), &bytes);
+        }
+    }
+    run(&mut n, start + Duration::from_secs(10));
+    let s = n.stats();
+    let answered = s.request_bytes_out + s.repair_bytes_out;
+    assert!(s.requests_sent > 0, "the claims are asked for at all");
+    assert!(
+        answered <= 16 * sent_in,
+        "{answered} bytes of requests and repairs for {sent_in} forged bytes"
+    );
+    assert!(
+        s.requests_deferred > 0,
+        "the credit ran out and held requests back"
+    );
+}
+
+/// Another member's `heard` claim about a real source opens gaps only a little past what was
+/// received from that source, and the source's own session closes them.
+#[test]
+fn a_heard_claim_opens_only_claim_reach_and_the_source_settles_it() {
+    let start = Instant::now();
+    let (mut n, lobby) = node(start);
+    let data = Packet {
+        lobby: lobby.id,
+        body: Body::Data(Data {
+            source: PeerId(50),
+            seq: 10,
+            msg_id: MsgId(99),
+            sent_at: NOW_MS,
+            nick: "real".into(),
+            frag_index: 0,
+            frag_count: 1,
+            body: b"hi".to_vec(),
+        }),
+    };
+    n.handle_datagram(start, from(), &data.to_bytes());
+    let forged = session(&lobby, 666, 0, vec![Heard(PeerId(50), 1_000_000)]);
+    n.handle_datagram(start, from(), &forged.to_bytes());
+    let (_, top, _, _, missing) = n.source_progress(lobby.id, PeerId(50)).unwrap();
+    let reach = Config::default().claim_reach;
+    assert_eq!(
+        top,
+        Some(10 + reach),
+        "the claim opens claim reach past seq 10"
+    );
+    assert!(missing as u64 <= reach + Config::default().backlog);
+    // The source itself says its next packet is 11: nothing above exists.
+    n.handle_datagram(
+        start,
+        from(),
+        &session(&lobby, 50, 11, Vec::new()).to_bytes(),
+    );
+    let (_, top, _, _, _) = n.source_progress(lobby.id, PeerId(50)).unwrap();
+    assert_eq!(top, Some(10));
+    let events = run(&mut n, start + Duration::from_secs(5));
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Lost { .. })),
+        "forgotten claims are not losses: {events:?}"
+    );
+}
+
+fn data_at(lobby: &Lobby, seq: u64, sent_at: u64, text: &str) -> Vec<u8> {
+    Packet {
+        lobby: lobby.id,
+        body: Body::Data(Data {
+            source: PeerId(60),
+            seq,
+            msg_id: MsgId(1000 + seq),
+            sent_at,
+            nick: "clock".into(),
+            frag_index: 0,
+            frag_count: 1,
+            body: text.as_bytes().to_vec(),
+        }),
+    }
+    .to_bytes()
+}
+
+/// A `sent_at` of 2^64 − 1 overflowed the late-mark arithmetic; any far-future time made every
+/// later message of the lobby look late until restart.
+#[test]
+fn far_future_sent_at_is_dropped_and_marks_nothing_late() {
+    let start = Instant::now();
+    let (mut n, lobby) = node(start);
+    n.handle_datagram(start, from(), &data_at(&lobby, 0, u64::MAX, "future"));
+    n.handle_datagram(
+        start,
+        from(),
+        &data_at(&lobby, 1, NOW_MS + 3_600_000, "in an hour"),
+    );
+    n.handle_datagram(start, from(), &data_at(&lobby, 2, NOW_MS, "now"));
+    let events = run(&mut n, start + Duration::from_secs(2));
+    let shown: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some((m.text.as_str(), m.late)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(shown, vec![("now", false)]);
+    assert_eq!(n.stats().too_new, 2);
+}
