@@ -12,7 +12,10 @@ pub struct Dedup {
     window: Duration,
     capacity: usize,
     seen: HashSet<MsgId, SeededState>,
-    order: VecDeque<(Instant, MsgId)>,
+    /// Ids in arrival order with their arrival in whole seconds since `origin`: 16 bytes an
+    /// entry instead of 24 with an `Instant`, at up to 2^18 entries.
+    order: VecDeque<(u32, MsgId)>,
+    origin: Option<Instant>,
 }
 
 impl Dedup {
@@ -23,7 +26,13 @@ impl Dedup {
             capacity: capacity.max(1),
             seen: HashSet::with_hasher(hasher),
             order: VecDeque::new(),
+            origin: None,
         }
+    }
+
+    fn secs(&mut self, now: Instant) -> u32 {
+        let origin = *self.origin.get_or_insert(now);
+        u32::try_from(now.saturating_duration_since(origin).as_secs()).unwrap_or(u32::MAX)
     }
 
     /// Records `id`; true if it was not already remembered.
@@ -37,7 +46,8 @@ impl Dedup {
         {
             self.seen.remove(&old);
         }
-        self.order.push_back((now, id));
+        let at = self.secs(now);
+        self.order.push_back((at, id));
         true
     }
 
@@ -48,8 +58,10 @@ impl Dedup {
 
     /// Forgets ids older than the window.
     pub fn expire(&mut self, now: Instant) {
+        let now = self.secs(now);
+        let window = self.window.as_secs();
         while let Some(&(at, id)) = self.order.front() {
-            if now.saturating_duration_since(at) <= self.window {
+            if u64::from(now.saturating_sub(at)) <= window {
                 break;
             }
             self.order.pop_front();
