@@ -268,6 +268,9 @@ struct Queued {
 /// Datagrams taken from one socket before the core's output is drained, so that one busy
 /// socket cannot hold up timers and the others.
 const RECV_BATCH: usize = 256;
+/// Batches taken from one socket per wakeup: a flood must not keep the loop from the core's
+/// timers (requests, repairs, sessions), which run between wakeups.
+const RECV_BATCHES_PER_WAKEUP: usize = 4;
 /// Lines of input taken per wakeup: enough for the core to pack full datagrams.
 const INPUT_BATCH: usize = 2048;
 /// Most datagrams queued for send buffer room before the oldest are dropped (SRM repairs
@@ -600,11 +603,13 @@ impl App {
             .chain(self.groups.iter().map(|g| g.socket()))
     }
 
-    /// Takes every datagram waiting on every socket, in batches.
+    /// Takes the datagrams waiting on every socket, in batches, at most
+    /// [`RECV_BATCHES_PER_WAKEUP`] per socket; what is left is taken at the next wakeup, after
+    /// the timers due.
     fn receive(&mut self, frontend: &mut dyn Frontend) {
         let n_unicast = self.unicast.len();
         for i in 0..n_unicast + self.groups.len() {
-            loop {
+            for _ in 0..RECV_BATCHES_PER_WAKEUP {
                 let mut got = 0;
                 let mut more = true;
                 while got < RECV_BATCH {

@@ -55,7 +55,7 @@ proptest! {
         let now = Instant::now();
         let mut done = Vec::new();
         for f in frags {
-            if let Some(a) = r.insert(now, f, false).unwrap() {
+            if let Some(a) = r.insert(now, LobbyId(1), f, false).unwrap() {
                 done.push(a);
             }
         }

@@ -166,3 +166,44 @@ fn far_future_sent_at_is_dropped_and_marks_nothing_late() {
     assert_eq!(shown, vec![("now", false)]);
     assert_eq!(n.stats().too_new, 2);
 }
+
+/// Incomplete messages beyond reassembly's bound are dropped, and each drop is counted and
+/// reported as lost (it used to vanish without a trace).
+#[test]
+fn reassembly_drops_are_reported_as_lost() {
+    let start = Instant::now();
+    let (mut n, lobby) = node(start);
+    let slots = Config::default().reassembly_slots as u64;
+    for k in 0..slots + 10 {
+        // First fragments only, each of its own two-fragment message, at consecutive seqs (a
+        // forger's pattern: nothing is missing, so each goes straight to reassembly).
+        let p = Packet {
+            lobby: lobby.id,
+            body: Body::Data(Data {
+                source: PeerId(70),
+                seq: k,
+                msg_id: MsgId(5000 + k),
+                sent_at: NOW_MS,
+                nick: "half".into(),
+                frag_index: 0,
+                frag_count: 2,
+                body: vec![b'x'; 1024],
+            }),
+        };
+        n.handle_datagram(start, from(), &p.to_bytes());
+    }
+    let events = run(&mut n, start + Duration::from_millis(10));
+    let lost: u64 = events
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Lost {
+                source: PeerId(70),
+                count,
+                ..
+            } => Some(count),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(n.stats().reassembly_dropped, 10);
+    assert_eq!(lost, 20, "ten messages of two fragments each");
+}

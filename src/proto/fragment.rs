@@ -4,7 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::hash::SeededState;
-use super::ids::{MsgId, PeerId};
+use super::ids::{LobbyId, MsgId, PeerId};
 use super::wire::{Data, MAX_PIECE};
 
 /// The pieces a message body is sent in: full [`MAX_PIECE`] chunks and a shorter last one;
@@ -60,12 +60,13 @@ struct Slot {
 #[derive(Debug)]
 pub struct Reassembler {
     limits: Limits,
-    slots: HashMap<(PeerId, MsgId), Slot, SeededState>,
+    slots: HashMap<(LobbyId, PeerId, MsgId), Slot, SeededState>,
     /// Arrival order of slots, for age expiry and eviction; may name slots already gone.
-    order: VecDeque<(Instant, PeerId, MsgId)>,
+    order: VecDeque<(Instant, LobbyId, PeerId, MsgId)>,
     bytes: usize,
-    /// Incomplete messages dropped for age or to make room.
-    pub dropped: u64,
+    /// Incomplete messages dropped for age or to make room, not yet taken by
+    /// [`Reassembler::take_dropped`]: (lobby, source, fragments the message had).
+    dropped: Vec<(LobbyId, PeerId, u16)>,
 }
 
 impl Reassembler {
@@ -76,7 +77,7 @@ impl Reassembler {
             slots: HashMap::with_hasher(hasher),
             order: VecDeque::new(),
             bytes: 0,
-            dropped: 0,
+            dropped: Vec::new(),
         }
     }
 
@@ -85,6 +86,7 @@ impl Reassembler {
     pub fn insert(
         &mut self,
         now: Instant,
+        lobby: LobbyId,
         data: Data,
         late: bool,
     ) -> Result<Option<Assembled>, Refused> {
@@ -95,10 +97,10 @@ impl Reassembler {
         if (!last && data.body.len() != MAX_PIECE) || data.body.len() > MAX_PIECE {
             return Err(Refused::Inconsistent);
         }
-        let key = (data.source, data.msg_id);
+        let key = (lobby, data.source, data.msg_id);
         if !self.slots.contains_key(&key) {
             self.make_room(now, data.body.len());
-            self.order.push_back((now, key.0, key.1));
+            self.order.push_back((now, key.0, key.1, key.2));
             self.slots.insert(
                 key,
                 Slot {
@@ -149,13 +151,18 @@ impl Reassembler {
 
     /// Drops incomplete messages older than the timeout.
     pub fn expire(&mut self, now: Instant) {
-        while let Some(&(at, src, id)) = self.order.front() {
+        while let Some(&(at, lobby, src, id)) = self.order.front() {
             if now.saturating_duration_since(at) < self.limits.timeout {
                 break;
             }
             self.order.pop_front();
-            self.drop_slot(src, id, at);
+            self.drop_slot((lobby, src, id), at);
         }
+    }
+
+    /// The incomplete messages dropped since the last call: (lobby, source, fragments).
+    pub fn take_dropped(&mut self) -> Vec<(LobbyId, PeerId, u16)> {
+        std::mem::take(&mut self.dropped)
     }
 
     /// Number of incomplete messages held.
@@ -178,22 +185,26 @@ impl Reassembler {
         if self.order.len() > 2 * self.limits.slots.max(16) {
             // Completed messages leave their order entries behind; keep the deque bounded.
             let slots = &self.slots;
-            self.order
-                .retain(|(at, src, id)| slots.get(&(*src, *id)).is_some_and(|s| s.started == *at));
+            self.order.retain(|(at, l, src, id)| {
+                slots
+                    .get(&(*l, *src, *id))
+                    .is_some_and(|s| s.started == *at)
+            });
         }
         while (self.slots.len() >= self.limits.slots || self.bytes + incoming > self.limits.bytes)
-            && let Some((at, src, id)) = self.order.pop_front()
+            && let Some((at, lobby, src, id)) = self.order.pop_front()
         {
-            self.drop_slot(src, id, at);
+            self.drop_slot((lobby, src, id), at);
         }
     }
 
-    fn drop_slot(&mut self, src: PeerId, id: MsgId, at: Instant) {
+    fn drop_slot(&mut self, key: (LobbyId, PeerId, MsgId), at: Instant) {
         // A slot is only dropped by the order entry made when it was created.
-        if self.slots.get(&(src, id)).is_some_and(|s| s.started == at) {
-            let slot = self.slots.remove(&(src, id)).expect("present");
+        if self.slots.get(&key).is_some_and(|s| s.started == at) {
+            let slot = self.slots.remove(&key).expect("present");
             self.bytes -= slot.bytes;
-            self.dropped += 1;
+            // Drained after every input, so this holds at most a few slots' worth.
+            self.dropped.push((key.0, key.1, slot.first.frag_count));
         }
     }
 }
@@ -246,7 +257,7 @@ mod tests {
         let mut out = None;
         for f in frags {
             assert!(out.is_none());
-            out = r.insert(t, f, false).unwrap();
+            out = r.insert(t, LobbyId(1), f, false).unwrap();
         }
         let a = out.unwrap();
         assert_eq!(a.data.body, body);
@@ -260,13 +271,13 @@ mod tests {
         let t = Instant::now();
         for id in 0..10 {
             let f = fragments(id, &[1; 2000]).remove(0);
-            assert!(r.insert(t, f, false).unwrap().is_none());
+            assert!(r.insert(t, LobbyId(1), f, false).unwrap().is_none());
         }
         assert_eq!(r.len(), 4);
         r.expire(t + Duration::from_secs(31));
         assert_eq!(r.len(), 0);
         assert_eq!(r.bytes(), 0);
-        assert_eq!(r.dropped, 10);
+        assert_eq!(r.take_dropped().len(), 10);
     }
 
     #[test]
@@ -275,7 +286,7 @@ mod tests {
         let mut f = fragments(1, &[1; 3000]).remove(0);
         f.body.pop();
         assert_eq!(
-            r.insert(Instant::now(), f, false).unwrap_err(),
+            r.insert(Instant::now(), LobbyId(1), f, false).unwrap_err(),
             Refused::Inconsistent
         );
     }

@@ -1132,7 +1132,7 @@ fn deliver(
     data: Data,
     late: bool,
 ) {
-    let done = match sh.reassembly.insert(now, data, late) {
+    let done = match sh.reassembly.insert(now, lobby, data, late) {
         Ok(Some(done)) => done,
         Ok(None) => return,
         Err(Refused::Inconsistent) => {

@@ -232,6 +232,22 @@ impl Node {
             }
             state.credit(sh, sender, share);
         }
+        self.report_reassembly_drops();
+    }
+
+    /// Reports incomplete messages that reassembly had to drop (a bound or the timeout): their
+    /// fragments are lost like any packet given up.
+    fn report_reassembly_drops(&mut self) {
+        for (lobby, source, count) in self.sh.reassembly.take_dropped() {
+            self.sh.stats.reassembly_dropped += 1;
+            self.sh.stats.lost += u64::from(count);
+            tracing::debug!(%lobby, %source, count, "incomplete message dropped by reassembly");
+            self.sh.emit(Event::Lost {
+                lobby,
+                source,
+                count: u64::from(count),
+            });
+        }
     }
 
     /// Runs every timer due at `now`.
@@ -296,6 +312,7 @@ impl Node {
                 s.send_requests(&mut self.sh, now, src, &seqs);
             }
         }
+        self.report_reassembly_drops();
     }
 
     fn housekeeping(&mut self, now: Instant) {
