@@ -339,13 +339,23 @@ impl LobbyState {
         {
             return;
         }
+        // The packets are rebuilt from the text, so they are the ones sent only if the text
+        // is the body's exact bytes: always for own messages (sent from valid UTF-8), and for
+        // others' when no invalid byte was replaced. Lossy ones are not served as repairs
+        // (their source or another holder can); pieces are cut as every sender cuts them,
+        // 1024 bytes but the last, which reassembly enforces.
+        let exact = msg.source == sh.me || !msg.text.contains(char::REPLACEMENT_CHARACTER);
+        let nick = truncate_at_char(&msg.nick, MAX_NICK);
         for (i, piece) in fragment::split(msg.text.as_bytes()).enumerate() {
+            if !exact {
+                break;
+            }
             let data = Data {
                 source: msg.source,
                 seq: msg.seq + i as u64,
                 msg_id: msg.msg_id,
                 sent_at: msg.sent_at,
-                nick: msg.nick.chars().take(MAX_NICK).collect(),
+                nick: nick.to_owned(),
                 frag_index: i as u16,
                 frag_count: count as u16,
                 body: piece.to_vec(),
@@ -1174,6 +1184,15 @@ fn deliver(
     }));
 }
 
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn truncate_at_char(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Ascending sequence numbers as inclusive ranges.
 fn to_ranges(seqs: &[u64]) -> Vec<SeqRange> {
     let mut out: Vec<SeqRange> = Vec::new();
@@ -1205,6 +1224,15 @@ fn rotate<T: Copy>(items: &[T], pos: &mut usize, max: usize) -> Vec<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nicks_are_cut_by_bytes_on_a_char_boundary() {
+        assert_eq!(truncate_at_char("ada", 32), "ada");
+        let long = "é".repeat(20); // 40 bytes
+        let cut = truncate_at_char(&long, 32);
+        assert_eq!(cut.len(), 32);
+        assert_eq!(truncate_at_char("aé", 2), "a");
+    }
 
     #[test]
     fn ranges_merge_runs() {
