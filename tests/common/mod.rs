@@ -50,9 +50,20 @@ impl Proc {
         let (tx, rx) = mpsc::channel();
         let who = name.to_owned();
         thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                match serde_json::from_str::<Value>(&line) {
+            let mut r = BufReader::new(stdout);
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match r.read_line(&mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let Some(complete) = line.strip_suffix('\n') else {
+                    // A process killed in the middle of a write leaves a torn last line.
+                    eprintln!("{who}: torn last line at end of output: {line}");
+                    break;
+                };
+                match serde_json::from_str::<Value>(complete) {
                     Ok(v) => {
                         if tx.send((Instant::now(), v)).is_err() {
                             break;
