@@ -20,7 +20,8 @@
 //! LOBBYCAST_BENCH_RECEIVERS (loopback, default 1), LOBBYCAST_BENCH_SIZE (bytes per message,
 //! default 100), LOBBYCAST_BENCH_RATE (latency run, messages/s, default 1000),
 //! LOBBYCAST_BENCH_NETNS_MESSAGES (namespace runs, default 100000),
-//! LOBBYCAST_BENCH_NETNS_BOUND (seconds a namespace run may take, default 120).
+//! LOBBYCAST_BENCH_NETNS_BOUND (seconds a namespace run may take, default 120); RUST_LOG
+//! reaches the lobbycast processes (default warn), whose logs go to stderr.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -344,8 +345,10 @@ fn spawn_pipe(
     notes: mpsc::Sender<Note>,
     latency: bool,
 ) -> Pipe {
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "warn");
+    }
     let mut child = cmd
-        .env("RUST_LOG", "warn")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
