@@ -1,49 +1,31 @@
-//! Hosts in network namespaces on one Linux bridge, each dropping 10 % of incoming UDP at
-//! random with nftables: every host delivers every other host's messages exactly once.
+//! Hosts in network namespaces on one Linux bridge, dropping 10 % of incoming UDP at random
+//! with nftables: every host delivers every other host's messages exactly once, in a chat and
+//! in a burst of 20,000 messages written at once (with a receiver killed in the middle too).
 //!
 //! Needs root, `ip` (iproute2) and `nft` (nftables). Without them it prints "skipped: ..."
 //! and passes, except under CI=true, where it fails instead. The namespaces have a prefix of
-//! this process's id, use only 10.99.0.0/24 and link-local IPv6, and are always removed.
+//! this process's id, use only 10.99.0.0/24 and link-local IPv6, and are always removed
+//! (tests/common/lan.rs).
 
 mod common;
 
 use std::collections::HashSet;
-use std::io::Write;
+use std::io::{BufWriter, Write};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{DEADLINE, Proc, assert_exactly_once, bin, check_message_fields, has_all};
+use common::lan::{self, Lan};
+use common::{DEADLINE, Proc, Tally, assert_exactly_once, check_message_fields, has_all};
 
 /// Messages each host sends.
 const PER_HOST: usize = 20;
 
-/// Whether the test can run here; `Err` says why not.
-fn can_run() -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err("needs root for network namespaces".into());
-    }
-    for tool in ["ip", "nft"] {
-        let ok = Command::new(tool)
-            .arg("-V")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            return Err(format!(
-                "`{tool}` not found (install iproute2 and nftables)"
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Skips the test with a clear line, or fails it under CI.
 fn skip_unless_possible() -> bool {
-    match can_run() {
+    match lan::can_run() {
         Ok(()) => false,
         Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
             panic!("CI=true but the namespace test cannot run: {why}")
@@ -55,152 +37,10 @@ fn skip_unless_possible() -> bool {
     }
 }
 
-fn ip(args: &[&str]) {
-    run("ip", args, None);
-}
-
-fn run(cmd: &str, args: &[&str], stdin: Option<&str>) {
-    let mut c = Command::new(cmd);
-    c.args(args).stdin(Stdio::piped()).stdout(Stdio::null());
-    let mut child = c.spawn().unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    if let Some(s) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(s.as_bytes())
-            .expect("write stdin");
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().expect("wait");
-    assert!(
-        out.status.success(),
-        "{cmd} {}: {}",
-        args.join(" "),
-        out.status
-    );
-}
-
-/// Namespaces for a bridge and `hosts` hosts; removed on drop, even when the test panics.
-struct Lan {
-    prefix: String,
-    hosts: usize,
-}
-
-impl Lan {
-    fn new(tag: &str, hosts: usize, loss_percent: u32) -> Lan {
-        let prefix = format!("lbc{}{tag}", std::process::id());
-        let lan = Lan { prefix, hosts };
-        let br = lan.bridge_ns();
-        ip(&["netns", "add", &br]);
-        ip(&["-n", &br, "link", "set", "lo", "up"]);
-        // Snooping off: with no IGMP/MLD querier on this LAN, the bridge simply floods.
-        ip(&[
-            "-n",
-            &br,
-            "link",
-            "add",
-            "br0",
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ]);
-        ip(&["-n", &br, "link", "set", "br0", "up"]);
-        for i in 0..hosts {
-            let ns = lan.host_ns(i);
-            ip(&["netns", "add", &ns]);
-            // No duplicate address detection: link-local IPv6 is usable at once.
-            for knob in ["default", "all"] {
-                run(
-                    "ip",
-                    &[
-                        "netns",
-                        "exec",
-                        &ns,
-                        "sysctl",
-                        "-qw",
-                        &format!("net.ipv6.conf.{knob}.accept_dad=0"),
-                    ],
-                    None,
-                );
-            }
-            ip(&["-n", &ns, "link", "set", "lo", "up"]);
-            let port = format!("p{i}");
-            ip(&[
-                "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns",
-                &br,
-            ]);
-            ip(&["-n", &br, "link", "set", &port, "master", "br0", "up"]);
-            ip(&[
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("10.99.0.{}/24", i + 1),
-                "dev",
-                "eth0",
-            ]);
-            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
-            // A default route inside the LAN, so that the default interface can be chosen;
-            // nothing is ever sent to the gateway.
-            ip(&[
-                "-n",
-                &ns,
-                "route",
-                "add",
-                "default",
-                "via",
-                "10.99.0.254",
-                "dev",
-                "eth0",
-            ]);
-            let rules = format!(
-                "table inet lbloss {{\n chain input {{\n  \
-                 type filter hook input priority 0; policy accept;\n  \
-                 meta l4proto udp numgen random mod 100 < {loss_percent} drop\n }}\n}}\n"
-            );
-            run(
-                "ip",
-                &["netns", "exec", &ns, "nft", "-f", "-"],
-                Some(&rules),
-            );
-        }
-        lan
-    }
-
-    fn bridge_ns(&self) -> String {
-        format!("{}-br", self.prefix)
-    }
-
-    fn host_ns(&self, i: usize) -> String {
-        format!("{}-h{i}", self.prefix)
-    }
-
-    /// `lobbycast --pipe` inside host `i`.
-    fn node(&self, i: usize, lobby: &str, dir: &Path, extra: &[&str]) -> Proc {
-        let mut cmd = Command::new("ip");
-        let name = format!("h{i}");
-        cmd.args(["netns", "exec", &self.host_ns(i), bin()])
-            .args(["--pipe", lobby, "--nick", &name, "--data-dir"])
-            .arg(dir.join(&name))
-            .args(extra);
-        Proc::spawn(&name, cmd)
-    }
-}
-
-impl Drop for Lan {
-    fn drop(&mut self) {
-        for ns in (0..self.hosts)
-            .map(|i| self.host_ns(i))
-            .chain([self.bridge_ns()])
-        {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &ns])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
+/// `lobbycast --pipe` inside host `i`, nicknamed `h{i}`.
+fn node(lan: &Lan, i: usize, lobby: &str, dir: &Path, extra: &[&str]) -> Proc {
+    let name = format!("h{i}");
+    Proc::spawn(&name, lan.lobbycast(i, lobby, &name, dir, extra))
 }
 
 fn text(host: usize, k: usize) -> String {
@@ -218,7 +58,7 @@ fn chat(lan: &Lan, lobby: &str, extra: impl Fn(usize) -> Vec<String>) {
         .map(|i| {
             let args = extra(i);
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            lan.node(i, lobby, tmp.path(), &args)
+            node(lan, i, lobby, tmp.path(), &args)
         })
         .collect();
     for p in &mut procs {
@@ -267,7 +107,7 @@ fn five_hosts_on_a_bridge_with_ten_percent_loss_ipv4() {
     if skip_unless_possible() {
         return;
     }
-    let lan = Lan::new("a", 5, 10);
+    let lan = Lan::new("a", &[10; 5]);
     // Hosts 0 and 1 find the interface by the default route; the rest are told.
     chat(&lan, "netns-v4", |i| {
         if i < 2 {
@@ -283,7 +123,7 @@ fn three_hosts_on_a_bridge_with_ten_percent_loss_ipv6() {
     if skip_unless_possible() {
         return;
     }
-    let lan = Lan::new("b", 3, 10);
+    let lan = Lan::new("b", &[10; 3]);
     chat(&lan, "netns-v6", |_| {
         vec![
             "--iface".into(),
@@ -292,4 +132,176 @@ fn three_hosts_on_a_bridge_with_ten_percent_loss_ipv6() {
             "ipv6".into(),
         ]
     });
+}
+
+// ---- a burst ------------------------------------------------------------------------------
+
+/// Messages in a burst.
+const BURST: usize = 20_000;
+/// Bytes per burst message.
+const BURST_SIZE: usize = 100;
+/// Failure guard of a burst, not an expectation: a debug build takes tens of seconds, and a
+/// receiver killed mid-burst may hold the sender back until the peer timeout (30 s).
+const BURST_DEADLINE: Duration = Duration::from_secs(300);
+/// A receiver killed mid-burst goes after delivering this many.
+const KILL_AFTER: usize = 5_000;
+
+/// Bursts load both cores; two at once would measure each other. They take turns.
+static BURST_TURN: Mutex<()> = Mutex::new(());
+
+fn burst_text(k: usize) -> String {
+    let mut s = format!("burst {k:06} ");
+    s.extend(std::iter::repeat_n('z', BURST_SIZE - s.len()));
+    s
+}
+
+/// The number in a burst text.
+fn burst_number(text: &str) -> Option<usize> {
+    text.strip_prefix("burst ")?.get(..6)?.parse().ok()
+}
+
+/// Host 0 sends `BURST` messages, all written to its stdin from a thread as fast as the pipe
+/// takes them; hosts 1 to 3 receive, each dropping 10 % of its incoming UDP. With `kill`,
+/// host 3 gets SIGKILL once it delivered `KILL_AFTER` messages. Every receiver left must
+/// deliver every message exactly once with no `lost` event, and the sender must refuse no
+/// line (no `error` event).
+fn burst(tag: &str, kill: bool) {
+    if skip_unless_possible() {
+        return;
+    }
+    let _turn = BURST_TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let lan = Lan::new(tag, &[0, 10, 10, 10]);
+    let lobby = format!("burst-{tag}");
+    let tmp = tempfile::tempdir().unwrap();
+    let deadline = Instant::now() + BURST_DEADLINE;
+    let iface = ["--iface", "eth0"];
+    let mut sender = node(&lan, 0, &lobby, tmp.path(), &iface);
+    sender.wait_joined(deadline);
+    let mut receivers: Vec<Proc> = (1..lan.hosts)
+        .map(|i| node(&lan, i, &lobby, tmp.path(), &iface))
+        .collect();
+    // Every receiver is in the lobby and has heard the sender before the first line.
+    for r in &mut receivers {
+        r.wait_joined(deadline);
+        r.wait_for(deadline, "the sender's peer_joined", |s| {
+            s.iter()
+                .any(|v| v["event"] == "peer_joined" && v["nick"] == "h0")
+        });
+    }
+
+    let stdin = sender.take_stdin();
+    let start = Instant::now();
+    let writer = thread::spawn(move || -> std::io::Result<Duration> {
+        let mut w = BufWriter::with_capacity(64 << 10, stdin);
+        for k in 0..BURST {
+            writeln!(w, "{}", burst_text(k))?;
+        }
+        w.flush()?;
+        // Dropping the writer closes stdin.
+        Ok(start.elapsed())
+    });
+
+    let mut killed = None;
+    if kill {
+        let mut victim = receivers.pop().expect("three receivers");
+        let mut n = 0;
+        victim.wait_lines(deadline, "messages before the kill", |v| {
+            n += usize::from(v["event"] == "message");
+            n >= KILL_AFTER
+        });
+        victim.signal(libc::SIGKILL);
+        let st = victim.wait_exit(deadline);
+        assert_eq!(st.signal(), Some(libc::SIGKILL), "{}: {st}", victim.name);
+        eprintln!(
+            "{tag}: {} killed after {:.1} s with {} messages delivered",
+            victim.name,
+            start.elapsed().as_secs_f64(),
+            victim.events("message").len()
+        );
+        killed = Some(victim);
+    }
+
+    // Each receiver is waited on until every message is delivered or given up (`lost`), so a
+    // failing run ends as soon as its outcome is known and still reports every number.
+    let mut done_after = Vec::new();
+    for r in &mut receivers {
+        let mut got = vec![false; BURST];
+        let (mut distinct, mut lost) = (0, 0);
+        let at = r.wait_lines(deadline, "every message delivered or lost", |v| {
+            if v["event"] == "message" {
+                if let Some(k) = v["text"].as_str().and_then(burst_number) {
+                    if k < BURST && !got[k] {
+                        got[k] = true;
+                        distinct += 1;
+                    }
+                }
+            } else if v["event"] == "lost" {
+                lost += v["count"].as_u64().unwrap_or(0) as usize;
+            }
+            distinct + lost >= BURST
+        });
+        done_after.push(at.duration_since(start));
+    }
+
+    sender.signal(libc::SIGTERM);
+    let st = sender.wait_exit(deadline);
+    assert!(st.success(), "{}: {st}", sender.name);
+    // The sender has exited, so a writer still blocked on the pipe has failed by now.
+    let written = writer.join().expect("writer thread");
+    for r in &mut receivers {
+        r.signal(libc::SIGTERM);
+        let st = r.wait_exit(deadline);
+        assert!(st.success(), "{}: {st}", r.name);
+    }
+
+    let want: HashSet<String> = (0..BURST).map(burst_text).collect();
+    let mut report = format!(
+        "{tag}: {BURST} messages of {BURST_SIZE} bytes; stdin written in {}; sender {}\n",
+        match &written {
+            Ok(d) => format!("{:.1} s", d.as_secs_f64()),
+            Err(e) => format!("(not all: {e})"),
+        },
+        sender.events("stats")[0]
+    );
+    let mut ok = written.is_ok() && sender.events("error").is_empty();
+    for (r, after) in receivers.iter().zip(&done_after) {
+        let t = Tally::of(r, &want);
+        ok &= t.exactly_once() && t.lost_events == 0;
+        report += &format!(
+            "{}: done (all delivered or lost) after {:.1} s: {t}\n  {}\n",
+            r.name,
+            after.as_secs_f64(),
+            r.events("stats")[0]
+        );
+        for v in r.events("message") {
+            check_message_fields(v, &lobby);
+        }
+    }
+    if let Some(v) = &killed {
+        report += &format!(
+            "{} (killed): delivered {}\n",
+            v.name,
+            v.events("message").len()
+        );
+    }
+    eprint!("{report}");
+    assert!(
+        sender.events("error").is_empty(),
+        "the sender refused lines: {:?}\n{report}",
+        sender.events("error").first()
+    );
+    assert!(
+        ok,
+        "every receiver left must deliver every message exactly once, no `lost`\n{report}"
+    );
+}
+
+#[test]
+fn a_burst_of_twenty_thousand_reaches_three_receivers_with_ten_percent_loss() {
+    burst("c", false);
+}
+
+#[test]
+fn a_burst_survives_a_receiver_killed_in_the_middle() {
+    burst("d", true);
 }

@@ -2,9 +2,10 @@
 
 mod sim;
 
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
-use lobbycast::proto::Event;
+use lobbycast::proto::{Config, Event, Lobby, Node, PeerId};
 use sim::{NetConfig, Sim, node_config};
 
 fn lossy(loss: f64) -> NetConfig {
@@ -192,20 +193,170 @@ fn per_source_order_is_kept_and_gaps_are_held_back() {
     }
 }
 
+/// Three cores wired to each other by hand, with no delay and no loss, that keep every event:
+/// the simulator keeps only delivered messages, and membership is told by events.
+struct Wired {
+    nodes: Vec<Node>,
+    running: Vec<bool>,
+    /// Every event of each node, with the virtual time it came at.
+    events: Vec<Vec<(Instant, Event)>>,
+    now: Instant,
+}
+
+impl Wired {
+    fn new(n: usize, lobby: &Lobby, cfg: &Config) -> Wired {
+        let now = Instant::now();
+        let nodes = (0..n)
+            .map(|i| {
+                let mut node = Node::new(
+                    cfg.clone(),
+                    PeerId(0x1000 + i as u64),
+                    &format!("n{i}"),
+                    now,
+                    1_800_000_000_000,
+                    i as u64,
+                )
+                .unwrap();
+                node.join(now, lobby, 0);
+                node
+            })
+            .collect();
+        Wired {
+            nodes,
+            running: vec![true; n],
+            events: vec![Vec::new(); n],
+            now,
+        }
+    }
+
+    /// Hands every datagram to every other running node at once, until none is left.
+    fn exchange(&mut self) {
+        loop {
+            let mut moved = false;
+            for i in 0..self.nodes.len() {
+                if !self.running[i] {
+                    continue;
+                }
+                while let Some(t) = self.nodes[i].poll_transmit() {
+                    moved = true;
+                    let from = SocketAddr::from(([10, 0, 0, i as u8 + 1], 47110));
+                    for j in 0..self.nodes.len() {
+                        if j != i && self.running[j] {
+                            self.nodes[j].handle_datagram(self.now, from, &t.payload);
+                        }
+                    }
+                }
+                while let Some(e) = self.nodes[i].poll_event() {
+                    self.events[i].push((self.now, e));
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// Runs the running nodes' timers until `d` from now.
+    fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        loop {
+            self.exchange();
+            let next = (0..self.nodes.len())
+                .filter(|&i| self.running[i])
+                .filter_map(|i| self.nodes[i].poll_timeout())
+                .min();
+            match next {
+                Some(t) if t <= until => {
+                    self.now = self.now.max(t);
+                    for i in 0..self.nodes.len() {
+                        if self.running[i]
+                            && self.nodes[i].poll_timeout().is_some_and(|t| t <= self.now)
+                        {
+                            self.nodes[i].handle_timeout(self.now);
+                        }
+                    }
+                }
+                _ => break,
+            }
+        }
+        self.now = until;
+    }
+
+    /// The times node `i` reported `ev`.
+    fn times_of(&self, i: usize, ev: &Event) -> Vec<Instant> {
+        self.events[i]
+            .iter()
+            .filter(|(_, e)| e == ev)
+            .map(|(at, _)| *at)
+            .collect()
+    }
+}
+
 #[test]
 fn members_are_announced() {
     let net = NetConfig::default();
-    let mut sim = Sim::new(3, 12, net.clone(), node_config(&net));
-    sim.run_for(Duration::from_secs(3));
-    let lobby = sim.lobby.id;
-    let members = sim.node(0).members(lobby);
-    let nicks: Vec<&str> = members.iter().map(|(_, n)| n.as_str()).collect();
-    assert_eq!(nicks.len(), 2);
-    assert!(nicks.contains(&"n1") && nicks.contains(&"n2"));
-    let _ = Event::PeerLeft {
-        lobby,
-        peer: members[0].0,
+    let cfg = node_config(&net);
+    let lobby = Lobby::new("sim").unwrap();
+    let mut w = Wired::new(3, &lobby, &cfg);
+    w.run_for(Duration::from_secs(3));
+    let ids: Vec<PeerId> = w.nodes.iter().map(Node::peer_id).collect();
+    let id = |i: usize| ids[i];
+    // Each node announced each other node once, by its nick, and lists it as a member.
+    for i in 0..3 {
+        let others: Vec<usize> = (0..3).filter(|&j| j != i).collect();
+        for &j in &others {
+            let joined = Event::PeerJoined {
+                lobby: lobby.id,
+                peer: id(j),
+                nick: format!("n{j}"),
+            };
+            assert_eq!(
+                w.times_of(i, &joined).len(),
+                1,
+                "node {i} announces n{j} once"
+            );
+        }
+        let members = w.nodes[i].members(lobby.id);
+        let want: Vec<(PeerId, String)> =
+            others.iter().map(|&j| (id(j), format!("n{j}"))).collect();
+        assert_eq!(members, want, "node {i}'s members");
+    }
+
+    // Node 1 stops without a word: the others report it gone once the peer timeout has
+    // passed since they last heard it (one session interval before the stop, at most 1.5),
+    // and at the next housekeeping (every second).
+    let stopped = w.now;
+    w.running[1] = false;
+    w.run_for(cfg.peer_timeout + cfg.session_interval * 3);
+    let left = |j: usize| Event::PeerLeft {
+        lobby: lobby.id,
+        peer: id(j),
     };
+    for i in [0, 2] {
+        let at = w.times_of(i, &left(1));
+        assert_eq!(
+            at.len(),
+            1,
+            "node {i} reports n1 gone once: {:?}",
+            w.events[i]
+        );
+        let after = at[0] - stopped;
+        assert!(
+            after >= cfg.peer_timeout - cfg.session_interval * 2
+                && after <= cfg.peer_timeout + cfg.session_interval * 2,
+            "node {i} reported n1 gone {after:?} after it stopped"
+        );
+        let still = if i == 0 { 2 } else { 0 };
+        assert!(
+            w.times_of(i, &left(still)).is_empty(),
+            "n{still} is still there"
+        );
+        assert_eq!(
+            w.nodes[i].members(lobby.id),
+            vec![(id(still), format!("n{still}"))],
+            "node {i}'s members after n1 stopped"
+        );
+    }
 }
 
 #[test]

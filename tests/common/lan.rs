@@ -1,0 +1,222 @@
+//! Hosts in network namespaces on one Linux bridge, each dropping a chosen share of its
+//! incoming UDP at random with nftables. Used by tests/netns.rs (through `common`) and by
+//! benches/runtime.rs (which includes `common` by path).
+//!
+//! Needs root, `ip` (iproute2) and `nft` (nftables). The namespaces have a prefix of this
+//! process's id, use only 10.99.0.0/24 and link-local IPv6, and are always removed.
+
+#![allow(dead_code)]
+
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Whether namespaces can be made here; `Err` says why not.
+pub fn can_run() -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("needs root for network namespaces".into());
+    }
+    for tool in ["ip", "nft"] {
+        let ok = Command::new(tool)
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return Err(format!(
+                "`{tool}` not found (install iproute2 and nftables)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn ip(args: &[&str]) {
+    run("ip", args, None);
+}
+
+fn run(cmd: &str, args: &[&str], stdin: Option<&str>) {
+    let mut c = Command::new(cmd);
+    c.args(args).stdin(Stdio::piped()).stdout(Stdio::null());
+    let mut child = c.spawn().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    if let Some(s) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(s.as_bytes())
+            .expect("write stdin");
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{cmd} {}: {}",
+        args.join(" "),
+        out.status
+    );
+}
+
+/// Namespaces for a bridge and its hosts; removed on drop, even when the caller panics.
+pub struct Lan {
+    prefix: String,
+    /// How many hosts.
+    pub hosts: usize,
+}
+
+impl Lan {
+    /// A bridge and one host per entry of `loss_percent`: host `i` drops that share of its
+    /// incoming UDP at random. Host `i` has the address 10.99.0.`i+1` on `eth0`.
+    pub fn new(tag: &str, loss_percent: &[u32]) -> Lan {
+        let prefix = format!("lbc{}{tag}", std::process::id());
+        let lan = Lan {
+            prefix,
+            hosts: loss_percent.len(),
+        };
+        let br = lan.bridge_ns();
+        ip(&["netns", "add", &br]);
+        ip(&["-n", &br, "link", "set", "lo", "up"]);
+        // Snooping off: with no IGMP/MLD querier on this LAN, the bridge simply floods.
+        ip(&[
+            "-n",
+            &br,
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ]);
+        ip(&["-n", &br, "link", "set", "br0", "up"]);
+        for (i, &loss) in loss_percent.iter().enumerate() {
+            let ns = lan.host_ns(i);
+            ip(&["netns", "add", &ns]);
+            // No duplicate address detection: link-local IPv6 is usable at once.
+            for knob in ["default", "all"] {
+                run(
+                    "ip",
+                    &[
+                        "netns",
+                        "exec",
+                        &ns,
+                        "sysctl",
+                        "-qw",
+                        &format!("net.ipv6.conf.{knob}.accept_dad=0"),
+                    ],
+                    None,
+                );
+            }
+            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+            let port = format!("p{i}");
+            ip(&[
+                "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns",
+                &br,
+            ]);
+            ip(&["-n", &br, "link", "set", &port, "master", "br0", "up"]);
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", Lan::addr(i)),
+                "dev",
+                "eth0",
+            ]);
+            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+            // A default route inside the LAN, so that the default interface can be chosen;
+            // nothing is ever sent to the gateway.
+            ip(&[
+                "-n",
+                &ns,
+                "route",
+                "add",
+                "default",
+                "via",
+                "10.99.0.254",
+                "dev",
+                "eth0",
+            ]);
+            if loss > 0 {
+                let rules = format!(
+                    "table inet lbloss {{\n chain input {{\n  \
+                     type filter hook input priority 0; policy accept;\n  \
+                     meta l4proto udp numgen random mod 100 < {loss} drop\n }}\n}}\n"
+                );
+                run(
+                    "ip",
+                    &["netns", "exec", &ns, "nft", "-f", "-"],
+                    Some(&rules),
+                );
+            }
+        }
+        lan
+    }
+
+    fn bridge_ns(&self) -> String {
+        format!("{}-br", self.prefix)
+    }
+
+    /// The namespace of host `i`.
+    pub fn host_ns(&self, i: usize) -> String {
+        format!("{}-h{i}", self.prefix)
+    }
+
+    /// The IPv4 address of host `i` on its `eth0`.
+    pub fn addr(i: usize) -> Ipv4Addr {
+        Ipv4Addr::new(10, 99, 0, u8::try_from(i + 1).expect("at most 253 hosts"))
+    }
+
+    /// `program` to be run inside host `i` (`ip netns exec` execs it: the child's pid is
+    /// the program's, so signals reach it directly).
+    pub fn exec(&self, i: usize, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.host_ns(i), program]);
+        cmd
+    }
+
+    /// `lobbycast --pipe LOBBY --nick NICK --data-dir DIR/NICK EXTRA...` inside host `i`.
+    pub fn lobbycast(
+        &self,
+        i: usize,
+        lobby: &str,
+        nick: &str,
+        dir: &Path,
+        extra: &[&str],
+    ) -> Command {
+        let mut cmd = self.exec(i, env!("CARGO_BIN_EXE_lobbycast"));
+        cmd.args(["--pipe", lobby, "--nick", nick, "--data-dir"])
+            .arg(dir.join(nick))
+            .args(extra);
+        cmd
+    }
+
+    /// Moves the calling thread into host `i`'s network namespace: sockets it opens from then
+    /// on live there. Meant for a thread of its own.
+    pub fn enter(&self, i: usize) -> io::Result<()> {
+        let f = std::fs::File::open(Path::new("/run/netns").join(self.host_ns(i)))?;
+        // SAFETY: setns(2) on a namespace file we opened; it affects only this thread.
+        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for ns in (0..self.hosts)
+            .map(|i| self.host_ns(i))
+            .chain([self.bridge_ns()])
+        {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
