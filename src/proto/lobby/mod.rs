@@ -1,0 +1,244 @@
+//! One joined lobby: an SRM session. Its roles live in submodules: [`send`] (own messages and
+//! flow control), [`receive`] (gaps, requests, delivery), [`repair`] (answering requests) and
+//! [`session`] (session messages and progress reports); this module holds the state they
+//! share and the members.
+
+mod receive;
+mod repair;
+mod send;
+mod session;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::event::Event;
+use super::flow::Flow;
+use super::hash::SeededState;
+use super::ids::{Lobby, LobbyId, PeerId};
+use super::own::OwnStore;
+use super::shared::Shared;
+use super::source::Source;
+use super::store::Store;
+use super::timers::Timer;
+use super::wire::{MAX_MESSAGE, MAX_REQUEST_RANGES};
+
+/// Most packets one request packet can make this node repair: what bounds the traffic a
+/// peer can draw from it (the rest is asked for again in later rounds).
+pub const MAX_REPAIRS_PER_REQUEST: usize = 16;
+
+// A request never names more packets than it can draw, so its ranges always fit.
+const _: () = assert!(MAX_REPAIRS_PER_REQUEST <= MAX_REQUEST_RANGES);
+
+/// Why a message could not be sent.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SendError {
+    /// The lobby is not joined.
+    #[error("not in lobby {0}")]
+    NotJoined(LobbyId),
+    /// The text is longer than the protocol carries.
+    #[error("message is {0} bytes; the limit is {max} bytes", max = MAX_MESSAGE)]
+    TooLong(usize),
+    /// Nothing to send.
+    #[error("message is empty")]
+    Empty,
+    /// This node's sequence numbers in the lobby are used up (a first number too close to
+    /// the top was chosen); rejoining with a new peer id is the way out.
+    #[error("sequence numbers exhausted")]
+    SequenceExhausted,
+    /// The flow-control window is full: members have not yet received enough of what this
+    /// node sent. Nothing was sent; send again after [`crate::proto::Event::Writable`].
+    #[error("flow-control window full; wait for members to catch up")]
+    WindowFull,
+}
+
+#[derive(Debug)]
+struct Peer {
+    nick: String,
+    last_heard: Instant,
+    /// Smoothed one-way distance, from session echoes.
+    distance: Option<Duration>,
+    /// Timestamp of its last session message and when it arrived, to echo back.
+    last_session: Option<(u64, Instant)>,
+}
+
+#[derive(Debug)]
+pub(crate) struct LobbyState {
+    pub lobby: Lobby,
+    next_seq: u64,
+    /// Own packets, kept for repair; the flow window relies on them.
+    own: OwnStore,
+    flow: Flow,
+    /// Others' packets, kept for repair.
+    store: Store,
+    sources: HashMap<PeerId, Source, SeededState>,
+    peers: HashMap<PeerId, Peer, SeededState>,
+    /// Pending repair timers: deadline and the distance to the requester.
+    repairs: HashMap<(PeerId, u64), (Instant, Duration), SeededState>,
+    /// Requests for these are ignored until the instant given.
+    hold_down: HashMap<(PeerId, u64), Instant, SeededState>,
+    session_at: Instant,
+    tail_at: Option<Instant>,
+    /// Tail sessions sent since the last data.
+    tails_sent: u32,
+    last_data_at: Instant,
+    heard_rotation: usize,
+    echo_rotation: usize,
+    /// Newest sent-at time shown, for the late mark.
+    newest_shown: u64,
+    /// When a progress report (a session) is due after new data arrived.
+    report_at: Option<Instant>,
+    missing_total: usize,
+}
+
+/// Session messages sent after a burst of data ends.
+const TAIL_SESSIONS: u32 = 3;
+
+/// Most missing packets tracked per lobby over all sources.
+const MAX_MISSING: usize = 1 << 16;
+
+impl LobbyState {
+    pub fn new(lobby: Lobby, first_seq: u64, sh: &mut Shared, now: Instant) -> Self {
+        let key = SeededState::new(
+            rand::RngExt::random(&mut sh.rng),
+            rand::RngExt::random(&mut sh.rng),
+        );
+        let h = || key;
+        let session_at = now + sh.uniform(0.0, 1.0, Duration::from_millis(100));
+        sh.timers.push(session_at, Timer::Session(lobby.id));
+        LobbyState {
+            next_seq: first_seq,
+            own: OwnStore::new(sh.cfg.own_store_packets, sh.cfg.own_store_bytes),
+            flow: Flow::new(now, sh.cfg.max_peers, h()),
+            store: Store::new(sh.cfg.store_packets, sh.cfg.store_bytes, h()),
+            sources: HashMap::with_hasher(h()),
+            peers: HashMap::with_hasher(h()),
+            repairs: HashMap::with_hasher(h()),
+            hold_down: HashMap::with_hasher(h()),
+            session_at,
+            tail_at: None,
+            tails_sent: 0,
+            last_data_at: now,
+            heard_rotation: 0,
+            echo_rotation: 0,
+            newest_shown: 0,
+            report_at: None,
+            missing_total: 0,
+            lobby,
+        }
+    }
+
+    pub(super) fn id(&self) -> LobbyId {
+        self.lobby.id
+    }
+
+    /// Distance used in timers for `peer`: measured or default, never below the floor.
+    pub(super) fn dist(&self, sh: &Shared, peer: PeerId) -> Duration {
+        self.peers
+            .get(&peer)
+            .and_then(|p| p.distance)
+            .unwrap_or(sh.cfg.default_distance)
+            .max(sh.cfg.timer_floor)
+    }
+
+    pub(super) fn alive(&self, sh: &Shared, peer: PeerId, now: Instant) -> bool {
+        self.peers
+            .get(&peer)
+            .is_some_and(|p| now.saturating_duration_since(p.last_heard) < sh.cfg.peer_timeout)
+    }
+
+    /// Notes that `peer` was heard; `nick` is known from data and session packets only.
+    pub(super) fn touch(
+        &mut self,
+        sh: &mut Shared,
+        now: Instant,
+        peer: PeerId,
+        nick: Option<&str>,
+    ) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.last_heard = now;
+            if let Some(n) = nick
+                && p.nick != n
+            {
+                p.nick = n.to_owned();
+            }
+            return;
+        }
+        let Some(nick) = nick else { return };
+        if self.peers.len() >= sh.cfg.max_peers {
+            sh.stats.peers_refused += 1;
+            return;
+        }
+        self.peers.insert(
+            peer,
+            Peer {
+                nick: nick.to_owned(),
+                last_heard: now,
+                distance: None,
+                last_session: None,
+            },
+        );
+        sh.emit(Event::PeerJoined {
+            lobby: self.id(),
+            peer,
+            nick: nick.to_owned(),
+        });
+    }
+
+    /// Whether a timer entry of this lobby is still current (not moved or cancelled).
+    pub fn timer_live(&self, timer: Timer, at: Instant) -> bool {
+        match timer {
+            Timer::Request(_, src, seq) => self.request_due(src, seq, at),
+            Timer::Repair(_, src, seq) => self.repairs.get(&(src, seq)).is_some_and(|r| r.0 == at),
+            Timer::Session(_) => self.session_at == at,
+            Timer::Tail(_) => self.tail_at == Some(at),
+            Timer::HoldBack(_, src) => self.sources.get(&src).is_some_and(|s| s.hold == Some(at)),
+            Timer::Report(_) => self.report_at == Some(at),
+            Timer::Flow(_) => self.flow.check_at == Some(at),
+            Timer::Housekeeping => false,
+        }
+    }
+
+    pub fn housekeeping(&mut self, sh: &mut Shared, now: Instant) {
+        self.hold_down.retain(|_, t| *t > now);
+        self.flow.expire(now, sh.cfg.flow_timeout * 10);
+        let timeout = sh.cfg.peer_timeout;
+        let gone: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| now.saturating_duration_since(p.last_heard) >= timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for peer in gone {
+            self.peers.remove(&peer);
+            sh.emit(Event::PeerLeft {
+                lobby: self.lobby.id,
+                peer,
+            });
+        }
+    }
+
+    /// (next, top, base, pending, missing) of a source, for tests and diagnostics.
+    pub fn source_progress(&self, src: PeerId) -> Option<(u64, Option<u64>, u64, usize, usize)> {
+        self.sources
+            .get(&src)
+            .map(|s| (s.next, s.top, s.base, s.pending.len(), s.missing.len()))
+    }
+
+    /// Nicks of the members heard within the peer timeout.
+    pub fn members(&self) -> impl Iterator<Item = (PeerId, &str)> {
+        self.peers.iter().map(|(id, p)| (*id, p.nick.as_str()))
+    }
+}
+
+/// Counts packets given up and tells the application, if there are any.
+pub(super) fn report_lost(sh: &mut Shared, lobby: LobbyId, source: PeerId, count: u64, why: &str) {
+    if count > 0 {
+        tracing::debug!(%lobby, %source, count, why, "giving up packets");
+        sh.stats.lost += count;
+        sh.emit(Event::Lost {
+            lobby,
+            source,
+            count,
+        });
+    }
+}

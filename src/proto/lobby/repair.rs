@@ -1,0 +1,106 @@
+//! Repairing: answering others' requests from what this node holds, with hints, timers,
+//! suppression and hold-down.
+
+use std::time::{Duration, Instant};
+
+use super::receive::rearm;
+use super::*;
+use crate::proto::ids::PeerId;
+use crate::proto::shared::Shared;
+use crate::proto::timers::Timer;
+use crate::proto::wire::{Body, Request, SeqRange};
+
+impl LobbyState {
+    pub fn on_request(&mut self, sh: &mut Shared, now: Instant, req: Request) {
+        sh.stats.requests_heard += 1;
+        self.touch(sh, now, req.sender, None);
+        let me = sh.me;
+        let d_req = self.dist(sh, req.sender);
+        let mut budget = MAX_REPAIRS_PER_REQUEST;
+        let asked_me = req.hint.is_none_or(|h| h == me);
+        let (lo, hi) = if req.hint == Some(me) {
+            (sh.cfg.d1_hinted, sh.cfg.d1_hinted + sh.cfg.d2_hinted)
+        } else {
+            (sh.cfg.d1, sh.cfg.d1 + sh.cfg.d2)
+        };
+        // One request may make this node look at this many sequence numbers, whatever its
+        // ranges say: the work a peer can cause is bounded like the traffic.
+        let mut scan = sh.cfg.max_gap;
+        for &SeqRange(first, last) in &req.ranges {
+            if first > last || scan == 0 {
+                continue;
+            }
+            // Our own gaps in the range: another member asked first, so back off (SRM).
+            let d_src = self.dist(sh, req.source);
+            let u = sh.uniform(0.0, 1.0, Duration::from_secs(1)).as_secs_f64();
+            if let Some(src) = self.sources.get_mut(&req.source) {
+                for (&seq, miss) in src.missing.range_mut(first..=last) {
+                    if scan == 0 {
+                        break;
+                    }
+                    scan -= 1;
+                    if now < miss.ignore_until {
+                        continue;
+                    }
+                    miss.backoff += 1;
+                    rearm(&sh.cfg, miss, now, d_src, req.hint.is_some(), false, u);
+                    sh.stats.requests_suppressed += 1;
+                    sh.timers.push(
+                        miss.deadline,
+                        Timer::Request(self.lobby.id, req.source, seq),
+                    );
+                }
+            }
+            if !asked_me || budget == 0 {
+                continue;
+            }
+            // What we hold of it: schedule repairs.
+            for seq in first..=last {
+                if budget == 0 || scan == 0 {
+                    break;
+                }
+                scan -= 1;
+                if self.held(me, req.source, seq).is_none() {
+                    continue;
+                }
+                let key = (req.source, seq);
+                if self.hold_down.get(&key).is_some_and(|&t| now < t)
+                    || self.repairs.contains_key(&key)
+                {
+                    continue;
+                }
+                budget -= 1;
+                let at = now + sh.uniform(lo, hi, d_req);
+                self.repairs.insert(key, (at, d_req));
+                sh.timers
+                    .push(at, Timer::Repair(self.lobby.id, req.source, seq));
+            }
+        }
+    }
+
+    pub fn on_repair_timer(
+        &mut self,
+        sh: &mut Shared,
+        now: Instant,
+        src: PeerId,
+        seq: u64,
+        at: Instant,
+    ) {
+        let key = (src, seq);
+        match self.repairs.get(&key) {
+            Some(&(t, d)) if t == at => {
+                self.repairs.remove(&key);
+                if let Some(data) = self.held(sh.me, src, seq) {
+                    let body = Body::Repair {
+                        repairer: sh.me,
+                        data: data.clone(),
+                    };
+                    sh.send(self.lobby.id, body);
+                    self.hold_down
+                        .insert(key, now + d.mul_f64(sh.cfg.hold_down));
+                }
+            }
+            _ => {}
+        }
+    }
+}

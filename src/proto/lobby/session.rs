@@ -1,0 +1,213 @@
+//! Sessions: periodic, tail and progress reports; distances from echoes; what others' sessions
+//! say about sources and about this node's stream.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::proto::ids::PeerId;
+use crate::proto::shared::Shared;
+use crate::proto::source::Source;
+use crate::proto::timers::Timer;
+use crate::proto::wire::{
+    Acked, Body, Echo, Heard, MAX_SESSION_ACKED, MAX_SESSION_ECHOES, MAX_SESSION_HEARD, Sent,
+    Session,
+};
+
+impl LobbyState {
+    /// New data arrived: report progress within the report delay.
+    pub(super) fn want_report(&mut self, sh: &mut Shared, now: Instant) {
+        if self.report_at.is_none() {
+            let at = now + sh.cfg.report_delay;
+            self.report_at = Some(at);
+            sh.timers.push(at, Timer::Report(self.id()));
+        }
+    }
+
+    pub fn on_report_timer(&mut self, sh: &mut Shared, now: Instant, at: Instant) {
+        if self.report_at != Some(at) {
+            return;
+        }
+        self.report_at = None;
+        if self.sources.values().any(|s| s.reported != Some(s.acked())) {
+            self.send_session(sh, now);
+        }
+    }
+
+    pub fn on_session_timer(&mut self, sh: &mut Shared, now: Instant, at: Instant) {
+        if at != self.session_at {
+            return;
+        }
+        self.send_session(sh, now);
+        let members = self.peers.len() as u32 + 1;
+        let base = sh
+            .cfg
+            .session_interval
+            .max(sh.cfg.session_per_member * members);
+        self.session_at = now + sh.uniform(0.5, 1.5, base);
+        sh.timers
+            .push(self.session_at, Timer::Session(self.lobby.id));
+    }
+
+    pub fn on_tail_timer(&mut self, sh: &mut Shared, now: Instant, at: Instant) {
+        if self.tail_at != Some(at) {
+            return;
+        }
+        // Tail sessions follow the last data at 1, 2 and 4 times the delay (as PGM's SPMs
+        // do), so that a lost last packet is found even if one of them is lost too.
+        let due = self.last_data_at + sh.cfg.tail_session_delay * (1 << self.tails_sent);
+        if due > now {
+            self.tail_at = Some(due);
+            sh.timers.push(due, Timer::Tail(self.lobby.id));
+            return;
+        }
+        self.send_session(sh, now);
+        self.tails_sent += 1;
+        if self.tails_sent < TAIL_SESSIONS {
+            let next = self.last_data_at + sh.cfg.tail_session_delay * (1 << self.tails_sent);
+            self.tail_at = Some(next);
+            sh.timers.push(next, Timer::Tail(self.lobby.id));
+        } else {
+            self.tail_at = None;
+        }
+    }
+
+    pub(super) fn send_session(&mut self, sh: &mut Shared, now: Instant) {
+        let sent = Sent {
+            low: self.own_low(),
+            next: self.next_seq,
+        };
+        // Progress for the sources' flow control: those heard from most recently first.
+        let mut recent: Vec<(Instant, PeerId)> = self
+            .sources
+            .iter()
+            .map(|(id, s)| (s.last_active, *id))
+            .collect();
+        if recent.len() > MAX_SESSION_ACKED {
+            recent.select_nth_unstable_by(MAX_SESSION_ACKED - 1, |a, b| b.cmp(a));
+            recent.truncate(MAX_SESSION_ACKED);
+        }
+        recent.sort_unstable_by_key(|&(_, id)| id);
+        let acked: Vec<Acked> = recent
+            .into_iter()
+            .filter_map(|(_, id)| {
+                let src = self.sources.get_mut(&id)?;
+                let next = src.acked();
+                src.reported = Some(next);
+                Some(Acked(id, next))
+            })
+            .collect();
+        // A report due now goes out with this session.
+        self.report_at = None;
+        let mut heard: Vec<Heard> = self
+            .sources
+            .iter()
+            .filter_map(|(id, s)| s.top.map(|t| Heard(*id, t)))
+            .collect();
+        heard.sort_unstable_by_key(|h| h.0);
+        let heard = rotate(&heard, &mut self.heard_rotation, MAX_SESSION_HEARD);
+        let mut echoes: Vec<Echo> = self
+            .peers
+            .iter()
+            .filter_map(|(id, p)| {
+                let (ts, at) = p.last_session?;
+                (now.saturating_duration_since(at) < sh.cfg.peer_timeout).then(|| Echo {
+                    peer: *id,
+                    timestamp: ts,
+                    delay: now.saturating_duration_since(at).as_micros() as u64,
+                })
+            })
+            .collect();
+        echoes.sort_unstable_by_key(|e| e.peer);
+        let echoes = rotate(&echoes, &mut self.echo_rotation, MAX_SESSION_ECHOES);
+        let body = Body::Session(Session {
+            sender: sh.me,
+            nick: sh.nick.clone(),
+            timestamp: sh.micros(now),
+            sent,
+            heard,
+            echoes,
+            acked,
+        });
+        sh.send(self.lobby.id, body);
+    }
+
+    pub fn on_session(&mut self, sh: &mut Shared, now: Instant, s: Session) {
+        self.touch(sh, now, s.sender, Some(&s.nick));
+        let me = sh.me;
+        if let Some(p) = self.peers.get_mut(&s.sender) {
+            p.last_session = Some((s.timestamp, now));
+            if let Some(e) = s.echoes.iter().find(|e| e.peer == me) {
+                let rtt = sh
+                    .micros(now)
+                    .saturating_sub(e.timestamp)
+                    .saturating_sub(e.delay);
+                let sample = Duration::from_micros(rtt / 2);
+                p.distance = Some(match p.distance {
+                    None => sample,
+                    Some(d) => (d * 7 + sample) / 8,
+                });
+            }
+        }
+        // What the source still holds, within the backlog, is worth asking for: this is how
+        // a late joiner gets recent history, and how a first packet lost before any later one
+        // arrived is found.
+        let Sent { low, next } = s.sent;
+        if !self.sources.contains_key(&s.sender) {
+            if !self.make_room_for_source(sh) {
+                return;
+            }
+            self.sources.insert(s.sender, Source::new(next, now));
+        }
+        self.forget_above(s.sender, next);
+        if next > 0 {
+            self.claim(sh, now, s.sender, next - 1);
+        }
+        self.prune_below(sh, now, s.sender, low);
+        let first_heard = self.sources[&s.sender].first_heard;
+        let want_from = low.max(first_heard.saturating_sub(sh.cfg.backlog));
+        self.backfill(sh, now, s.sender, want_from);
+        for Heard(src_id, high) in s.heard {
+            if src_id != me && self.sources.contains_key(&src_id) {
+                self.claim(sh, now, src_id, high);
+            }
+        }
+        if let Some(&Acked(_, next)) = s.acked.iter().find(|a| a.0 == me) {
+            self.flow.on_report(now, s.sender, next, self.next_seq);
+            self.check_window(sh, now);
+        }
+    }
+}
+
+/// Up to `max` items starting at `*pos`, wrapping; advances `*pos`.
+pub(super) fn rotate<T: Copy>(items: &[T], pos: &mut usize, max: usize) -> Vec<T> {
+    if items.len() <= max {
+        return items.to_vec();
+    }
+    let start = *pos % items.len();
+    *pos = (start + max) % items.len();
+    items
+        .iter()
+        .cycle()
+        .skip(start)
+        .take(max)
+        .copied()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_covers_everything() {
+        let items: Vec<u32> = (0..10).collect();
+        let mut pos = 0;
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            seen.extend(rotate(&items, &mut pos, 4));
+        }
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen, items);
+    }
+}
