@@ -142,6 +142,7 @@ struct StatsLine {
     request_bytes_out: u64,
     repair_bytes_out: u64,
     requests_deferred: u64,
+    repairs_refused: u64,
     window_full: u64,
     too_new: u64,
 }
@@ -234,6 +235,7 @@ fn stats_line(s: &Stats) -> StatsLine {
         request_bytes_out: s.request_bytes_out,
         repair_bytes_out: s.repair_bytes_out,
         requests_deferred: s.requests_deferred,
+        repairs_refused: s.repairs_refused,
         window_full: s.window_full,
         too_new: s.too_new,
     }

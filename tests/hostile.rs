@@ -240,6 +240,8 @@ fn restored_messages_are_served_only_when_exact() {
         }),
     };
     let t = start + Duration::from_millis(300);
+    // The asker is a member: its session pays for what it draws.
+    n.handle_datagram(t, from(), &session(&lobby, 99, 0, Vec::new()).to_bytes());
     n.handle_datagram(t, from(), &ask(80).to_bytes());
     n.handle_datagram(t, from(), &ask(81).to_bytes());
     let mut repaired = Vec::new();
@@ -267,4 +269,48 @@ fn run_timers_only(n: &mut Node, until: Instant) {
     while let Some(t) = n.poll_timeout().filter(|&t| t <= until) {
         n.handle_timeout(t);
     }
+}
+
+/// Requests draw repairs in proportion to their bytes, not their count: a request of ~40
+/// bytes used to draw 16 repairs of a kilobyte each.
+#[test]
+fn requests_draw_repairs_worth_at_most_sixteen_times_the_askers_bytes() {
+    use lobbycast::proto::wire::{Request, SeqRange};
+    let start = Instant::now();
+    let (mut n, lobby) = node(start);
+    let big = "k".repeat(1000);
+    for _ in 0..64 {
+        n.send(start, lobby.id, &big).unwrap();
+    }
+    run(&mut n, start + Duration::from_millis(200));
+    let before = n.stats().repair_bytes_out;
+    let mut asked = 0u64;
+    let mut t = start + Duration::from_millis(200);
+    let hello = session(&lobby, 77, 0, Vec::new()).to_bytes();
+    asked += hello.len() as u64;
+    n.handle_datagram(t, from(), &hello);
+    for k in 0..4u64 {
+        let req = Packet {
+            lobby: lobby.id,
+            body: Body::Request(Request {
+                sender: PeerId(77),
+                source: PeerId(1),
+                hint: Some(PeerId(1)),
+                ranges: vec![SeqRange(k * 16, k * 16 + 15)],
+            }),
+        }
+        .to_bytes();
+        asked += req.len() as u64;
+        n.handle_datagram(t, from(), &req);
+        t += Duration::from_millis(50);
+        run(&mut n, t);
+    }
+    let s = n.stats();
+    let drawn = s.repair_bytes_out - before;
+    assert!(drawn > 0, "a member's request is answered");
+    assert!(
+        drawn <= 16 * asked,
+        "{drawn} bytes of repairs for {asked} bytes asked"
+    );
+    assert!(s.repairs_refused > 0);
 }

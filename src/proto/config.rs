@@ -37,11 +37,14 @@ pub struct Config {
     pub max_request_rounds: u32,
     /// A packet missing this long is given up, whoever is alive.
     pub give_up_after: Duration,
-    /// Requests for a source's packets are paid for by its own packets: each adds this many
-    /// times its bytes to the source's request credit.
-    pub request_credit_factor: u64,
+    /// What a peer's packets buy: each adds this many times its bytes to the peer's repair
+    /// credit (repairs this node sends for its requests) and, if it is a source, to its
+    /// request credit (requests this node sends for its packets).
+    pub credit_factor: u64,
     /// Most request credit a source can hold, in bytes.
     pub request_credit_cap: u64,
+    /// Most repair credit a peer can hold, in bytes.
+    pub repair_credit_cap: u64,
     /// A `heard` claim of another member opens gaps at most this many sequence numbers past
     /// the highest actually received from the source.
     pub claim_reach: u64,
@@ -122,8 +125,9 @@ impl Default for Config {
             hold_down: 3.0,
             max_request_rounds: 12,
             give_up_after: Duration::from_secs(120),
-            request_credit_factor: 16,
+            credit_factor: 16,
             request_credit_cap: 64 << 10,
+            repair_credit_cap: 256 << 10,
             claim_reach: 64,
             flow_window: 4096,
             flow_window_bytes: 4 << 20,

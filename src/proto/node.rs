@@ -218,6 +218,9 @@ impl Node {
             }
             let sh = &mut self.sh;
             let sender = packet.sender();
+            // A request is paid for by its own bytes too; a new source's first packet only
+            // exists as a source after it is handled.
+            state.credit_peer(sh, sender, share);
             match packet.body {
                 Body::Data(d) => state.on_data(sh, now, d, None),
                 Body::Repair { repairer, data } => {
@@ -230,7 +233,7 @@ impl Node {
                 Body::Session(s) => state.on_session(sh, now, s),
                 Body::Request(r) => state.on_request(sh, now, r),
             }
-            state.credit(sh, sender, share);
+            state.credit_source(sh, sender, share);
         }
         self.report_reassembly_drops();
     }

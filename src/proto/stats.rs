@@ -61,6 +61,8 @@ pub struct Stats {
     pub repairs_heard: u64,
     /// Request timers backed off on hearing another member's request.
     pub requests_suppressed: u64,
+    /// Repairs not scheduled because the requester's repair credit was spent.
+    pub repairs_refused: u64,
     /// Repair timers cancelled on hearing another member's repair.
     pub repairs_suppressed: u64,
     /// Bytes of the datagrams handed to the node.

@@ -59,6 +59,8 @@ struct Peer {
     distance: Option<Duration>,
     /// Timestamp of its last session message and when it arrived, to echo back.
     last_session: Option<(u64, Instant)>,
+    /// Bytes of repairs its requests may still draw from this node (PROTOCOL.md 6.3).
+    credit: u64,
 }
 
 #[derive(Debug)]
@@ -174,6 +176,7 @@ impl LobbyState {
                 nick: nick.to_owned(),
                 last_heard: now,
                 distance: None,
+                credit: 0,
                 last_session: None,
             },
         );
@@ -182,6 +185,17 @@ impl LobbyState {
             peer,
             nick: nick.to_owned(),
         });
+    }
+
+    /// Credits a member's share of a datagram to its repair credit, if it is a known member
+    /// (PROTOCOL.md 6.3).
+    pub fn credit_peer(&mut self, sh: &Shared, peer: PeerId, bytes: u64) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.credit = p
+                .credit
+                .saturating_add(bytes.saturating_mul(sh.cfg.credit_factor))
+                .min(sh.cfg.repair_credit_cap);
+        }
     }
 
     /// Whether a timer entry of this lobby is still current (not moved or cancelled).

@@ -385,12 +385,13 @@ impl LobbyState {
         }
     }
 
-    /// Credits a member's share of a datagram to its request credit, if it is a source.
-    pub fn credit(&mut self, sh: &Shared, sender: PeerId, bytes: u64) {
+    /// Credits a member's share of a datagram to its request credit, if it is a source
+    /// (PROTOCOL.md 6.3).
+    pub fn credit_source(&mut self, sh: &Shared, sender: PeerId, bytes: u64) {
         if let Some(src) = self.sources.get_mut(&sender) {
             src.credit = src
                 .credit
-                .saturating_add(bytes.saturating_mul(sh.cfg.request_credit_factor))
+                .saturating_add(bytes.saturating_mul(sh.cfg.credit_factor))
                 .min(sh.cfg.request_credit_cap);
         }
     }

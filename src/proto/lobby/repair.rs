@@ -10,6 +10,10 @@ use crate::proto::shared::Shared;
 use crate::proto::timers::Timer;
 use crate::proto::wire::{Body, Request, SeqRange};
 
+/// Encoded bytes of a repair packet besides its nick and body: ten integers of at most nine
+/// bytes and the headers around them.
+const REPAIR_OVERHEAD: u64 = 100;
+
 impl LobbyState {
     pub fn on_request(&mut self, sh: &mut Shared, now: Instant, req: Request) {
         sh.stats.requests_heard += 1;
@@ -68,6 +72,18 @@ impl LobbyState {
                     || self.repairs.contains_key(&key)
                 {
                     continue;
+                }
+                // The requester's own packets pay for what it draws, in bytes (6.3).
+                let cost = self.held(me, req.source, seq).map_or(0, |d| {
+                    REPAIR_OVERHEAD + (d.nick.len() + d.body.len()) as u64
+                });
+                match self.peers.get_mut(&req.sender) {
+                    Some(p) if p.credit >= cost => p.credit -= cost,
+                    _ => {
+                        sh.stats.repairs_refused += 1;
+                        budget = 0;
+                        continue;
+                    }
                 }
                 budget -= 1;
                 let at = now + sh.uniform(lo, hi, d_req);
