@@ -90,13 +90,14 @@ pub struct NetConfig {
     pub loss: f64,
     /// One-way delay between any two nodes.
     pub delay: Duration,
-    /// Extra delay uniform in [0, jitter], per datagram and receiver: reorders packets.
+    /// Extra delay uniform in [0, jitter], per datagram and receiver: reorders packets. It
+    /// comes before an unlimited downlink and after a finite one (see the module docs).
     pub jitter: Duration,
     /// Probability that a delivered datagram arrives a second time.
     pub duplicate: f64,
-    /// Every node's uplink, unless [`Sim::set_uplink`] overrides it.
+    /// Every node's uplink from the start, unless [`Sim::set_uplink`] overrides it.
     pub uplink: Link,
-    /// Every node's downlink, unless [`Sim::set_downlink`] overrides it.
+    /// Every node's downlink from the start, unless [`Sim::set_downlink`] overrides it.
     pub downlink: Link,
 }
 
