@@ -61,6 +61,7 @@ fn run(nodes: usize, loss: f64, seed: u64) -> Row {
         delay: Duration::from_millis(1),
         jitter: Duration::from_micros(100),
         duplicate: 0.0,
+        ..NetConfig::default()
     };
     let cfg = node_config(&net);
     let wall = Instant::now();

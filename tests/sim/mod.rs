@@ -1,19 +1,87 @@
 //! A deterministic network simulator for lobbycast nodes: virtual time, one multicast group,
-//! seeded per-receiver loss, delay, jitter (hence reordering), duplication and partitions.
+//! seeded per-receiver loss, delay, jitter (hence reordering), duplication and partitions;
+//! optionally links of finite bandwidth with drop-tail queues, nodes that die, and input
+//! queued faster than the core takes it (see [`Sim::send_bulk`]).
 //!
-//! Used by tests/simulation.rs (correctness) and benches/srm.rs (the metrics table).
+//! Used by tests/simulation.rs and tests/flow.rs (correctness) and benches/srm.rs (the
+//! metrics table).
+//!
+//! # The path of a datagram
+//!
+//! A datagram a node sends enters that node's uplink once (multicast leaves the host once),
+//! crosses the one-way delay and enters each receiver's downlink; random loss applies after
+//! that, as it always did. A link of finite rate sends one datagram after another, each
+//! taking its wire size (payload plus [`WIRE_OVERHEAD`]) over the rate; a datagram that finds
+//! its queue too full to hold it is dropped (drop-tail) and counted in [`Traffic`].
+//!
+//! Jitter is added where the datagram meets no queue: before an unlimited downlink, after a
+//! finite one (the receiving host's own delay). On a switched LAN the variable part of the
+//! delay is queueing, which finite links model themselves; and a datagram then reaches every
+//! finite downlink at one instant, which the simulator handles as one event, not one per
+//! receiver (a congested lobby of 50 makes millions of such pairs).
+//!
+//! An unlimited link (the default) neither delays nor drops, and then the simulator behaves,
+//! random draws included, exactly as it did before links existed.
 #![allow(dead_code)]
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::fmt::Write as _;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use lobbycast::proto::fragment::piece_count;
 use lobbycast::proto::wire::{self, Body, Decoded};
-use lobbycast::proto::{Config, Event, Lobby, Message, MsgId, Node, PeerId, Stats};
+use lobbycast::proto::{Config, Event, Lobby, Message, MsgId, Node, PeerId, SendError, Stats};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
+
+/// Bytes a datagram costs on a link beyond its UDP payload: UDP (8) and IPv4 (20) headers,
+/// Ethernet header and FCS (18), preamble (8) and inter-frame gap (12). Counted only on links
+/// of finite rate.
+pub const WIRE_OVERHEAD: u64 = 66;
+
+/// One direction of a node's attachment to the network: a rate and a drop-tail queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// Bytes per second; `None` for unlimited (no queue, no delay, no drops).
+    pub rate: Option<u64>,
+    /// Most bytes the link holds, the datagram being sent included: a datagram that would
+    /// take it past this is dropped.
+    pub queue: u64,
+}
+
+impl Link {
+    /// Infinite bandwidth: what every link is unless configured otherwise.
+    pub const UNLIMITED: Link = Link {
+        rate: None,
+        queue: u64::MAX,
+    };
+
+    /// `mbit` megabits per second (10⁶ bits) with a queue of `queue` bytes.
+    pub const fn mbit(mbit: u64, queue: u64) -> Link {
+        Link {
+            rate: Some(mbit * 125_000),
+            queue,
+        }
+    }
+
+    /// The same link at half the rate (the queue is unchanged).
+    pub fn half_rate(self) -> Link {
+        Link {
+            rate: self.rate.map(|r| (r / 2).max(1)),
+            ..self
+        }
+    }
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Link::UNLIMITED
+    }
+}
 
 /// How the simulated network behaves.
 #[derive(Clone, Debug)]
@@ -22,10 +90,15 @@ pub struct NetConfig {
     pub loss: f64,
     /// One-way delay between any two nodes.
     pub delay: Duration,
-    /// Extra delay uniform in [0, jitter], per datagram and receiver: reorders packets.
+    /// Extra delay uniform in [0, jitter], per datagram and receiver: reorders packets. It
+    /// comes before an unlimited downlink and after a finite one (see the module docs).
     pub jitter: Duration,
     /// Probability that a delivered datagram arrives a second time.
     pub duplicate: f64,
+    /// Every node's uplink from the start, unless [`Sim::set_uplink`] overrides it.
+    pub uplink: Link,
+    /// Every node's downlink from the start, unless [`Sim::set_downlink`] overrides it.
+    pub downlink: Link,
 }
 
 impl Default for NetConfig {
@@ -35,6 +108,8 @@ impl Default for NetConfig {
             delay: Duration::from_millis(1),
             jitter: Duration::ZERO,
             duplicate: 0.0,
+            uplink: Link::UNLIMITED,
+            downlink: Link::UNLIMITED,
         }
     }
 }
@@ -56,36 +131,176 @@ pub struct Traffic {
     pub datagrams: u64,
     /// Of which carried at least one original data packet.
     pub data_datagrams: u64,
+    /// Wire bytes (payload and [`WIRE_OVERHEAD`]) of the data datagrams that left an uplink.
+    pub data_bytes: u64,
     /// (datagram, receiver) pairs dropped by random loss.
     pub dropped: u64,
     /// (data packet, receiver) pairs dropped by random loss: each is one receiver's loss.
     pub receiver_losses: u64,
-    /// Distinct original data packets that at least one receiver lost.
+    /// Distinct original data packets that at least one receiver lost to random loss.
     pub lost_packets: u64,
     /// Datagrams dropped by a partition.
     pub partitioned: u64,
+    /// Datagrams dropped because the sender's uplink queue was full.
+    pub uplink_drops: u64,
+    /// (datagram, receiver) pairs dropped because the receiver's downlink queue was full.
+    pub downlink_drops: u64,
+}
+
+/// What one node did, for reports and assertions: see [`Sim::report`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeReport {
+    /// Killed with [`Sim::kill`].
+    pub dead: bool,
+    /// Messages this node sent (by [`Sim::send`] or from its bulk input).
+    pub sent: u64,
+    /// Bulk input not yet taken by the core.
+    pub queued: usize,
+    /// Times the core refused bulk input with `SendError::WindowFull`.
+    pub window_full: u64,
+    /// `Event::Writable` events.
+    pub writable: u64,
+    /// Distinct messages of others delivered.
+    pub delivered: u64,
+    /// Of which marked late.
+    pub late: u64,
+    /// `Event::Lost` events, and the packets they gave up.
+    pub lost_events: u64,
+    /// See `lost_events`.
+    pub lost_packets: u64,
+    /// Datagrams dropped by this node's uplink, and the most bytes it held.
+    pub uplink_drops: u64,
+    /// See `uplink_drops`.
+    pub uplink_peak: u64,
+    /// Datagrams dropped by this node's downlink, and the most bytes it held.
+    pub downlink_drops: u64,
+    /// See `downlink_drops`.
+    pub downlink_peak: u64,
+}
+
+/// A link's state: when it is done sending what it holds.
+struct Port {
+    link: Link,
+    busy_until: Instant,
+    drops: u64,
+    peak: u64,
+}
+
+impl Port {
+    fn new(link: Link, now: Instant) -> Self {
+        Port {
+            link,
+            busy_until: now,
+            drops: 0,
+            peak: 0,
+        }
+    }
+
+    /// Offers a datagram of `bytes` wire bytes at `now` (never earlier than a previous
+    /// offer): when its last byte has left, or `None` if it was dropped.
+    fn offer(&mut self, now: Instant, bytes: u64) -> Option<Instant> {
+        let Some(rate) = self.link.rate else {
+            return Some(now);
+        };
+        // The bytes still to send are the time the link stays busy, times its rate.
+        let backlog = match self.busy_until.checked_duration_since(now) {
+            Some(d) => (d.as_nanos() * u128::from(rate)).div_ceil(1_000_000_000) as u64,
+            None => 0,
+        };
+        if backlog + bytes > self.link.queue {
+            self.drops += 1;
+            return None;
+        }
+        self.peak = self.peak.max(backlog + bytes);
+        let send = Duration::from_nanos((bytes * 1_000_000_000).div_ceil(rate));
+        self.busy_until = self.busy_until.max(now) + send;
+        Some(self.busy_until)
+    }
 }
 
 struct SimNode {
     node: Node,
     addr: SocketAddr,
-    delivered: HashMap<MsgId, u32>,
-    messages: Vec<Message>,
     joined: bool,
+    dead: bool,
     deadline: Option<Instant>,
+    uplink: Port,
+    downlink: Port,
+    /// Deliveries of each message of [`Sim::log`], by its index (saturating).
+    got: Vec<u8>,
+    /// Distinct messages delivered, per sender.
+    got_from: Vec<u64>,
+    /// Deliveries of an unknown message or of a text other than the one sent.
+    corrupt: Vec<String>,
+    /// Every message delivered, in order, unless [`Sim::keep_messages`] turned it off.
+    messages: Vec<Message>,
+    /// Indices in [`Sim::log`] of the messages this node sent.
+    own: Vec<u32>,
+    /// Input not yet taken by the core.
+    bulk: VecDeque<String>,
+    report: NodeReport,
+}
+
+/// A message sent by some node.
+struct Sent {
+    id: MsgId,
+    from: usize,
+    seq: u64,
+    frags: u64,
+    text: String,
+}
+
+/// Hashes a message id, which is random already, with one multiplication: the simulator
+/// looks one up for every delivery.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0 ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// A datagram on its way: shared by all receivers.
+struct Datagram {
+    from: usize,
+    payload: Vec<u8>,
+    /// Size on a link of finite rate.
+    wire: u64,
+    /// Original data packets in it, (source, seq), for the loss counters.
+    data: Vec<(PeerId, u64)>,
+    /// The receivers it reaches through finite downlinks.
+    queued_to: Vec<usize>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Reaches the downlinks of `queued_to` (one event for them all).
+    Downlinks,
+    /// Reaches the receiving node.
+    Deliver,
 }
 
 struct InFlight {
-    at: Instant,
-    order: u64,
-    to: usize,
-    from: SocketAddr,
-    payload: Rc<Vec<u8>>,
+    /// Nanoseconds since the start, then the order of sending: unique, so the heap pops in
+    /// one order whatever its layout.
+    key: u128,
+    to: u32,
+    stage: Stage,
+    datagram: Rc<Datagram>,
 }
 
 impl PartialEq for InFlight {
     fn eq(&self, o: &Self) -> bool {
-        (self.at, self.order) == (o.at, o.order)
+        self.key == o.key
     }
 }
 impl Eq for InFlight {}
@@ -96,7 +311,7 @@ impl PartialOrd for InFlight {
 }
 impl Ord for InFlight {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.at, self.order).cmp(&(o.at, o.order))
+        self.key.cmp(&o.key)
     }
 }
 
@@ -108,6 +323,8 @@ pub struct Sim {
     now: Instant,
     nodes: Vec<SimNode>,
     in_flight: BinaryHeap<Reverse<InFlight>>,
+    /// Datagrams of each node still in the network (an uplink or on their way).
+    in_flight_from: Vec<u64>,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     rng: SmallRng,
     order: u64,
@@ -115,6 +332,15 @@ pub struct Sim {
     groups: Vec<u32>,
     /// Original data packets (source, seq) that some receiver lost.
     lost_set: HashSet<(PeerId, u64)>,
+    /// Own data packets (source, seq) that entered their source's uplink: they left the node.
+    left: HashSet<(PeerId, u64)>,
+    /// Every message sent, in sending order.
+    log: Vec<Sent>,
+    /// Index in `log` by id.
+    index: HashMap<MsgId, u32, BuildHasherDefault<IdHasher>>,
+    /// Per message of `log`: live joined nodes that delivered it.
+    holders: Vec<u32>,
+    keep_messages: bool,
     pub traffic: Traffic,
     /// Every message sent, by id: (sender index, text).
     pub sent: HashMap<MsgId, (usize, String)>,
@@ -146,10 +372,18 @@ impl Sim {
                 SimNode {
                     node,
                     addr: SocketAddr::from((Ipv4Addr::new(10, 0, (i >> 8) as u8, i as u8), 47110)),
-                    delivered: HashMap::new(),
-                    messages: Vec::new(),
                     joined: false,
+                    dead: false,
                     deadline: None,
+                    uplink: Port::new(net.uplink, start),
+                    downlink: Port::new(net.downlink, start),
+                    got: Vec::new(),
+                    got_from: vec![0; n],
+                    corrupt: Vec::new(),
+                    messages: Vec::new(),
+                    own: Vec::new(),
+                    bulk: VecDeque::new(),
+                    report: NodeReport::default(),
                 }
             })
             .collect();
@@ -160,11 +394,17 @@ impl Sim {
             now: start,
             nodes,
             in_flight: BinaryHeap::new(),
+            in_flight_from: vec![0; n],
             timers: BinaryHeap::new(),
             rng,
             order: 0,
             groups: vec![0; n],
             lost_set: HashSet::new(),
+            left: HashSet::new(),
+            log: Vec::new(),
+            index: HashMap::default(),
+            holders: Vec::new(),
+            keep_messages: true,
             traffic: Traffic::default(),
             sent: HashMap::new(),
         };
@@ -191,21 +431,121 @@ impl Sim {
         &mut self.nodes[i].node
     }
 
+    /// Whether delivered messages are kept for [`Sim::messages`] (the default). Large runs
+    /// turn it off to save memory; delivery counts and text checks go on either way.
+    pub fn keep_messages(&mut self, keep: bool) {
+        self.keep_messages = keep;
+    }
+
+    /// Gives node `i` its own uplink (what its datagrams cross once, before any receiver).
+    pub fn set_uplink(&mut self, i: usize, link: Link) {
+        self.nodes[i].uplink.link = link;
+    }
+
+    /// Gives node `i` its own downlink (what every datagram to it crosses last).
+    pub fn set_downlink(&mut self, i: usize, link: Link) {
+        self.nodes[i].downlink.link = link;
+    }
+
     /// Node `i` joins the lobby now.
     pub fn join(&mut self, i: usize) {
+        assert!(!self.nodes[i].dead, "node {i} was killed");
         let lobby = self.lobby.clone();
         self.nodes[i].node.join(self.now, &lobby, 0);
         self.nodes[i].joined = true;
         self.after_input(i);
     }
 
-    /// Node `i` sends `text` now.
+    /// Node `i` sends `text` now (ahead of any bulk input it has queued). Panics if the core
+    /// refuses it, `SendError::WindowFull` included: input that may meet a full window goes
+    /// through [`Sim::send_bulk`].
     pub fn send(&mut self, i: usize, text: &str) -> MsgId {
+        assert!(!self.nodes[i].dead, "node {i} was killed");
         let id = self.lobby.id;
-        let msg = self.nodes[i].node.send(self.now, id, text).unwrap();
-        self.sent.insert(msg.msg_id, (i, text.to_owned()));
+        let msg = match self.nodes[i].node.send(self.now, id, text) {
+            Ok(msg) => msg,
+            Err(e) => panic!("node {i} could not send: {e}"),
+        };
+        let msg_id = msg.msg_id;
+        self.record_sent(i, &msg, text.to_owned());
         self.after_input(i);
-        msg.msg_id
+        msg_id
+    }
+
+    /// Queues `texts` as node `i`'s input, to be sent as fast as the core takes them: now,
+    /// and after every datagram or timer the node handles, each text is passed to
+    /// `Node::send` in order until the core answers `SendError::WindowFull`; the refused
+    /// text stays first in the queue and is offered again at the node's next step (an
+    /// `Event::Writable` is such a step). Nothing is dropped; any other error panics.
+    pub fn send_bulk<I>(&mut self, i: usize, texts: I)
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        assert!(!self.nodes[i].dead, "node {i} was killed");
+        self.nodes[i].bulk.extend(texts.into_iter().map(Into::into));
+        self.after_input(i);
+    }
+
+    /// Bulk input of node `i` not yet taken by its core.
+    pub fn queued(&self, i: usize) -> usize {
+        self.nodes[i].bulk.len()
+    }
+
+    /// Bulk input of all nodes not yet taken.
+    pub fn queued_total(&self) -> usize {
+        self.nodes.iter().map(|n| n.bulk.len()).sum()
+    }
+
+    /// Node `i` stops dead, as on SIGKILL: from now on it handles no datagram or timer and
+    /// sends nothing; its queued input is dropped. Datagrams already in its uplink still
+    /// leave (the kernel sends what it was given). It no longer counts as a receiver in
+    /// [`Sim::assert_exactly_once`] and [`Sim::run_until_delivered`]; for the messages it
+    /// sent, see [`Sim::assert_exactly_once`].
+    pub fn kill(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        if n.dead {
+            return;
+        }
+        n.dead = true;
+        n.report.dead = true;
+        n.deadline = None;
+        n.bulk.clear();
+        if n.joined {
+            for (k, &c) in n.got.iter().enumerate() {
+                if c > 0 {
+                    self.holders[k] -= 1;
+                }
+            }
+        }
+    }
+
+    /// Whether node `i` was killed.
+    pub fn is_dead(&self, i: usize) -> bool {
+        self.nodes[i].dead
+    }
+
+    /// Messages node `i` sent so far.
+    pub fn sent_count(&self, i: usize) -> u64 {
+        self.nodes[i].report.sent
+    }
+
+    /// Distinct messages of others node `i` delivered so far.
+    pub fn delivered_count(&self, i: usize) -> u64 {
+        self.nodes[i].report.delivered
+    }
+
+    /// What node `i` did so far.
+    pub fn report(&self, i: usize) -> NodeReport {
+        let n = &self.nodes[i];
+        NodeReport {
+            queued: n.bulk.len(),
+            uplink_drops: n.uplink.drops,
+            uplink_peak: n.uplink.peak,
+            downlink_drops: n.downlink.drops,
+            downlink_peak: n.downlink.peak,
+            ..n.report.clone()
+        }
     }
 
     /// Splits the nodes into partition groups (`groups[i]` for node i).
@@ -219,15 +559,70 @@ impl Sim {
         self.groups = vec![0; self.nodes.len()];
     }
 
-    /// Drains a node's outputs after an input, and notes its next deadline.
-    fn after_input(&mut self, i: usize) {
-        while let Some(t) = self.nodes[i].node.poll_transmit() {
-            self.transmit(i, t.payload);
+    fn record_sent(&mut self, i: usize, msg: &Message, text: String) {
+        let k = self.log.len() as u32;
+        self.log.push(Sent {
+            id: msg.msg_id,
+            from: i,
+            seq: msg.seq,
+            frags: piece_count(text.len()) as u64,
+            text: text.clone(),
+        });
+        self.index.insert(msg.msg_id, k);
+        self.holders.push(0);
+        self.nodes[i].own.push(k);
+        self.nodes[i].report.sent += 1;
+        self.sent.insert(msg.msg_id, (i, text));
+    }
+
+    /// Gives node `i`'s core as much bulk input as it takes now.
+    fn feed(&mut self, i: usize) -> bool {
+        let mut took = false;
+        let id = self.lobby.id;
+        while let Some(text) = self.nodes[i].bulk.pop_front() {
+            match self.nodes[i].node.send(self.now, id, &text) {
+                Ok(msg) => {
+                    took = true;
+                    self.record_sent(i, &msg, text);
+                }
+                Err(SendError::WindowFull) => {
+                    self.nodes[i].bulk.push_front(text);
+                    self.nodes[i].report.window_full += 1;
+                    break;
+                }
+                Err(e) => panic!("node {i} refused bulk input: {e}"),
+            }
         }
-        while let Some(e) = self.nodes[i].node.poll_event() {
-            if let Event::Message(m) = e {
-                *self.nodes[i].delivered.entry(m.msg_id).or_default() += 1;
-                self.nodes[i].messages.push(m);
+        took
+    }
+
+    /// After an input: feeds queued input, drains the node's outputs, and notes its next
+    /// deadline.
+    fn after_input(&mut self, i: usize) {
+        loop {
+            let took = self.feed(i);
+            while let Some(t) = self.nodes[i].node.poll_transmit() {
+                self.transmit(i, t.payload);
+            }
+            let mut writable = false;
+            while let Some(e) = self.nodes[i].node.poll_event() {
+                match e {
+                    Event::Message(m) => self.delivered(i, m),
+                    Event::Lost { count, .. } => {
+                        self.nodes[i].report.lost_events += 1;
+                        self.nodes[i].report.lost_packets += count;
+                    }
+                    Event::Writable { .. } => {
+                        self.nodes[i].report.writable += 1;
+                        writable = true;
+                    }
+                    _ => {}
+                }
+            }
+            // A Writable after input that made no progress waits for the next step, so that
+            // a core announcing room it does not have cannot spin the simulator.
+            if !(writable && took && !self.nodes[i].bulk.is_empty()) {
+                break;
             }
         }
         let d = self.nodes[i].node.poll_timeout();
@@ -239,38 +634,96 @@ impl Sim {
         }
     }
 
+    /// Counts a delivery at node `i`, checking it against what was sent.
+    fn delivered(&mut self, i: usize, m: Message) {
+        let n = &mut self.nodes[i];
+        match self.index.get(&m.msg_id) {
+            None => n.corrupt.push(format!("unknown message {}", m.msg_id)),
+            Some(&k) => {
+                let k = k as usize;
+                let Sent { from, text, .. } = &self.log[k];
+                if *text != m.text {
+                    n.corrupt.push(format!("corrupted message {}", m.msg_id));
+                }
+                if n.got.len() <= k {
+                    n.got.resize(self.log.len(), 0);
+                }
+                n.got[k] = n.got[k].saturating_add(1);
+                if n.got[k] == 1 {
+                    n.got_from[*from] += 1;
+                    n.report.delivered += 1;
+                    self.holders[k] += 1;
+                }
+            }
+        }
+        n.report.late += u64::from(m.late);
+        if self.keep_messages {
+            n.messages.push(m);
+        }
+    }
+
     fn transmit(&mut self, from: usize, payload: Vec<u8>) {
         self.traffic.datagrams += 1;
-        let data: Vec<(PeerId, u64)> = wire::decode_datagram(&payload)
-            .filter_map(|p| match p {
-                Ok(Decoded::Packet(p)) => match p.body {
-                    Body::Data(d) => Some((d.source, d.seq)),
-                    _ => None,
-                },
-                _ => None,
-            })
-            .collect();
+        let me = self.nodes[from].node.peer_id();
+        let mut data = Vec::new();
+        let mut own = Vec::new();
+        for p in wire::decode_datagram(&payload) {
+            if let Ok(Decoded::Packet(p)) = p {
+                match p.body {
+                    Body::Data(d) => {
+                        data.push((d.source, d.seq));
+                        if d.source == me {
+                            own.push(d.seq);
+                        }
+                    }
+                    Body::Repair { data: d, .. } if d.source == me => own.push(d.seq),
+                    _ => {}
+                }
+            }
+        }
         if !data.is_empty() {
             self.traffic.data_datagrams += 1;
         }
-        let payload = Rc::new(payload);
-        let from_addr = self.nodes[from].addr;
+        let wire = payload.len() as u64 + WIRE_OVERHEAD;
+        let Some(departed) = self.nodes[from].uplink.offer(self.now, wire) else {
+            self.traffic.uplink_drops += 1;
+            return;
+        };
+        if !data.is_empty() {
+            self.traffic.data_bytes += wire;
+        }
+        for seq in own {
+            self.left.insert((me, seq));
+        }
+        let mut direct = Vec::new();
+        let mut queued_to = Vec::new();
         for to in 0..self.nodes.len() {
-            if to == from || !self.nodes[to].joined {
+            if to == from || !self.nodes[to].joined || self.nodes[to].dead {
                 continue;
             }
             if self.groups[to] != self.groups[from] {
                 self.traffic.partitioned += 1;
-                continue;
+            } else if self.nodes[to].downlink.link.rate.is_some() {
+                queued_to.push(to);
+            } else {
+                direct.push(to);
             }
+        }
+        let datagram = Rc::new(Datagram {
+            from,
+            payload,
+            wire,
+            data,
+            queued_to,
+        });
+        let arrival = departed + self.net.delay;
+        if !datagram.queued_to.is_empty() {
+            self.push(arrival, u32::MAX as usize, Stage::Downlinks, &datagram);
+        }
+        // Unlimited downlinks: the draws happen in the order they always did.
+        for to in direct {
             if self.rng.random_bool(self.net.loss) {
-                self.traffic.dropped += 1;
-                self.traffic.receiver_losses += data.len() as u64;
-                for key in &data {
-                    if self.lost_set.insert(*key) {
-                        self.traffic.lost_packets += 1;
-                    }
-                }
+                self.count_loss(&datagram.data);
                 continue;
             }
             let copies = if self.rng.random_bool(self.net.duplicate) {
@@ -279,19 +732,64 @@ impl Sim {
                 1
             };
             for _ in 0..copies {
-                let jitter = if self.net.jitter.is_zero() {
-                    Duration::ZERO
-                } else {
-                    self.net.jitter.mul_f64(self.rng.random_range(0.0..1.0))
-                };
-                self.order += 1;
-                self.in_flight.push(Reverse(InFlight {
-                    at: self.now + self.net.delay + jitter,
-                    order: self.order,
-                    to,
-                    from: from_addr,
-                    payload: Rc::clone(&payload),
-                }));
+                let jitter = self.jitter();
+                self.push(arrival + jitter, to, Stage::Deliver, &datagram);
+            }
+        }
+    }
+
+    /// A datagram reaches the finite downlinks of its receivers: each takes it (or a second
+    /// copy, if duplicated) unless its queue is full; random loss applies to what got through.
+    fn reach_downlinks(&mut self, datagram: &Rc<Datagram>) {
+        for &to in &datagram.queued_to {
+            if self.nodes[to].dead {
+                continue;
+            }
+            let lost = self.rng.random_bool(self.net.loss);
+            let copies = if !lost && self.rng.random_bool(self.net.duplicate) {
+                2
+            } else {
+                1
+            };
+            for _ in 0..copies {
+                match self.nodes[to].downlink.offer(self.now, datagram.wire) {
+                    None => self.traffic.downlink_drops += 1,
+                    Some(_) if lost => self.count_loss(&datagram.data),
+                    Some(exit) => {
+                        let jitter = self.jitter();
+                        self.push(exit + jitter, to, Stage::Deliver, datagram);
+                    }
+                }
+            }
+        }
+    }
+
+    fn jitter(&mut self) -> Duration {
+        if self.net.jitter.is_zero() {
+            Duration::ZERO
+        } else {
+            self.net.jitter.mul_f64(self.rng.random_range(0.0..1.0))
+        }
+    }
+
+    fn push(&mut self, at: Instant, to: usize, stage: Stage, datagram: &Rc<Datagram>) {
+        self.order += 1;
+        self.in_flight_from[datagram.from] += 1;
+        let nanos = (at - self.start).as_nanos();
+        self.in_flight.push(Reverse(InFlight {
+            key: nanos << 64 | u128::from(self.order),
+            to: to as u32,
+            stage,
+            datagram: Rc::clone(datagram),
+        }));
+    }
+
+    fn count_loss(&mut self, data: &[(PeerId, u64)]) {
+        self.traffic.dropped += 1;
+        self.traffic.receiver_losses += data.len() as u64;
+        for key in data {
+            if self.lost_set.insert(*key) {
+                self.traffic.lost_packets += 1;
             }
         }
     }
@@ -299,7 +797,10 @@ impl Sim {
     /// Runs the network and the nodes' timers until virtual time `until`.
     pub fn run_until(&mut self, until: Instant) {
         loop {
-            let next_packet = self.in_flight.peek().map(|Reverse(f)| f.at);
+            let next_packet = self
+                .in_flight
+                .peek()
+                .map(|Reverse(f)| self.start + Duration::from_nanos((f.key >> 64) as u64));
             let next_timer = loop {
                 match self.timers.peek() {
                     Some(&Reverse((at, i))) if self.nodes[i].deadline != Some(at) => {
@@ -320,10 +821,19 @@ impl Sim {
             self.now = self.now.max(next);
             if next_packet == Some(next) {
                 let Reverse(f) = self.in_flight.pop().unwrap();
-                self.nodes[f.to]
-                    .node
-                    .handle_datagram(self.now, f.from, &f.payload);
-                self.after_input(f.to);
+                self.in_flight_from[f.datagram.from] -= 1;
+                let to = f.to as usize;
+                match f.stage {
+                    Stage::Downlinks => self.reach_downlinks(&f.datagram),
+                    Stage::Deliver if self.nodes[to].dead => {}
+                    Stage::Deliver => {
+                        let from = self.nodes[f.datagram.from].addr;
+                        self.nodes[to]
+                            .node
+                            .handle_datagram(self.now, from, &f.datagram.payload);
+                        self.after_input(to);
+                    }
+                }
             } else {
                 let Reverse((_, i)) = self.timers.pop().unwrap();
                 self.nodes[i].deadline = None;
@@ -340,59 +850,116 @@ impl Sim {
     }
 
     /// Runs until every joined node has delivered every message sent by another joined node,
-    /// or until `limit` of virtual time has passed. True if everything was delivered.
+    /// or until `limit` of virtual time has passed. True if everything was delivered. Killed
+    /// nodes and their messages count as [`Sim::assert_exactly_once`] says.
     pub fn run_until_delivered(&mut self, limit: Duration) -> bool {
+        self.run_while(limit, |s| s.all_delivered())
+    }
+
+    /// Runs until all bulk input was sent and delivered (as [`Sim::run_until_delivered`]),
+    /// or until `limit` of virtual time has passed. True if it was.
+    pub fn run_until_sent_and_delivered(&mut self, limit: Duration) -> bool {
+        self.run_while(limit, |s| s.queued_total() == 0 && s.all_delivered())
+    }
+
+    fn run_while(&mut self, limit: Duration, done: impl Fn(&Self) -> bool) -> bool {
         let end = self.now + limit;
         let step = Duration::from_millis(5);
         while self.now < end {
-            if self.all_delivered() {
+            if done(self) {
                 return true;
             }
             let until = (self.now + step).min(end);
             self.run_until(until);
         }
-        self.all_delivered()
+        done(self)
     }
 
-    fn all_delivered(&self) -> bool {
-        self.sent.iter().all(|(id, (from, _))| {
-            self.nodes
-                .iter()
-                .enumerate()
-                .all(|(i, n)| i == *from || !n.joined || n.delivered.contains_key(id))
+    /// Nodes that receive: joined and alive.
+    fn receivers(&self) -> impl Iterator<Item = (usize, &SimNode)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.joined && !n.dead)
+    }
+
+    /// Whether every live receiver has delivered every message of every live sender, and
+    /// every message of a killed sender is delivered by all survivors or by none, with none
+    /// of its datagrams still on the way.
+    pub fn all_delivered(&self) -> bool {
+        for (r, n) in self.receivers() {
+            for (s, sender) in self.nodes.iter().enumerate() {
+                if s != r && !sender.dead && n.got_from[s] != sender.report.sent {
+                    return false;
+                }
+            }
+        }
+        let survivors = self.receivers().count() as u32;
+        self.nodes.iter().enumerate().all(|(s, sender)| {
+            !sender.dead
+                || (self.in_flight_from[s] == 0
+                    && sender.own.iter().all(|&k| {
+                        let h = self.holders[k as usize];
+                        h == 0 || h == survivors
+                    }))
         })
+    }
+
+    /// Whether every fragment of message `k` of the log left its sender (entered its uplink).
+    fn fully_sent(&self, k: usize) -> bool {
+        let m = &self.log[k];
+        let source = self.nodes[m.from].node.peer_id();
+        (m.seq..m.seq + m.frags).all(|s| self.left.contains(&(source, s)))
     }
 
     /// Panics unless every joined node delivered every other node's message exactly once,
     /// with the text that was sent.
+    ///
+    /// Killed nodes are not receivers: what they delivered is not checked. The messages of a
+    /// killed sender are held to what can be asked of the survivors, who cannot get a packet
+    /// from anyone if none of them received it: each such message is delivered exactly once
+    /// by every surviving node or by none (never by some only, never twice), and by none if
+    /// some fragment of it never left the sender (its uplink dropped it, or it died first).
     pub fn assert_exactly_once(&self) {
-        for (i, n) in self.nodes.iter().enumerate() {
-            if !n.joined {
-                continue;
+        let survivors = self.receivers().count() as u32;
+        for (i, n) in self.receivers() {
+            if let Some(c) = n.corrupt.first() {
+                panic!("node {i} got a {c} ({} in all)", n.corrupt.len());
             }
-            for (id, (from, _)) in &self.sent {
-                if *from == i {
+            for (k, m) in self.log.iter().enumerate() {
+                if m.from == i {
                     continue;
                 }
-                let count = n.delivered.get(id).copied().unwrap_or(0);
+                let (id, from) = (m.id, m.from);
+                let count = n.got.get(k).copied().unwrap_or(0);
+                if !self.nodes[from].dead {
+                    assert_eq!(
+                        count, 1,
+                        "node {i} delivered {id} from node {from} {count} times"
+                    );
+                    continue;
+                }
+                let holders = self.holders[k];
+                let want = u8::from(holders > 0);
                 assert_eq!(
-                    count, 1,
-                    "node {i} delivered {id} from node {from} {count} times"
+                    count, want,
+                    "node {i} delivered {id} of killed node {from} {count} times, while \
+                     {holders} of {survivors} survivors delivered it"
+                );
+                assert!(
+                    count == 0 || self.fully_sent(k),
+                    "node {i} delivered {id} of killed node {from}, which never fully left it"
                 );
             }
-            for m in &n.messages {
-                let (_, text) = &self.sent[&m.msg_id];
-                assert_eq!(
-                    &m.text, text,
-                    "node {i} got a corrupted message {}",
-                    m.msg_id
-                );
+            if self.keep_messages {
+                let total: usize = n.got.iter().map(|&c| usize::from(c)).sum();
+                assert_eq!(n.messages.len(), total);
             }
-            assert_eq!(n.messages.len(), n.delivered.values().sum::<u32>() as usize);
         }
     }
 
-    /// Messages delivered by node `i`, in delivery order.
+    /// Messages delivered by node `i`, in delivery order (none if not kept, see
+    /// [`Sim::keep_messages`]).
     pub fn messages(&self, i: usize) -> &[Message] {
         &self.nodes[i].messages
     }
@@ -456,19 +1023,30 @@ impl Sim {
     }
 }
 
+/// Lines of [`Sim::missing_report`] shown before the rest is summed up.
+const REPORT_LINES: usize = 200;
+
 impl Sim {
-    /// Which (receiver, message) deliveries are missing, for failure messages.
+    /// Which (receiver, message) deliveries of live senders are missing, for failure
+    /// messages: the first few, then a count per receiver.
     pub fn missing_report(&self) -> String {
         let mut out = String::new();
-        for (i, n) in self.nodes.iter().enumerate() {
-            if !n.joined {
-                continue;
-            }
-            for (id, (from, text)) in &self.sent {
-                if *from != i && !n.delivered.contains_key(id) {
-                    let t: String = text.chars().take(30).collect();
-                    out += &format!("node {i} lacks {id} from {from}: {t:?}\n");
+        let mut lines = 0;
+        for (i, n) in self.receivers() {
+            let mut lacking = 0;
+            for (k, m) in self.log.iter().enumerate() {
+                if m.from == i || self.nodes[m.from].dead || n.got.get(k).is_some_and(|&c| c > 0) {
+                    continue;
                 }
+                lacking += 1;
+                if lines < REPORT_LINES {
+                    lines += 1;
+                    let t: String = m.text.chars().take(30).collect();
+                    let _ = writeln!(out, "node {i} lacks {} from {}: {t:?}", m.id, m.from);
+                }
+            }
+            if lacking > 0 && lines >= REPORT_LINES {
+                let _ = writeln!(out, "node {i} lacks {lacking} messages in all");
             }
         }
         out
@@ -478,6 +1056,7 @@ impl Sim {
 impl Sim {
     /// Node `i` restarts: same peer id, fresh state, numbering from `first_seq`.
     pub fn restart(&mut self, i: usize, first_seq: u64) {
+        assert!(!self.nodes[i].dead, "node {i} was killed");
         let me = self.nodes[i].node.peer_id();
         let seed = self.rng.random();
         let cfg = self.nodes[i].node.config().clone();
