@@ -901,7 +901,12 @@ impl App {
             }
         }
         let stats = self.node.stats();
-        tracing::info!(?stats, send_errors = self.send_errors, "final counters");
+        tracing::info!(
+            ?stats,
+            send_errors = self.send_errors,
+            pace_bytes_per_s = self.node.pace_rate() as u64,
+            "final counters"
+        );
         frontend.event(AppEvent::Stats(&stats));
         let _ = frontend.flush();
         tracing::debug!(dir = %self.data_dir.path().display(), "data directory released");

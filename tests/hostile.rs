@@ -279,13 +279,15 @@ fn requests_draw_repairs_worth_at_most_sixteen_times_the_askers_bytes() {
     let start = Instant::now();
     let (mut n, lobby) = node(start);
     let big = "k".repeat(1000);
-    for _ in 0..64 {
-        n.send(start, lobby.id, &big).unwrap();
+    for k in 0..64 {
+        let t = start + Duration::from_millis(k);
+        n.send(t, lobby.id, &big).unwrap();
+        run(&mut n, t);
     }
-    run(&mut n, start + Duration::from_millis(200));
+    run(&mut n, start + Duration::from_millis(300));
     let before = n.stats().repair_bytes_out;
     let mut asked = 0u64;
-    let mut t = start + Duration::from_millis(200);
+    let mut t = start + Duration::from_millis(300);
     let hello = session(&lobby, 77, 0, Vec::new()).to_bytes();
     asked += hello.len() as u64;
     n.handle_datagram(t, from(), &hello);

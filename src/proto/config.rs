@@ -53,8 +53,20 @@ pub struct Config {
     pub flow_window: u64,
     /// Flow window in bytes of bodies held from that lowest packet on.
     pub flow_window_bytes: usize,
-    /// A member whose progress was not heard this long stops holding back the flow window.
+    /// Pace at start, in bytes of datagrams per second; it then follows the members (AIMD,
+    /// PROTOCOL.md 6.9) between the two bounds below.
+    pub pace_initial: f64,
+    /// Least pace, bytes per second.
+    pub pace_min: f64,
+    /// Greatest pace, bytes per second.
+    pub pace_max: f64,
+    /// Most bytes of datagrams waiting for the pace before new messages wait too.
+    pub pace_backlog: usize,
+    /// A member not heard this long stops holding back the flow window (it died or left).
     pub flow_timeout: Duration,
+    /// A member heard but without progress this long stops holding back the flow window (it
+    /// is stuck); it catches up through repair while the source still holds what it lacks.
+    pub flow_stuck_timeout: Duration,
     /// Longest a member waits after receiving new data before it reports its progress.
     pub report_delay: Duration,
     /// Most own packets kept to answer requests (at least twice the flow window).
@@ -121,7 +133,7 @@ impl Default for Config {
             d2: 8.0,
             d1_hinted: 0.0,
             d2_hinted: 0.5,
-            hinted_rounds: 2,
+            hinted_rounds: 4,
             hold_down: 3.0,
             max_request_rounds: 12,
             give_up_after: Duration::from_secs(120),
@@ -132,6 +144,11 @@ impl Default for Config {
             flow_window: 4096,
             flow_window_bytes: 4 << 20,
             flow_timeout: Duration::from_secs(3),
+            flow_stuck_timeout: Duration::from_secs(10),
+            pace_initial: 8e6,
+            pace_min: 128e3,
+            pace_max: 128e6,
+            pace_backlog: 64 << 10,
             report_delay: Duration::from_millis(10),
             own_store_packets: 8192,
             own_store_bytes: 8 << 20,

@@ -12,6 +12,7 @@ mod lobby;
 pub mod node;
 pub mod outbox;
 mod own;
+mod pace;
 mod shared;
 mod source;
 pub mod stats;

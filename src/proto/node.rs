@@ -16,6 +16,7 @@ use super::hash::SeededState;
 use super::ids::{Lobby, LobbyId, PeerId};
 use super::lobby::{LobbyState, SendError};
 use super::outbox::{Outbox, Transmit};
+use super::pace::Pacer;
 use super::shared::Shared;
 use super::stats::Stats;
 use super::timers::{Timer, Timers};
@@ -95,6 +96,8 @@ impl Node {
                 rng,
                 timers,
                 outbox: Outbox::new(cfg.max_queued_transmits),
+                pacer: Pacer::new(now, cfg.pace_initial, cfg.pace_min, cfg.pace_max),
+                now,
                 events: VecDeque::new(),
                 stats: Stats::default(),
                 dedup: Dedup::new(cfg.dedup_window, cfg.dedup_capacity, hasher),
@@ -136,6 +139,7 @@ impl Node {
     /// Joins `lobby`; this node's packets in it are numbered from `first_seq` (a restarted
     /// node passes a number above any it used before). Joining twice changes nothing.
     pub fn join(&mut self, now: Instant, lobby: &Lobby, first_seq: u64) {
+        self.tick(now);
         if self.lobbies.contains_key(&lobby.id) {
             return;
         }
@@ -167,6 +171,7 @@ impl Node {
     /// Sends `text` to `lobby`. Returns the message as others will see it, for the caller
     /// to show and keep in its history.
     pub fn send(&mut self, now: Instant, lobby: LobbyId, text: &str) -> Result<Message, SendError> {
+        self.tick(now);
         let state = self
             .lobbies
             .get_mut(&lobby)
@@ -185,6 +190,7 @@ impl Node {
     /// Takes one received datagram. `from` is the sender's address (kept for the unicast
     /// fallback; multicast packets identify their sender by peer id).
     pub fn handle_datagram(&mut self, now: Instant, _from: SocketAddr, bytes: &[u8]) {
+        self.tick(now);
         self.sh.stats.datagrams_in += 1;
         self.sh.stats.bytes_in += bytes.len() as u64;
         // Each packet's share of the datagram pays for requests about its sender (6.3).
@@ -255,6 +261,7 @@ impl Node {
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.tick(now);
         // Request timers due together are answered with one request per source.
         let mut due: Vec<(LobbyId, PeerId, u64)> = Vec::new();
         while let Some((at, timer)) = self.sh.timers.pop_due(now) {
@@ -315,6 +322,10 @@ impl Node {
                 s.send_requests(&mut self.sh, now, src, &seqs);
             }
         }
+        // The pace may have let the outbox drain: held-back sends can go on.
+        for state in self.lobbies.values_mut() {
+            state.check_window(&mut self.sh, now);
+        }
         self.report_reassembly_drops();
     }
 
@@ -330,12 +341,28 @@ impl Node {
             .push(self.housekeeping_at, Timer::Housekeeping);
     }
 
-    /// The next datagram to send.
+    /// The next datagram to send, if the pace lets it leave now (the instant of the latest
+    /// input); otherwise [`Node::poll_timeout`] says when to come back.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if self.sh.outbox.is_empty() || !self.sh.pacer.ready() {
+            return None;
+        }
         let t = self.sh.outbox.poll()?;
+        self.sh.pacer.spend(t.payload.len());
         self.sh.stats.datagrams_out += 1;
         self.sh.stats.bytes_out += t.payload.len() as u64;
         Some(t)
+    }
+
+    /// Takes the time of an input: the pace's clock.
+    fn tick(&mut self, now: Instant) {
+        self.sh.now = self.sh.now.max(now);
+        self.sh.pacer.refill(self.sh.now);
+    }
+
+    /// The sending pace now, bytes per second (it follows the members, PROTOCOL.md 6.9).
+    pub fn pace_rate(&self) -> f64 {
+        self.sh.pacer.rate()
     }
 
     /// The next event for the application.
@@ -346,6 +373,15 @@ impl Node {
     /// When [`Node::handle_timeout`] should next be called. Cancelled timers are dropped
     /// here so that the runtime does not wake for nothing.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
+        // Datagrams the pace holds back are due when it lets them go; those it lets go now
+        // are for poll_transmit, not a timeout.
+        let paced = (!self.sh.outbox.is_empty() && !self.sh.pacer.has_tokens())
+            .then(|| self.sh.pacer.ready_at());
+        let timer = self.next_timer();
+        timer.into_iter().chain(paced).min()
+    }
+
+    fn next_timer(&mut self) -> Option<Instant> {
         while let Some((at, timer)) = self.sh.timers.peek_entry() {
             let live = match timer {
                 Timer::Housekeeping => at == self.housekeeping_at,

@@ -30,6 +30,8 @@ pub struct Outbox {
     scratch: Vec<u8>,
     /// Datagrams dropped because the runtime did not drain the queue.
     pub dropped: u64,
+    /// Bytes in `ready` and `filling`.
+    pending: usize,
 }
 
 impl Outbox {
@@ -41,6 +43,7 @@ impl Outbox {
             max_ready: max_ready.max(1),
             scratch: Vec::with_capacity(MAX_DATAGRAM),
             dropped: 0,
+            pending: 0,
         }
     }
 
@@ -65,6 +68,7 @@ impl Outbox {
             });
         }
         self.filling[i].1.extend_from_slice(&self.scratch);
+        self.pending += self.scratch.len();
         self.scratch.len()
     }
 
@@ -81,12 +85,26 @@ impl Outbox {
                 }
             }
         }
-        self.ready.pop_front()
+        let t = self.ready.pop_front()?;
+        self.pending -= t.payload.len();
+        Some(t)
+    }
+
+    /// Bytes waiting to be sent, in full and partly filled datagrams.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending
+    }
+
+    /// True when nothing waits to be sent.
+    pub fn is_empty(&self) -> bool {
+        self.pending == 0
     }
 
     fn enqueue(&mut self, t: Transmit) {
-        if self.ready.len() >= self.max_ready {
-            self.ready.pop_front();
+        if self.ready.len() >= self.max_ready
+            && let Some(old) = self.ready.pop_front()
+        {
+            self.pending -= old.payload.len();
             self.dropped += 1;
         }
         self.ready.push_back(t);

@@ -13,6 +13,7 @@ use super::event::Event;
 use super::fragment::Reassembler;
 use super::ids::{LobbyId, PeerId};
 use super::outbox::{Dest, Outbox};
+use super::pace::Pacer;
 use super::stats::Stats;
 use super::timers::Timers;
 use super::wire::{Body, Packet};
@@ -30,6 +31,10 @@ pub(crate) struct Shared {
     pub rng: SmallRng,
     pub timers: Timers,
     pub outbox: Outbox,
+    /// Paces what leaves the outbox.
+    pub pacer: Pacer,
+    /// The latest `now` the node was given: the pace's clock between inputs.
+    pub now: Instant,
     pub events: VecDeque<Event>,
     pub stats: Stats,
     pub dedup: Dedup,

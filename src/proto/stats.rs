@@ -29,6 +29,8 @@ pub struct Stats {
     pub requests_deferred: u64,
     /// Sends refused because the flow window was full.
     pub window_full: u64,
+    /// Sends refused because datagrams were waiting for the pace.
+    pub paced: u64,
     /// Incomplete messages dropped by reassembly (a bound reached or timed out).
     pub reassembly_dropped: u64,
     /// Fragments that disagreed with others of their message.

@@ -110,7 +110,12 @@ impl LobbyState {
         LobbyState {
             next_seq: first_seq,
             own: OwnStore::new(sh.cfg.own_store_packets, sh.cfg.own_store_bytes),
-            flow: Flow::new(now, sh.cfg.max_peers, h()),
+            flow: Flow::new(
+                now,
+                sh.cfg.max_peers,
+                (sh.cfg.flow_timeout, sh.cfg.flow_stuck_timeout),
+                h(),
+            ),
             store: Store::new(sh.cfg.store_packets, sh.cfg.store_bytes, h()),
             sources: HashMap::with_hasher(h()),
             peers: HashMap::with_hasher(h()),

@@ -31,8 +31,16 @@ impl LobbyState {
         }
         if !self.window_has_room(sh, now, u64::from(count), text.len()) {
             sh.stats.window_full += 1;
+            sh.pacer.note_window_full();
             self.flow.blocked = true;
             self.arm_flow_check(sh, now);
+            return Err(SendError::WindowFull);
+        }
+        // Datagrams already wait for the pace: new messages wait too (at the input), rather
+        // than pile up in the outbox.
+        if sh.outbox.pending_bytes() > sh.cfg.pace_backlog {
+            sh.stats.paced += 1;
+            self.flow.blocked = true;
             return Err(SendError::WindowFull);
         }
         let msg_id = MsgId(rand::RngExt::random(&mut sh.rng));
@@ -105,9 +113,7 @@ impl LobbyState {
         packets: u64,
         bytes: usize,
     ) -> bool {
-        let floor = self
-            .flow
-            .floor(now, sh.cfg.flow_timeout, self.own_low(), self.next_seq);
+        let floor = self.flow.floor(now, self.own_low(), self.next_seq);
         let end = self.next_seq.saturating_add(packets);
         end <= floor.saturating_add(sh.cfg.flow_window)
             && self.own.bytes_from(floor).saturating_add(bytes as u64)
@@ -116,9 +122,7 @@ impl LobbyState {
 
     /// While the window is full, wakes up when the member holding it back would time out.
     pub(super) fn arm_flow_check(&mut self, sh: &mut Shared, now: Instant) {
-        let at = self
-            .flow
-            .next_expiry(now, sh.cfg.flow_timeout, self.next_seq);
+        let at = self.flow.next_expiry(now, self.next_seq);
         if at.is_some() && at != self.flow.check_at {
             self.flow.check_at = at;
             if let Some(at) = at {
@@ -127,14 +131,18 @@ impl LobbyState {
         }
     }
 
-    /// Tells the application once the window of a refused send has room for a whole message
-    /// of any size again.
-    pub(super) fn check_window(&mut self, sh: &mut Shared, now: Instant) {
+    /// Tells the application once a refused send can go: the window has room for a whole
+    /// message of any size again, and the datagrams waiting for the pace are few.
+    pub fn check_window(&mut self, sh: &mut Shared, now: Instant) {
         if !self.flow.blocked {
             return;
         }
         let room = u64::from(crate::proto::wire::MAX_FRAGMENTS).min(sh.cfg.flow_window);
         let bytes = MAX_MESSAGE.min(sh.cfg.flow_window_bytes);
+        if sh.outbox.pending_bytes() > sh.cfg.pace_backlog / 2 {
+            // The pace's deadline (Node::poll_timeout) brings the next check.
+            return;
+        }
         if self.window_has_room(sh, now, room, bytes) {
             self.flow.blocked = false;
             self.flow.check_at = None;
