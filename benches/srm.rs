@@ -96,6 +96,91 @@ fn run(nodes: usize, loss: f64, seed: u64) -> Row {
     }
 }
 
+/// One sender writes `messages` at once (as fast as flow control lets it) to `nodes - 1`
+/// receivers; the same network as the table's cells. Returns the row and the virtual seconds
+/// from the first message to the last delivery.
+fn run_bulk(nodes: usize, loss: f64, seed: u64, messages: usize) -> (Row, f64) {
+    let net = NetConfig {
+        loss,
+        delay: Duration::from_millis(1),
+        jitter: Duration::from_micros(100),
+        duplicate: 0.0,
+        ..NetConfig::default()
+    };
+    let wall = Instant::now();
+    let mut sim = Sim::new(nodes, seed, net.clone(), node_config(&net));
+    sim.keep_messages(false);
+    sim.run_for(Duration::from_millis(300));
+    let before = sim.total_stats();
+    let datagrams_before = sim.traffic.datagrams;
+    let start = sim.elapsed();
+    sim.send_bulk(
+        0,
+        (0..messages).map(|k| format!("{:<100}", format!("bulk message {k:05}"))),
+    );
+    sim.run_until_sent_and_delivered(Duration::from_secs(120));
+    let took = (sim.elapsed() - start).as_secs_f64();
+    let after = sim.total_stats();
+    let row = Row {
+        wanted: (messages * (nodes - 1)) as u64,
+        delivered: after.delivered - before.delivered,
+        lost_packets: sim.traffic.lost_packets,
+        receiver_losses: sim.traffic.receiver_losses,
+        requests: after.requests_sent - before.requests_sent,
+        repairs: after.repairs_sent - before.repairs_sent,
+        delays: Vec::new(),
+        datagrams: sim.traffic.datagrams - datagrams_before,
+        sim_ms: wall.elapsed().as_millis(),
+    };
+    (row, took)
+}
+
+/// The table's cells again, with one sender writing a bulk of messages at once.
+fn bulk_table(nodes: &[usize], losses: &[f64], messages: usize) {
+    println!();
+    println!(
+        "bulk: node 0 writes {messages} messages of 100 bytes at once to the others (seed {}); \
+         virtual s is from the first message to the last delivery",
+        SEEDS[0]
+    );
+    println!(
+        "{:>5} {:>5} {:>9} {:>7} {:>9} {:>8} {:>8} {:>9} {:>9} {:>10} {:>9} {:>7}",
+        "nodes",
+        "loss",
+        "delivery",
+        "losses",
+        "rcv-loss",
+        "req/loss",
+        "rep/loss",
+        "req/rloss",
+        "rep/rloss",
+        "virtual s",
+        "msg/s",
+        "wall ms"
+    );
+    for &n in nodes {
+        for &l in losses {
+            let (r, took) = run_bulk(n, l, SEEDS[0], messages);
+            let per = |x: u64, y: u64| x as f64 / y.max(1) as f64;
+            println!(
+                "{:>5} {:>4.0}% {:>8.2}% {:>7} {:>9} {:>8.2} {:>8.2} {:>9.2} {:>9.2} {:>10.2} {:>9.0} {:>7}",
+                n,
+                l * 100.0,
+                per(r.delivered, r.wanted) * 100.0,
+                r.lost_packets,
+                r.receiver_losses,
+                per(r.requests, r.lost_packets),
+                per(r.repairs, r.lost_packets),
+                per(r.requests, r.receiver_losses),
+                per(r.repairs, r.receiver_losses),
+                took,
+                messages as f64 / took,
+                r.sim_ms
+            );
+        }
+    }
+}
+
 fn codec() {
     let packet = Packet {
         lobby: LobbyId(0x1234_5678_9abc_def0),
@@ -285,6 +370,21 @@ fn main() {
             );
         }
     }
+    // 200 nodes at 20,000 messages takes minutes of wall time: only when asked for.
+    let bulk_nodes: Vec<usize> = nodes
+        .iter()
+        .copied()
+        .filter(|&n| n <= 50 || env::<u8>("SRM_BULK_200") == Some(1))
+        .collect();
+    bulk_table(
+        &bulk_nodes,
+        &losses,
+        if quick {
+            2_000
+        } else {
+            env("SRM_BULK").unwrap_or(20_000)
+        },
+    );
     codec();
     core_throughput();
 }
