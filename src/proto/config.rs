@@ -69,6 +69,9 @@ pub struct Config {
     pub flow_stuck_timeout: Duration,
     /// Longest a member waits after receiving new data before it reports its progress.
     pub report_delay: Duration,
+    /// Progress (packets of one source) worth a report of its own; less waits for the next
+    /// periodic session.
+    pub report_stride: u64,
     /// Most own packets kept to answer requests (at least twice the flow window).
     pub own_store_packets: usize,
     /// Most bytes of own bodies kept to answer requests (at least twice the window's bytes).
@@ -150,6 +153,7 @@ impl Default for Config {
             pace_max: 128e6,
             pace_backlog: 64 << 10,
             report_delay: Duration::from_millis(10),
+            report_stride: 64,
             own_store_packets: 8192,
             own_store_bytes: 8 << 20,
             future_limit: Duration::from_secs(600),

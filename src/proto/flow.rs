@@ -113,7 +113,12 @@ impl Flow {
         })
     }
 
-    /// Forgets members that have not progressed for `forget_after`.
+    /// Sets how long a member may go unheard before it stops counting.
+    pub fn set_silent(&mut self, silent: Duration) {
+        self.silent = silent;
+    }
+
+    /// Forgets members not heard for `forget_after`.
     pub fn expire(&mut self, now: Instant, forget_after: Duration) {
         self.acks
             .retain(|_, a| now.saturating_duration_since(a.heard_at) < forget_after);

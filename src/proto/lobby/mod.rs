@@ -219,7 +219,11 @@ impl LobbyState {
 
     pub fn housekeeping(&mut self, sh: &mut Shared, now: Instant) {
         self.hold_down.retain(|_, t| *t > now);
-        self.flow.expire(now, sh.cfg.flow_timeout * 10);
+        // A member is silent only when it missed its sessions a few times: the interval grows
+        // with the lobby (PROTOCOL.md 6.5).
+        let silent = sh.cfg.flow_timeout.max(self.session_base(sh) * 3);
+        self.flow.set_silent(silent);
+        self.flow.expire(now, silent * 10);
         let timeout = sh.cfg.peer_timeout;
         let gone: Vec<PeerId> = self
             .peers

@@ -15,6 +15,15 @@ use crate::proto::wire::{
 
 impl LobbyState {
     /// New data arrived: report progress within the report delay.
+    /// The mean session interval: grows with the members, so that sessions stay a small
+    /// share of the traffic.
+    pub(super) fn session_base(&self, sh: &Shared) -> Duration {
+        let members = self.peers.len() as u32 + 1;
+        sh.cfg
+            .session_interval
+            .max(sh.cfg.session_per_member * members)
+    }
+
     pub(super) fn want_report(&mut self, sh: &mut Shared, now: Instant) {
         if self.report_at.is_none() {
             let at = now + sh.cfg.report_delay;
@@ -28,7 +37,13 @@ impl LobbyState {
             return;
         }
         self.report_at = None;
-        if self.sources.values().any(|s| s.reported != Some(s.acked())) {
+        // Only progress worth a report: at chat rates the periodic session carries it, and
+        // fifty members do not answer every message with a datagram each.
+        let stride = sh.cfg.report_stride;
+        if self.sources.values().any(|s| {
+            s.reported
+                .is_none_or(|r| s.acked() >= r.saturating_add(stride))
+        }) {
             self.send_session(sh, now);
         }
     }
@@ -38,11 +53,7 @@ impl LobbyState {
             return;
         }
         self.send_session(sh, now);
-        let members = self.peers.len() as u32 + 1;
-        let base = sh
-            .cfg
-            .session_interval
-            .max(sh.cfg.session_per_member * members);
+        let base = self.session_base(sh);
         self.session_at = now + sh.uniform(0.5, 1.5, base);
         sh.timers
             .push(self.session_at, Timer::Session(self.lobby.id));
