@@ -205,9 +205,9 @@ fn a_slow_receiver_completes_and_holds_the_others_back_only_by_its_bandwidth() {
     // second for recovery tails.
     let (receivers, seed, slow) = (20, 81, 1);
     let net = lan(0.10);
-    // The store that keeps the sender's own packets for repair (all of a node's packets in
-    // one store, in this core; a core that keeps its own apart bounds this by that store).
-    let store = node_config(&net).store_packets as u64;
+    // The store that keeps the sender's own packets for repair (PROTOCOL.md 6.9: twice the
+    // flow window, so that what a live member lacks is still there).
+    let store = node_config(&net).own_store_packets as u64;
     let control = {
         let mut sim = lobby(receivers, seed, &net);
         let started = sim.elapsed();

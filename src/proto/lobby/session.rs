@@ -40,10 +40,11 @@ impl LobbyState {
         // Only progress worth a report: at chat rates the periodic session carries it, and
         // fifty members do not answer every message with a datagram each.
         let stride = sh.cfg.report_stride;
-        if self.sources.values().any(|s| {
-            s.reported
-                .is_none_or(|r| s.acked() >= r.saturating_add(stride))
-        }) {
+        if self
+            .sources
+            .values()
+            .any(|s| s.acked() >= s.reported.unwrap_or(s.base).saturating_add(stride))
+        {
             self.send_session(sh, now);
         }
     }
