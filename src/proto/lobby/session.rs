@@ -38,13 +38,14 @@ impl LobbyState {
         }
         self.report_at = None;
         // Only progress worth a report: at chat rates the periodic session carries it, and
-        // fifty members do not answer every message with a datagram each.
+        // fifty members do not answer every message with a datagram each. A source never
+        // reported to is told at once when this member misses some of it, so that the
+        // source's window counts it before it runs ahead.
         let stride = sh.cfg.report_stride;
-        if self
-            .sources
-            .values()
-            .any(|s| s.acked() >= s.reported.unwrap_or(s.base).saturating_add(stride))
-        {
+        if self.sources.values().any(|s| match s.reported {
+            Some(r) => s.acked() >= r.saturating_add(stride),
+            None => !s.missing.is_empty() || s.acked() >= s.base.saturating_add(stride),
+        }) {
             self.send_session(sh, now);
         }
     }
