@@ -89,6 +89,9 @@ pub(crate) struct LobbyState {
     newest_shown: u64,
     /// When a progress report (a session) is due after new data arrived.
     report_at: Option<Instant>,
+    /// Wall clock when this node joined (Unix ms): a source's packets sent after it are
+    /// wanted however far back they go (within the flow window).
+    joined_wall: u64,
     missing_total: usize,
 }
 
@@ -129,6 +132,7 @@ impl LobbyState {
             echo_rotation: 0,
             newest_shown: 0,
             report_at: None,
+            joined_wall: sh.wall_ms(now),
             missing_total: 0,
             lobby,
         }

@@ -45,6 +45,14 @@ impl LobbyState {
             self.backfill(sh, now, src_id, first.saturating_sub(sh.cfg.backlog));
         }
         let src = self.sources.get(&src_id).expect("present");
+        // Reordered behind the first packet heard of a new source (a paced burst leaves
+        // datagrams back to back): the stream starts earlier than the backlog reached. While
+        // nothing of it was shown, reach back to it, a backlog at a time.
+        let first = seq - u64::from(data.frag_index).min(seq);
+        if seq < src.base && !src.shown_any && src.base - first <= sh.cfg.backlog {
+            self.backfill(sh, now, src_id, first);
+        }
+        let src = self.sources.get(&src_id).expect("present");
         if src.has(seq) {
             sh.stats.duplicate_packets += 1;
             return;
@@ -72,6 +80,21 @@ impl LobbyState {
             self.missing_total -= 1;
             sh.record_recovery(now.saturating_duration_since(miss.detected));
         }
+        // The lowest packet wanted of a source heard first through data was sent after this
+        // node joined: the source spoke while this node was here, and its first packets may
+        // lie further back than the backlog (they were lost with its first session). Reach
+        // back another backlog, while within the flow window of where it was first heard.
+        // (By the source's clock: where clocks disagree, a member that was there may get only
+        // the backlog, as a late joiner does, or a late joiner a little more.)
+        if seq == src.base
+            && data.sent_at >= self.joined_wall
+            && src.first_heard.saturating_sub(seq) < sh.cfg.flow_window
+            && seq > 0
+        {
+            let want_from = seq.saturating_sub(sh.cfg.backlog);
+            self.backfill(sh, now, src_id, want_from);
+        }
+        let src = self.sources.get_mut(&src_id).expect("present");
         if seq < src.next {
             // Skipped past by the hold-back: show it now, marked late.
             src.shown_any = true;
@@ -199,6 +222,11 @@ impl LobbyState {
         let Some(src) = self.sources.get_mut(&src_id) else {
             return;
         };
+        // A packet received proves every seq below it was sent: a session that is older than
+        // it (delayed on the way) must not make those gaps vanish unasked.
+        let next = src
+            .received_top
+            .map_or(next, |r| next.max(r.saturating_add(1)));
         src.claimed = src.claimed.min(next.saturating_sub(1));
         if src.top.is_none_or(|t| t < next) {
             return;
