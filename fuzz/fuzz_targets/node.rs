@@ -45,9 +45,9 @@ const ME: PeerId = PeerId(1);
 const MAX_OPS: usize = 64;
 /// Packets per structured datagram.
 const MAX_PACKETS: usize = 8;
-/// Virtual time one input may cover: past the peer timeout (30 s) and the give-up bound
-/// (120 s), so that those paths run too.
-const MAX_VIRTUAL: Duration = Duration::from_secs(150);
+/// Virtual time one input may cover: past the peer timeout and the give-up bound of
+/// [`config`] (10 s and 40 s), so that those paths run too.
+const MAX_VIRTUAL: Duration = Duration::from_secs(50);
 /// Allowance of the opt-in byte bound.
 const BYTE_ALLOWANCE: u64 = 2 * MAX_DATAGRAM as u64;
 
@@ -614,11 +614,36 @@ impl Run {
     }
 }
 
+/// The default configuration with its bounds on counts and bytes cut by 16 (the flow window,
+/// the repair stores, the max gap, dedup, reassembly, members), keeping their ratios, and the
+/// timeouts that end things cut by 3: an input reaches every bound in a few packets and every
+/// timeout within `MAX_VIRTUAL`, and a forged gap costs a few hundred timers per round rather
+/// than thousands. SRM's timer constants and the request credit are the defaults.
+fn config() -> Config {
+    let d = Config::default();
+    Config {
+        flow_window: d.flow_window / 16,
+        flow_window_bytes: d.flow_window_bytes / 16,
+        own_store_packets: d.own_store_packets / 16,
+        own_store_bytes: d.own_store_bytes / 16,
+        max_gap: d.max_gap / 16,
+        store_packets: d.store_packets / 16,
+        store_bytes: d.store_bytes / 16,
+        dedup_capacity: d.dedup_capacity / 16,
+        reassembly_slots: d.reassembly_slots / 16,
+        reassembly_bytes: d.reassembly_bytes / 16,
+        max_peers: 8,
+        peer_timeout: d.peer_timeout / 3,
+        give_up_after: d.give_up_after / 3,
+        reassembly_timeout: d.reassembly_timeout / 3,
+        ..d
+    }
+}
+
 fuzz_target!(|input: Input| {
     let start = Instant::now();
     let lobby = Lobby::new("fuzz").expect("valid lobby name");
-    let mut node =
-        Node::new(Config::default(), ME, "victim", start, NOW_MS, 7).expect("valid nick");
+    let mut node = Node::new(config(), ME, "victim", start, NOW_MS, 7).expect("valid nick");
     node.join(start, &lobby, input.first_seq.seq());
     let mut run = Run {
         node,
