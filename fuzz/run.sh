@@ -61,14 +61,18 @@ for t in "${targets[@]}"; do
   corp=$(sed -n 's/.* corp: \([^ ]*\).*/\1/p' <<<"$last")
   [ -n "$execs" ] || execs=$(sed -n 's/^#\([0-9]*\).*/\1/p' <<<"$last")
   line="$t: ${execs:-?} executions in ${secs}s (${rate:-?} exec/s), cov ${cov:-?} edges, ft ${ft:-?} features, corpus ${corp:-?}"
+  [ "$status" -eq 0 ] || line="$t: CRASH after ${execs:-?} executions (${rate:-?} exec/s), cov ${cov:-?} edges, ft ${ft:-?} features, corpus ${corp:-?}"
   new=$(find "artifacts/$t" -type f -newer "$stamp")
   rm -f "$stamp"
   if [ "$status" -ne 0 ] || [ -n "$new" ]; then
     crashed=1
-    line="$line, CRASH (exit $status)"
+    [ "$status" -ne 0 ] || line="$line, CRASH"
     grep -E -A2 "panicked at|ERROR: libFuzzer|SUMMARY" "$log" | head -20 || true
     for a in $new; do
-      echo "  artifact: fuzz/$a (replay: cargo +nightly fuzz run -s none $t fuzz/$a)"
+      echo "  artifact: fuzz/$a"
+      echo "    replay:   cargo +nightly fuzz run -s none $t fuzz/$a"
+      echo "    minimise: cargo +nightly fuzz tmin -s none $t fuzz/$a"
+      echo "    show:     cargo +nightly fuzz fmt -s none $t fuzz/$a"
     done
   fi
   echo "$line"
