@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use lobbycast::proto::ids::MsgId;
-use lobbycast::proto::wire::{self, Body, Decoded, MAX_DATAGRAM, Packet, Request, SeqRange};
+use lobbycast::proto::wire::{
+    self, Body, Decoded, Echo, MAX_DATAGRAM, Packet, Request, Sent, SeqRange, Session,
+};
 use lobbycast::proto::{Config, Lobby, MAX_REPAIRS_PER_REQUEST, Message, Node, PeerId};
 
 const NOW_MS: u64 = 1_800_000_000_000;
@@ -104,4 +106,100 @@ fn one_small_request_draws_at_most_sixteen_repairs_of_held_data() {
             }
         }
     }
+}
+
+/// Finding 1, sustained: a forger that sends a session echoing the node's timestamp (so that
+/// its distance is the 2 ms timer floor) and a request for 16 held seqs every 7 ms draws
+/// about 115 times its bytes in repairs. The count bounds still hold: at most 16 repairs per
+/// request heard, and one seq is repaired again only after the hold-down (3 × 2 ms).
+#[test]
+fn sustained_forged_requests_draw_repairs_only_within_the_hold_down() {
+    let start = Instant::now();
+    let (mut n, lobby) = node(start, 0);
+    let source = PeerId(105);
+    let forger = PeerId(666);
+    n.restore(
+        start,
+        &Message {
+            lobby: lobby.id,
+            source,
+            seq: 0,
+            msg_id: MsgId(9),
+            sent_at: NOW_MS,
+            nick: "a".into(),
+            text: "x".repeat(16 * 1024),
+            late: false,
+        },
+    );
+    let mut now = start;
+    let mut bytes_in = 0;
+    let mut last_repair: std::collections::HashMap<u64, Instant> = Default::default();
+    for _ in 0..200 {
+        let echo = Packet {
+            lobby: lobby.id,
+            body: Body::Session(Session {
+                sender: forger,
+                nick: "f".into(),
+                timestamp: 1,
+                sent: Sent { low: 0, next: 0 },
+                heard: Vec::new(),
+                echoes: vec![Echo {
+                    peer: ME,
+                    timestamp: now.duration_since(start).as_micros() as u64,
+                    delay: 0,
+                }],
+                acked: Vec::new(),
+            }),
+        };
+        let request = Packet {
+            lobby: lobby.id,
+            body: Body::Request(Request {
+                sender: forger,
+                source,
+                hint: None,
+                ranges: vec![SeqRange(0, 15)],
+            }),
+        };
+        let datagram = wire::encode_datagram([&echo, &request]);
+        bytes_in += datagram.len() as u64;
+        n.handle_datagram(now, from(), &datagram);
+        let until = now + Duration::from_millis(7);
+        loop {
+            for t in std::iter::from_fn(|| n.poll_transmit()) {
+                for item in wire::decode_datagram(&t.payload) {
+                    if let Ok(Decoded::Packet(Packet {
+                        body: Body::Repair { data, .. },
+                        ..
+                    })) = item
+                    {
+                        if let Some(prev) = last_repair.insert(data.seq, now) {
+                            assert!(
+                                now - prev >= Duration::from_millis(6),
+                                "seq {} repaired again after {:?}",
+                                data.seq,
+                                now - prev
+                            );
+                        }
+                    }
+                }
+            }
+            while n.poll_event().is_some() {}
+            match n.poll_timeout() {
+                Some(t) if t <= until => {
+                    now = t;
+                    n.handle_timeout(t);
+                }
+                _ => break,
+            }
+        }
+        now = until;
+    }
+    let s = n.stats();
+    assert_eq!(s.requests_heard, 200);
+    assert!(s.repairs_sent <= MAX_REPAIRS_PER_REQUEST as u64 * s.requests_heard);
+    assert!(
+        s.repairs_sent > 200,
+        "the hold-down lets the seqs be drawn again"
+    );
+    assert_eq!(s.bytes_in, bytes_in);
 }
