@@ -1,0 +1,208 @@
+//! Inputs found by the fuzz targets (fuzz/, run with `fuzz/run.sh`, not in CI), replayed on
+//! stable Rust: each test is one minimised finding and checks what the protocol promises about
+//! it. BENCHMARKS.md, "Fuzzing", lists the findings.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use lobbycast::proto::ids::MsgId;
+use lobbycast::proto::wire::{
+    self, Body, Decoded, Echo, MAX_DATAGRAM, Packet, Request, Sent, SeqRange, Session,
+};
+use lobbycast::proto::{Config, Lobby, MAX_REPAIRS_PER_REQUEST, Message, Node, PeerId};
+
+const NOW_MS: u64 = 1_800_000_000_000;
+const ME: PeerId = PeerId(1);
+
+fn node(start: Instant, first_seq: u64) -> (Node, Lobby) {
+    let lobby = Lobby::new("fuzz").unwrap();
+    let mut n = Node::new(Config::default(), ME, "victim", start, NOW_MS, 7).unwrap();
+    n.join(start, &lobby, first_seq);
+    (n, lobby)
+}
+
+fn from() -> SocketAddr {
+    "10.0.0.66:47110".parse().unwrap()
+}
+
+/// Runs the node's timers until `until`; returns the datagrams it sent.
+fn run(n: &mut Node, until: Instant) -> Vec<Vec<u8>> {
+    let mut sent = Vec::new();
+    loop {
+        sent.extend(std::iter::from_fn(|| n.poll_transmit()).map(|t| t.payload));
+        while n.poll_event().is_some() {}
+        match n.poll_timeout() {
+            Some(t) if t <= until => n.handle_timeout(t),
+            _ => return sent,
+        }
+    }
+}
+
+/// Finding 1 (node target with `FUZZ_NODE_BYTE_BOUND=1`): one forged 37-byte request draws 16
+/// repairs of 1,067 bytes each (17,072 bytes, 461 times its own), so requests and repairs
+/// together are not bounded by 16 times the bytes received. What the protocol promises
+/// (PROTOCOL.md 8) holds: a request draws at most `MAX_REPAIRS_PER_REQUEST` repairs, each a
+/// packet the node holds and at most a datagram long. The minimised input: a 50 KB message of
+/// peer 105 restored from history at seqs near the top of the range, then one request from
+/// "105" for 52 of its seqs.
+#[test]
+fn one_small_request_draws_at_most_sixteen_repairs_of_held_data() {
+    let start = Instant::now();
+    let (mut n, lobby) = node(start, 23457 & 0x3fff);
+    run(&mut n, start);
+    let source = PeerId(105);
+    let first = u64::MAX - 197;
+    let text = "é".repeat(50629 / 2);
+    n.restore(
+        start,
+        &Message {
+            lobby: lobby.id,
+            source,
+            seq: first,
+            msg_id: MsgId(197),
+            sent_at: NOW_MS - 976_894_523,
+            nick: "a".into(),
+            text: text.clone(),
+            late: false,
+        },
+    );
+    let request = Packet {
+        lobby: lobby.id,
+        body: Body::Request(Request {
+            sender: source,
+            source,
+            hint: None,
+            ranges: vec![SeqRange(first, first + 51)],
+        }),
+    }
+    .to_bytes();
+    assert_eq!(request.len(), 37);
+    n.handle_datagram(start, from(), &request);
+    let sent = run(&mut n, start + Duration::from_secs(2));
+
+    let s = n.stats();
+    assert_eq!(s.requests_heard, 1);
+    assert!(s.repairs_sent <= MAX_REPAIRS_PER_REQUEST as u64);
+    assert_eq!(s.request_bytes_out, 0, "nothing is missing, nothing asked");
+    // Found when the bound was by count only: 17,072 bytes of repairs for these 37 bytes.
+    // Repair credit (PROTOCOL.md 6.3) now bounds them by bytes: 16 times what the asker sent.
+    assert!(s.repair_bytes_out <= 16 * s.bytes_in);
+    // Every repair is a fragment of the restored text, each at most a datagram.
+    let bytes = text.as_bytes();
+    for d in &sent {
+        assert!(d.len() <= MAX_DATAGRAM);
+        for item in wire::decode_datagram(d) {
+            let Ok(Decoded::Packet(p)) = item else {
+                panic!("undecodable transmit {d:02x?}")
+            };
+            if let Body::Repair { repairer, data } = p.body {
+                assert_eq!(repairer, ME);
+                assert_eq!(data.source, source);
+                let i = usize::from(data.frag_index);
+                assert_eq!(data.seq, first + i as u64);
+                let end = bytes.len().min((i + 1) * 1024);
+                assert_eq!(data.body, &bytes[i * 1024..end]);
+            }
+        }
+    }
+}
+
+/// Finding 1, sustained: a forger that sends a session echoing the node's timestamp (so that
+/// its distance is the 2 ms timer floor) and a request for 16 held seqs every 7 ms draws
+/// about 115 times its bytes in repairs. The count bounds still hold: at most 16 repairs per
+/// request heard, and one seq is repaired again only after the hold-down (3 × 2 ms).
+#[test]
+fn sustained_forged_requests_draw_repairs_only_within_the_hold_down() {
+    let start = Instant::now();
+    let (mut n, lobby) = node(start, 0);
+    let source = PeerId(105);
+    let forger = PeerId(666);
+    n.restore(
+        start,
+        &Message {
+            lobby: lobby.id,
+            source,
+            seq: 0,
+            msg_id: MsgId(9),
+            sent_at: NOW_MS,
+            nick: "a".into(),
+            text: "x".repeat(16 * 1024),
+            late: false,
+        },
+    );
+    let mut now = start;
+    let mut bytes_in = 0;
+    let mut last_repair: std::collections::HashMap<u64, Instant> = Default::default();
+    for _ in 0..200 {
+        let echo = Packet {
+            lobby: lobby.id,
+            body: Body::Session(Session {
+                sender: forger,
+                nick: "f".into(),
+                timestamp: 1,
+                sent: Sent { low: 0, next: 0 },
+                heard: Vec::new(),
+                echoes: vec![Echo {
+                    peer: ME,
+                    timestamp: now.duration_since(start).as_micros() as u64,
+                    delay: 0,
+                }],
+                acked: Vec::new(),
+            }),
+        };
+        let request = Packet {
+            lobby: lobby.id,
+            body: Body::Request(Request {
+                sender: forger,
+                source,
+                hint: None,
+                ranges: vec![SeqRange(0, 15)],
+            }),
+        };
+        let datagram = wire::encode_datagram([&echo, &request]);
+        bytes_in += datagram.len() as u64;
+        n.handle_datagram(now, from(), &datagram);
+        let until = now + Duration::from_millis(7);
+        loop {
+            for t in std::iter::from_fn(|| n.poll_transmit()) {
+                for item in wire::decode_datagram(&t.payload) {
+                    if let Ok(Decoded::Packet(Packet {
+                        body: Body::Repair { data, .. },
+                        ..
+                    })) = item
+                    {
+                        if let Some(prev) = last_repair.insert(data.seq, now) {
+                            assert!(
+                                now - prev >= Duration::from_millis(6),
+                                "seq {} repaired again after {:?}",
+                                data.seq,
+                                now - prev
+                            );
+                        }
+                    }
+                }
+            }
+            while n.poll_event().is_some() {}
+            match n.poll_timeout() {
+                Some(t) if t <= until => {
+                    now = t;
+                    n.handle_timeout(t);
+                }
+                _ => break,
+            }
+        }
+        now = until;
+    }
+    let s = n.stats();
+    assert_eq!(s.requests_heard, 200);
+    assert!(s.repairs_sent <= MAX_REPAIRS_PER_REQUEST as u64 * s.requests_heard);
+    // Found when repairs were bounded by count only: 1.2 MB for about 10 KB of forged
+    // packets. Repair credit bounds them by the forger's own bytes.
+    assert!(
+        s.repair_bytes_out <= 16 * s.bytes_in,
+        "{} bytes of repairs for {} bytes in",
+        s.repair_bytes_out,
+        s.bytes_in
+    );
+    assert_eq!(s.bytes_in, bytes_in);
+}
