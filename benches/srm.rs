@@ -48,6 +48,23 @@ impl Row {
         self.sim_ms += o.sim_ms;
     }
 
+    /// The columns both tables share: nodes, loss, delivery, losses, requests and repairs.
+    fn columns(&self, nodes: usize, loss: f64) -> String {
+        let per = |x: u64, y: u64| x as f64 / y.max(1) as f64;
+        format!(
+            "{:>5} {:>4.0}% {:>8.2}% {:>7} {:>9} {:>8.2} {:>8.2} {:>9.2} {:>9.2}",
+            nodes,
+            loss * 100.0,
+            per(self.delivered, self.wanted) * 100.0,
+            self.lost_packets,
+            self.receiver_losses,
+            per(self.requests, self.lost_packets),
+            per(self.repairs, self.lost_packets),
+            per(self.requests, self.receiver_losses),
+            per(self.repairs, self.receiver_losses),
+        )
+    }
+
     fn quantile(&mut self, q: f64) -> f64 {
         self.delays.sort_by(f64::total_cmp);
         let i = ((self.delays.len() as f64 * q).ceil() as usize).saturating_sub(1);
@@ -55,14 +72,20 @@ impl Row {
     }
 }
 
-fn run(nodes: usize, loss: f64, seed: u64) -> Row {
-    let net = NetConfig {
+/// The benchmark's network: one-way distance 1 ms plus up to 0.1 ms of jitter, `loss` per
+/// (datagram, receiver), no bandwidth limit.
+fn lan(loss: f64) -> NetConfig {
+    NetConfig {
         loss,
         delay: Duration::from_millis(1),
         jitter: Duration::from_micros(100),
         duplicate: 0.0,
         ..NetConfig::default()
-    };
+    }
+}
+
+fn run(nodes: usize, loss: f64, seed: u64) -> Row {
+    let net = lan(loss);
     let cfg = node_config(&net);
     let wall = Instant::now();
     let mut sim = Sim::new(nodes, seed, net.clone(), cfg);
@@ -100,13 +123,7 @@ fn run(nodes: usize, loss: f64, seed: u64) -> Row {
 /// receivers; the same network as the table's cells. Returns the row and the virtual seconds
 /// from the first message to the last delivery.
 fn run_bulk(nodes: usize, loss: f64, seed: u64, messages: usize) -> (Row, f64) {
-    let net = NetConfig {
-        loss,
-        delay: Duration::from_millis(1),
-        jitter: Duration::from_micros(100),
-        duplicate: 0.0,
-        ..NetConfig::default()
-    };
+    let net = lan(loss);
     let wall = Instant::now();
     let mut sim = Sim::new(nodes, seed, net.clone(), node_config(&net));
     sim.keep_messages(false);
@@ -161,18 +178,9 @@ fn bulk_table(nodes: &[usize], losses: &[f64], messages: usize) {
     for &n in nodes {
         for &l in losses {
             let (r, took) = run_bulk(n, l, SEEDS[0], messages);
-            let per = |x: u64, y: u64| x as f64 / y.max(1) as f64;
             println!(
-                "{:>5} {:>4.0}% {:>8.2}% {:>7} {:>9} {:>8.2} {:>8.2} {:>9.2} {:>9.2} {:>10.2} {:>9.0} {:>7}",
-                n,
-                l * 100.0,
-                per(r.delivered, r.wanted) * 100.0,
-                r.lost_packets,
-                r.receiver_losses,
-                per(r.requests, r.lost_packets),
-                per(r.repairs, r.lost_packets),
-                per(r.requests, r.receiver_losses),
-                per(r.repairs, r.receiver_losses),
+                "{} {:>10.2} {:>9.0} {:>7}",
+                r.columns(n, l),
                 took,
                 messages as f64 / took,
                 r.sim_ms
@@ -352,16 +360,8 @@ fn main() {
             let mean = r.delays.iter().sum::<f64>() / r.delays.len().max(1) as f64;
             let (p50, p99) = (r.quantile(0.5), r.quantile(0.99));
             println!(
-                "{:>5} {:>4.0}% {:>8.2}% {:>7} {:>9} {:>8.2} {:>8.2} {:>9.2} {:>9.2} {:>7.2} {:>6.2} {:>6.2} {:>9.1} {:>7}",
-                n,
-                l * 100.0,
-                per(r.delivered, r.wanted) * 100.0,
-                r.lost_packets,
-                r.receiver_losses,
-                per(r.requests, r.lost_packets),
-                per(r.repairs, r.lost_packets),
-                per(r.requests, r.receiver_losses),
-                per(r.repairs, r.receiver_losses),
+                "{} {:>7.2} {:>6.2} {:>6.2} {:>9.1} {:>7}",
+                r.columns(n, l),
                 mean,
                 p50,
                 p99,
