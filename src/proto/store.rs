@@ -71,11 +71,12 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::proto::ids::MsgId;
 
-    fn d(seq: u64, len: usize) -> Data {
+    /// A one-fragment packet of source 1 with `len` body bytes, for the stores' tests.
+    pub(crate) fn d(seq: u64, len: usize) -> Data {
         Data {
             source: PeerId(1),
             seq,
