@@ -6,7 +6,7 @@
 //! - it repairs only data it holds (data it sent, received or was given back), at most
 //!   `MAX_REPAIRS_PER_REQUEST` repairs per request heard;
 //! - it asks only about sources it heard of, for seqs no higher than one it was told of, and
-//!   its requests cost at most `request_credit_factor` times the bytes it received;
+//!   its requests cost at most `credit_factor` times the bytes it received;
 //! - it delivers every message id at most once, never its own.
 //!
 //! With `FUZZ_NODE_BYTE_BOUND=1` it also checks requests and repairs together against the
@@ -466,7 +466,7 @@ impl Run {
 
     fn check_stats(&self) {
         let s = self.node.stats();
-        let factor = self.node.config().request_credit_factor;
+        let factor = self.node.config().credit_factor;
         assert!(
             s.request_bytes_out <= factor * s.bytes_in,
             "requests of {} bytes for {} bytes in",
