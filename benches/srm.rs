@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use lobbycast::proto::wire::{self, Body, Data, Packet};
-use lobbycast::proto::{LobbyId, MsgId, PeerId};
+use lobbycast::proto::{LobbyId, MsgId, Path, PeerId};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use sim::{NetConfig, Sim, node_config};
@@ -291,13 +291,13 @@ fn core_throughput() {
             datagrams.push(t.payload);
         }
         for d in datagrams.drain(..) {
-            b.handle_datagram(now, from, &d);
+            b.handle_datagram(now, Path::Multicast(from), &d);
         }
         while let Some(e) = b.poll_event() {
             delivered += usize::from(matches!(e, Event::Message(_)));
         }
         while let Some(t) = b.poll_transmit() {
-            a.handle_datagram(now, from, &t.payload);
+            a.handle_datagram(now, Path::Multicast(from), &t.payload);
         }
         while a.poll_event().is_some() {}
     }

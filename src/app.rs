@@ -25,7 +25,7 @@ use crate::net::unicast::SendOptions;
 use crate::net::{Family, GroupSocket, Iface, IfaceError, UnicastSocket};
 use crate::proto::fragment::piece_count;
 use crate::proto::{
-    Config, Dest, Event, Lobby, LobbyId, Message, NickError, Node, PeerId, SendError, Stats,
+    Config, Dest, Event, Lobby, LobbyId, Message, NickError, Node, Path, PeerId, SendError, Stats,
 };
 
 /// Everything the runtime needs to start.
@@ -623,8 +623,13 @@ impl App {
                             if self.own.iter().any(|o| same_addr(*o, from)) {
                                 continue;
                             }
+                            let path = if i < n_unicast {
+                                Path::Unicast(from)
+                            } else {
+                                Path::Multicast(from)
+                            };
                             self.node
-                                .handle_datagram(Instant::now(), from, &self.recv_buf[..n]);
+                                .handle_datagram(Instant::now(), path, &self.recv_buf[..n]);
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             more = false;
@@ -713,7 +718,13 @@ impl App {
     /// Drains the core: transmits to the sockets, events to the history and the frontend.
     fn pump(&mut self, frontend: &mut dyn Frontend) {
         while let Some(t) = self.node.poll_transmit() {
-            let Dest::Lobby(id) = t.dest;
+            let id = match t.dest {
+                Dest::Lobby(id) => id,
+                Dest::Peer(to) => {
+                    self.send_to(to, t.payload);
+                    continue;
+                }
+            };
             let Some(j) = self.lobbies.iter().find(|j| j.lobby.id == id) else {
                 continue;
             };

@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lobbycast::proto::MAX_REPAIRS_PER_REQUEST;
 use lobbycast::proto::dedup::Dedup;
 use lobbycast::proto::fragment::{Limits, Reassembler, piece_count, split};
 use lobbycast::proto::hash::SeededState;
@@ -11,6 +10,7 @@ use lobbycast::proto::wire::{
     Acked, Body, Data, Echo, Heard, MAX_MESSAGE, Packet, Request, Sent, SeqRange, Session,
 };
 use lobbycast::proto::{Config, Lobby, LobbyId, MsgId, Node, PeerId};
+use lobbycast::proto::{MAX_REPAIRS_PER_REQUEST, Path};
 use proptest::prelude::*;
 
 fn fragments(body: &[u8]) -> Vec<Data> {
@@ -193,7 +193,7 @@ proptest! {
             while node.poll_event().is_some() {}
         };
         for (packet, step_us) in &input {
-            node.handle_datagram(now, from, &packet.to_bytes());
+            node.handle_datagram(now, Path::Multicast(from), &packet.to_bytes());
             drain(&mut node, &mut sent);
             now += Duration::from_micros(*step_us);
             node.handle_timeout(now);

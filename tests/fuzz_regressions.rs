@@ -2,14 +2,13 @@
 //! stable Rust: each test is one minimised finding and checks what the protocol promises about
 //! it. BENCHMARKS.md, "Fuzzing", lists the findings.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use lobbycast::proto::ids::MsgId;
 use lobbycast::proto::wire::{
     self, Body, Decoded, Echo, MAX_DATAGRAM, Packet, Request, Sent, SeqRange, Session,
 };
-use lobbycast::proto::{Config, Lobby, MAX_REPAIRS_PER_REQUEST, Message, Node, PeerId};
+use lobbycast::proto::{Config, Lobby, MAX_REPAIRS_PER_REQUEST, Message, Node, Path, PeerId};
 
 const NOW_MS: u64 = 1_800_000_000_000;
 const ME: PeerId = PeerId(1);
@@ -21,8 +20,8 @@ fn node(start: Instant, first_seq: u64) -> (Node, Lobby) {
     (n, lobby)
 }
 
-fn from() -> SocketAddr {
-    "10.0.0.66:47110".parse().unwrap()
+fn from() -> Path {
+    Path::Multicast("10.0.0.66:47110".parse().unwrap())
 }
 
 /// Runs the node's timers until `until`; returns the datagrams it sent.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use lobbycast::proto::ids::MsgId;
 use lobbycast::proto::wire::{Body, Data, Packet};
-use lobbycast::proto::{Config, Event, Lobby, Node, PeerId};
+use lobbycast::proto::{Config, Event, Lobby, Node, Path, PeerId};
 use sim::{NetConfig, Sim, node_config};
 
 const NOW_MS: u64 = 1_800_000_000_000;
@@ -67,7 +67,7 @@ fn a_gap_of_a_source_that_is_gone_is_given_up_after_the_peer_timeout() {
                 body: b"x".to_vec(),
             }),
         };
-        n.handle_datagram(start, from, &p.to_bytes());
+        n.handle_datagram(start, Path::Multicast(from), &p.to_bytes());
     }
     let lost_by = |n: &mut Node, until: Instant| -> u64 {
         let mut lost = 0;

@@ -1,12 +1,11 @@
 //! Forged packets against one idle node, in virtual time: what they can make it send is
 //! bounded by what they cost (PROTOCOL.md 6.3, 8), and wire times cannot overflow (6.6).
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use lobbycast::proto::ids::MsgId;
 use lobbycast::proto::wire::{Body, Data, Heard, Packet, Sent, Session};
-use lobbycast::proto::{Config, Event, Lobby, Node, PeerId};
+use lobbycast::proto::{Config, Event, Lobby, Node, Path, PeerId};
 
 const NOW_MS: u64 = 1_800_000_000_000;
 
@@ -17,8 +16,8 @@ fn node(start: Instant) -> (Node, Lobby) {
     (n, lobby)
 }
 
-fn from() -> SocketAddr {
-    "10.0.0.66:47110".parse().unwrap()
+fn from() -> Path {
+    Path::Multicast("10.0.0.66:47110".parse().unwrap())
 }
 
 /// Runs the node's timers until `until`, draining what it sends and says.

@@ -5,7 +5,7 @@ mod sim;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lobbycast::proto::{Config, Event, Lobby, Node, PeerId};
+use lobbycast::proto::{Config, Event, Lobby, Node, Path, PeerId};
 use sim::{NetConfig, Sim, node_config};
 
 fn lossy(loss: f64) -> NetConfig {
@@ -242,7 +242,11 @@ impl Wired {
                     let from = SocketAddr::from(([10, 0, 0, i as u8 + 1], 47110));
                     for j in 0..self.nodes.len() {
                         if j != i && self.running[j] {
-                            self.nodes[j].handle_datagram(self.now, from, &t.payload);
+                            self.nodes[j].handle_datagram(
+                                self.now,
+                                Path::Multicast(from),
+                                &t.payload,
+                            );
                         }
                     }
                 }

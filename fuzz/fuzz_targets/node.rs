@@ -34,7 +34,7 @@ use lobbycast::proto::wire::{
     Sent, SeqRange, Session,
 };
 use lobbycast::proto::{
-    Config, Event, Lobby, LobbyId, MAX_REPAIRS_PER_REQUEST, Message, Node, PeerId,
+    Config, Event, Lobby, LobbyId, MAX_REPAIRS_PER_REQUEST, Message, Node, Path, PeerId,
 };
 
 /// Wall clock at the start, Unix milliseconds.
@@ -360,7 +360,7 @@ impl Run {
     fn feed(&mut self, bytes: &[u8]) {
         self.told.datagram(self.lobby.id, bytes);
         let from: SocketAddr = ([10, 0, 0, 66], 47110).into();
-        self.node.handle_datagram(self.now, from, bytes);
+        self.node.handle_datagram(self.now, Path::Multicast(from), bytes);
         self.run_due();
     }
 

@@ -2,7 +2,6 @@
 //! it datagrams, user intent and the time, and drains transmits, events and the next deadline.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
@@ -17,6 +16,7 @@ use super::ids::{Lobby, LobbyId, PeerId};
 use super::lobby::{LobbyState, SendError};
 use super::outbox::{Outbox, Transmit};
 use super::pace::Pacer;
+use super::path::Path;
 use super::shared::Shared;
 use super::stats::Stats;
 use super::timers::{Timer, Timers};
@@ -187,9 +187,8 @@ impl Node {
         }
     }
 
-    /// Takes one received datagram. `from` is the sender's address (kept for the unicast
-    /// fallback; multicast packets identify their sender by peer id).
-    pub fn handle_datagram(&mut self, now: Instant, _from: SocketAddr, bytes: &[u8]) {
+    /// Takes one received datagram and how it arrived.
+    pub fn handle_datagram(&mut self, now: Instant, _path: Path, bytes: &[u8]) {
         self.tick(now);
         self.sh.stats.datagrams_in += 1;
         self.sh.stats.bytes_in += bytes.len() as u64;

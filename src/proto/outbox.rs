@@ -1,6 +1,7 @@
 //! Packs outgoing packets into datagrams of at most [`MAX_DATAGRAM`] bytes.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 
 use super::ids::LobbyId;
 use super::wire::{MAX_DATAGRAM, Packet};
@@ -10,6 +11,8 @@ use super::wire::{MAX_DATAGRAM, Packet};
 pub enum Dest {
     /// The lobby's multicast group; the runtime knows its address and port.
     Lobby(LobbyId),
+    /// One peer by unicast, at the address of its unicast socket.
+    Peer(SocketAddr),
 }
 
 /// A datagram for the runtime to send.

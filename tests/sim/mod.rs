@@ -34,7 +34,9 @@ use std::time::{Duration, Instant};
 
 use lobbycast::proto::fragment::piece_count;
 use lobbycast::proto::wire::{self, Body, Decoded};
-use lobbycast::proto::{Config, Event, Lobby, Message, MsgId, Node, PeerId, SendError, Stats};
+use lobbycast::proto::{
+    Config, Event, Lobby, Message, MsgId, Node, Path, PeerId, SendError, Stats,
+};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
@@ -828,9 +830,11 @@ impl Sim {
                     Stage::Deliver if self.nodes[to].dead => {}
                     Stage::Deliver => {
                         let from = self.nodes[f.datagram.from].addr;
-                        self.nodes[to]
-                            .node
-                            .handle_datagram(self.now, from, &f.datagram.payload);
+                        self.nodes[to].node.handle_datagram(
+                            self.now,
+                            Path::Multicast(from),
+                            &f.datagram.payload,
+                        );
                         self.after_input(to);
                     }
                 }
