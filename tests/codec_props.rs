@@ -3,9 +3,10 @@
 
 use lobbycast::proto::ids::{LobbyId, MsgId, PeerId};
 use lobbycast::proto::wire::{
-    self, Acked, Body, Data, Decoded, Echo, Heard, MAX_DATAGRAM, MAX_FRAGMENTS, MAX_NICK,
-    MAX_PIECE, MAX_REQUEST_RANGES, MAX_SESSION_ACKED, MAX_SESSION_ECHOES, MAX_SESSION_HEARD,
-    Packet, Request, Sent, SeqRange, Session,
+    self, Acked, Body, Challenge, Data, Decoded, Echo, Heard, Heartbeat, Hello, HelloEcho, Link,
+    MAX_CHALLENGE_HASHES, MAX_DATAGRAM, MAX_FRAGMENTS, MAX_HELLO_LOBBIES, MAX_NICK, MAX_PIECE,
+    MAX_REQUEST_RANGES, MAX_SESSION_ACKED, MAX_SESSION_ECHOES, MAX_SESSION_HEARD, Packet, Request,
+    Sent, SeqRange, Session,
 };
 use proptest::prelude::*;
 
@@ -75,9 +76,12 @@ fn session() -> impl Strategy<Value = Session> {
             (peer(), uint()).prop_map(|(p, s)| Acked(p, s)),
             0..=MAX_SESSION_ACKED,
         ),
+        // Revision 1.2's trailing fields: often zero, so that every omission is exercised.
+        prop_oneof![Just(0u64), 0u64..8, any::<u64>()],
+        prop_oneof![Just(0u64), uint()],
     )
         .prop_map(
-            |((sender, nick, timestamp, sent), heard, echoes, acked)| Session {
+            |((sender, nick, timestamp, sent), heard, echoes, acked, flags, mheard)| Session {
                 sender,
                 nick,
                 timestamp,
@@ -88,8 +92,46 @@ fn session() -> impl Strategy<Value = Session> {
                 heard,
                 echoes,
                 acked,
+                flags,
+                mheard,
             },
         )
+}
+
+fn heartbeat() -> impl Strategy<Value = Heartbeat> {
+    (peer(), nick(), uint(), uint(), any::<bool>()).prop_map(
+        |(sender, nick, beat, sent_at, leaving)| Heartbeat {
+            sender,
+            nick,
+            beat: MsgId(beat),
+            sent_at,
+            leaving,
+        },
+    )
+}
+
+/// Any valid friend-link packet.
+fn link() -> impl Strategy<Value = Link> {
+    let hello = (
+        (peer(), nick(), uint()),
+        proptest::option::of((uint(), uint())),
+        proptest::collection::vec(uint().prop_map(LobbyId), 0..=MAX_HELLO_LOBBIES),
+    )
+        .prop_map(|((sender, nick, timestamp), echo, lobbies)| {
+            Link::Hello(Hello {
+                sender,
+                nick,
+                timestamp,
+                echo: echo.map(|(timestamp, delay)| HelloEcho { timestamp, delay }),
+                lobbies,
+            })
+        });
+    let challenge = (
+        peer(),
+        proptest::collection::vec(uint(), 1..=MAX_CHALLENGE_HASHES),
+    )
+        .prop_map(|(sender, hashes)| Link::Challenge(Challenge { sender, hashes }));
+    prop_oneof![hello, challenge]
 }
 
 fn request() -> impl Strategy<Value = Request> {
@@ -107,13 +149,14 @@ fn request() -> impl Strategy<Value = Request> {
         })
 }
 
-/// Any valid packet of the four built kinds.
+/// Any valid lobby packet.
 fn packet() -> impl Strategy<Value = Packet> {
     let body = prop_oneof![
         data().prop_map(Body::Data),
         session().prop_map(Body::Session),
         request().prop_map(Body::Request),
         (peer(), data()).prop_map(|(repairer, data)| Body::Repair { repairer, data }),
+        heartbeat().prop_map(Body::Heartbeat),
     ];
     (uint(), body).prop_map(|(lobby, body)| Packet {
         lobby: LobbyId(lobby),
@@ -176,6 +219,38 @@ proptest! {
         prop_assert!(bytes.len() <= MAX_DATAGRAM, "{} bytes", bytes.len());
         let got: Vec<_> = wire::decode_datagram(&bytes).collect();
         prop_assert_eq!(got, vec![Ok(Decoded::Packet(p))]);
+    }
+
+    #[test]
+    fn every_valid_link_packet_round_trips(l in link()) {
+        prop_assert_eq!(l.validate(), Ok(()));
+        let bytes = l.to_bytes();
+        prop_assert!(bytes.len() <= MAX_DATAGRAM, "{} bytes", bytes.len());
+        let got: Vec<_> = wire::decode_datagram(&bytes).collect();
+        prop_assert_eq!(got, vec![Ok(Decoded::Link(l))]);
+    }
+
+    #[test]
+    fn corrupted_link_packets_never_panic_and_what_decodes_is_valid(
+        l in link(),
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+    ) {
+        let mut bytes = l.to_bytes();
+        for (at, value) in edits {
+            let at = at.index(bytes.len());
+            bytes[at] = value;
+        }
+        for item in wire::decode_datagram(&bytes) {
+            match item {
+                Ok(Decoded::Link(q)) => {
+                    prop_assert_eq!(q.validate(), Ok(()));
+                    let again: Vec<_> = wire::decode_datagram(&q.to_bytes()).collect();
+                    prop_assert_eq!(again, vec![Ok(Decoded::Link(q))]);
+                }
+                Ok(Decoded::Packet(q)) => prop_assert_eq!(q.validate(), Ok(())),
+                _ => {}
+            }
+        }
     }
 
     #[test]

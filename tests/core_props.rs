@@ -147,6 +147,8 @@ fn body(lobby: LobbyId) -> impl Strategy<Value = Packet> {
                     delay: ts / 3
                 }],
                 acked: heard.iter().map(|&(p, s)| Acked(p, s / 2)).collect(),
+                flags: 0,
+                mheard: 0,
             })),
         (
             peer(),

@@ -147,6 +147,8 @@ fn sustained_forged_requests_draw_repairs_only_within_the_hold_down() {
                     delay: 0,
                 }],
                 acked: Vec::new(),
+                flags: 0,
+                mheard: 0,
             }),
         };
         let request = Packet {

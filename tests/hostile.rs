@@ -44,6 +44,8 @@ fn session(lobby: &Lobby, sender: u64, next: u64, heard: Vec<Heard>) -> Packet {
             heard,
             echoes: Vec::new(),
             acked: Vec::new(),
+            flags: 0,
+            mheard: 0,
         }),
     }
 }

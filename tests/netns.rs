@@ -357,6 +357,8 @@ fn forged_sessions_at_idle_nodes_draw_bounded_traffic() {
                         heard: Vec::new(),
                         echoes: Vec::new(),
                         acked: Vec::new(),
+                        flags: 0,
+                        mheard: 0,
                     }),
                 }
                 .to_bytes()

@@ -14,8 +14,8 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use lobbycast::proto::ids::{self, Lobby, LobbyId, LobbyNameError};
-use lobbycast::proto::wire::{self, Body, Data, DecodeError, Decoded, Packet};
+use lobbycast::proto::ids::{self, Lobby, LobbyId, LobbyNameError, MsgId, PeerId};
+use lobbycast::proto::wire::{self, Body, Data, DecodeError, Decoded, Link, Packet};
 
 fn vectors_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("proto/vectors")
@@ -210,6 +210,7 @@ fn render(p: &Packet) -> Vec<String> {
         Body::Session(_) => wire::kind::SESSION,
         Body::Request(_) => wire::kind::REQUEST,
         Body::Repair { .. } => wire::kind::REPAIR,
+        Body::Heartbeat(_) => wire::kind::HEARTBEAT,
     };
     let mut out = vec![
         format!("version = {}", wire::VERSION),
@@ -240,13 +241,27 @@ fn render(p: &Packet) -> Vec<String> {
                     e.delay
                 ))
             ));
-            // Revision 1.1's appended field, absent from the wire when empty.
-            if !s.acked.is_empty() {
+            // Revisions 1.1 and 1.2 append fields, absent from the wire when empty or zero
+            // and nothing follows them.
+            if !s.acked.is_empty() || s.flags != 0 || s.mheard != 0 {
                 out.push(format!(
                     "acked = {}",
                     list(&s.acked, |a| format!("[{}, {}]", id(a.0.0), a.1))
                 ));
             }
+            if s.flags != 0 || s.mheard != 0 {
+                out.push(format!("flags = {}", s.flags));
+            }
+            if s.mheard != 0 {
+                out.push(format!("mheard = {}", s.mheard));
+            }
+        }
+        Body::Heartbeat(h) => {
+            out.push(format!("sender = {}", id(h.sender.0)));
+            out.push(format!("nick = {}", quote(&h.nick)));
+            out.push(format!("beat = {}", id(h.beat.0)));
+            out.push(format!("sent_at = {}", h.sent_at));
+            out.push(format!("leaving = {}", h.leaving));
         }
         Body::Request(r) => {
             out.push(format!("sender = {}", id(r.sender.0)));
@@ -264,9 +279,34 @@ fn render(p: &Packet) -> Vec<String> {
     out
 }
 
+/// Like [`render`], for the friend-link packets, which carry no lobby.
+fn render_link(l: &Link) -> Vec<String> {
+    let mut out = vec![format!("version = {}", wire::VERSION)];
+    match l {
+        Link::Hello(h) => {
+            out.push(format!("kind = {}", wire::kind::HELLO));
+            out.push(format!("sender = {}", id(h.sender.0)));
+            out.push(format!("nick = {}", quote(&h.nick)));
+            out.push(format!("timestamp = {}", h.timestamp));
+            out.push(match h.echo {
+                Some(e) => format!("echo = [{}, {}]", e.timestamp, e.delay),
+                None => "echo = null".into(),
+            });
+            out.push(format!("lobbies = {}", list(&h.lobbies, |l| id(l.0))));
+        }
+        Link::Challenge(c) => {
+            out.push(format!("kind = {}", wire::kind::CHALLENGE));
+            out.push(format!("sender = {}", id(c.sender.0)));
+            out.push(format!("hashes = {}", list(&c.hashes, |h| id(*h))));
+        }
+    }
+    out
+}
+
 fn outcome(item: &Result<Decoded, DecodeError>) -> Expect {
     match item {
         Ok(Decoded::Packet(p)) => Expect::Packet(render(p)),
+        Ok(Decoded::Link(l)) => Expect::Packet(render_link(l)),
         Ok(Decoded::UnknownVersion(v)) => Expect::UnknownVersion(*v),
         Ok(Decoded::UnsupportedKind(k)) => Expect::UnsupportedKind(*k),
         Err(DecodeError::Malformed(_)) => Expect::Malformed,
@@ -369,10 +409,11 @@ fn check(v: &Vector, kinds: &mut BTreeMap<String, usize>) -> Result<(), String> 
         return Err("canonical form holds another number of items".into());
     }
     for (i, item) in decoded.iter().enumerate() {
-        let Ok(Decoded::Packet(p)) = item else {
-            continue;
+        let (again, rendered) = match item {
+            Ok(Decoded::Packet(p)) => (p.to_bytes(), render(p)),
+            Ok(Decoded::Link(l)) => (l.to_bytes(), render_link(l)),
+            _ => continue,
         };
-        let again = p.to_bytes();
         if items.get(i) != Some(&again.as_slice()) {
             return Err(format!(
                 "item {i} encodes to {}\n  not {}",
@@ -380,7 +421,7 @@ fn check(v: &Vector, kinds: &mut BTreeMap<String, usize>) -> Result<(), String> 
                 items.get(i).map_or("(nothing)".into(), |b| hex(b))
             ));
         }
-        *kinds.entry(render(p)[1].clone()).or_default() += 1;
+        *kinds.entry(rendered[1].clone()).or_default() += 1;
     }
     for e in &v.expect {
         let class = match e {
@@ -426,12 +467,12 @@ fn packet_vectors_decode_and_encode_as_written() {
     let mut kinds = BTreeMap::new();
     let mut count = 0;
     for file in &files {
-        if file == "lobby-names.txt" {
+        if file == "lobby-names.txt" || file == "challenge-hashes.txt" {
             continue;
         }
         if !file.ends_with(".vec") {
             failures.push(format!(
-                "{file}: not a vector file (*.vec or lobby-names.txt)"
+                "{file}: not a vector file (*.vec, lobby-names.txt or challenge-hashes.txt)"
             ));
             continue;
         }
@@ -458,6 +499,9 @@ fn packet_vectors_decode_and_encode_as_written() {
         "kind = 1",
         "kind = 2",
         "kind = 3",
+        "kind = 4",
+        "kind = 7",
+        "kind = 10",
         "unknown-version",
         "unsupported-kind",
         "malformed",
@@ -654,4 +698,36 @@ fn protocol_md_lobby_table_is_right() {
         rows >= 3,
         "the example table in PROTOCOL.md has {rows} rows"
     );
+}
+
+/// challenge-hashes.txt: h(L, N, F) of PROTOCOL.md 7.7, by the implementation and by the
+/// SipHash written out above, with the key words and byte order the spec states.
+#[test]
+fn challenge_hash_vectors_hold() {
+    let text = fs::read_to_string(vectors_dir().join("challenge-hashes.txt")).unwrap();
+    let mut cases = 0;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let v: Vec<u64> = line
+            .split('|')
+            .map(|f| parse_id(f.trim()).unwrap_or_else(|e| panic!("line {}: {e}", n + 1)))
+            .collect();
+        let [l, msg, friend, want] = v[..] else {
+            panic!("line {}: expected L | N | F | h", n + 1);
+        };
+        let mut key = [0u8; 16];
+        key[..8].copy_from_slice(&l.to_le_bytes());
+        key[8..].copy_from_slice(b"lbc-chlg");
+        let mut input = [0u8; 16];
+        input[..8].copy_from_slice(&msg.to_le_bytes());
+        input[8..].copy_from_slice(&friend.to_le_bytes());
+        assert_eq!(siphash24(&key, &input), want, "line {}: reference", n + 1);
+        let got = lobbycast::proto::challenge::hash(LobbyId(l), MsgId(msg), PeerId(friend));
+        assert_eq!(got, want, "line {}: implementation", n + 1);
+        cases += 1;
+    }
+    assert!(cases >= 4, "challenge-hashes.txt holds only {cases} cases");
 }

@@ -219,6 +219,8 @@ impl Pkt {
                         .take(MAX_SESSION_ACKED)
                         .map(|(p, s)| Acked(p.id(), s.seq()))
                         .collect(),
+                    flags: 0,
+                    mheard: 0,
                 })
             }
             Pkt::Request {

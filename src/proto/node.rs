@@ -202,7 +202,8 @@ impl Node {
                     self.sh.stats.unknown_version += 1;
                     continue;
                 }
-                Ok(Decoded::UnsupportedKind(_)) => {
+                // Friend links and heartbeats are not handled yet.
+                Ok(Decoded::UnsupportedKind(_) | Decoded::Link(_)) => {
                     self.sh.stats.unsupported_kind += 1;
                     continue;
                 }
@@ -237,6 +238,7 @@ impl Node {
                 }
                 Body::Session(s) => state.on_session(sh, now, s),
                 Body::Request(r) => state.on_request(sh, now, r),
+                Body::Heartbeat(_) => sh.stats.unsupported_kind += 1,
             }
             state.credit_source(sh, sender, share);
         }

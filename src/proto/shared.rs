@@ -58,6 +58,7 @@ impl Shared {
             Body::Session(_) => 1,
             Body::Request(_) => 2,
             Body::Repair { .. } => 3,
+            Body::Heartbeat(_) => 4,
         };
         let len = self
             .outbox
@@ -70,10 +71,11 @@ impl Shared {
                 s.requests_sent += 1;
                 s.request_bytes_out += len;
             }
-            _ => {
+            3 => {
                 s.repairs_sent += 1;
                 s.repair_bytes_out += len;
             }
+            _ => s.heartbeats_sent += 1,
         }
     }
 

@@ -57,6 +57,8 @@ pub struct Stats {
     pub requests_sent: u64,
     /// Repair packets sent.
     pub repairs_sent: u64,
+    /// Presence heartbeats sent.
+    pub heartbeats_sent: u64,
     /// Requests heard from others.
     pub requests_heard: u64,
     /// Repairs heard from others.

@@ -140,6 +140,8 @@ impl LobbyState {
             heard,
             echoes,
             acked,
+            flags: 0,
+            mheard: 0,
         });
         sh.send(self.lobby.id, body);
     }

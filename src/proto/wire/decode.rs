@@ -10,8 +10,8 @@
 use ciborium_ll::{Decoder, Header};
 
 use super::{
-    Acked, Body, Data, DecodeError, Decoded, Echo, Heard, Packet, Request, Sent, SeqRange, Session,
-    VERSION, kind,
+    Acked, Body, Challenge, Data, DecodeError, Decoded, Echo, Heard, Heartbeat, Hello, HelloEcho,
+    Link, Packet, Request, Sent, SeqRange, Session, VERSION, kind,
 };
 use crate::proto::ids::{LobbyId, MsgId, PeerId};
 
@@ -19,6 +19,10 @@ use crate::proto::ids::{LobbyId, MsgId, PeerId};
 const MAX_DEPTH: usize = 16;
 /// CBOR simple value `null`.
 const NULL: u8 = 22;
+/// CBOR simple value `false`.
+const FALSE: u8 = 20;
+/// CBOR simple value `true`.
+const TRUE: u8 = 21;
 
 type Result<T> = std::result::Result<T, DecodeError>;
 
@@ -82,6 +86,16 @@ impl<'a> Reader<'a> {
             Header::Positive(n) => Ok(Some(PeerId(n))),
             _ => Err(DecodeError::Malformed(format!(
                 "{what}: expected a peer id or null"
+            ))),
+        }
+    }
+
+    fn bool(&mut self, what: &str) -> Result<bool> {
+        match self.pull()? {
+            Header::Simple(FALSE) => Ok(false),
+            Header::Simple(TRUE) => Ok(true),
+            _ => Err(DecodeError::Malformed(format!(
+                "{what}: expected a boolean"
             ))),
         }
     }
@@ -269,12 +283,18 @@ impl<'a> Reader<'a> {
         }
         self.expect(&mut a, "kind")?;
         let kind = self.uint("kind")?;
-        if !matches!(
-            kind,
-            kind::DATA | kind::SESSION | kind::REQUEST | kind::REPAIR
-        ) {
+        let link = match kind {
+            kind::DATA | kind::SESSION | kind::REQUEST | kind::REPAIR | kind::HEARTBEAT => None,
+            kind::HELLO => Some(Link::Hello(self.hello(&mut a)?)),
+            kind::CHALLENGE => Some(Link::Challenge(self.challenge(&mut a)?)),
+            _ => {
+                self.skip_rest(&mut a)?;
+                return Ok(Decoded::UnsupportedKind(kind));
+            }
+        };
+        if let Some(link) = link {
             self.skip_rest(&mut a)?;
-            return Ok(Decoded::UnsupportedKind(kind));
+            return Ok(Decoded::Link(link));
         }
         self.expect(&mut a, "lobby")?;
         let lobby = LobbyId(self.uint("lobby")?);
@@ -289,6 +309,7 @@ impl<'a> Reader<'a> {
                 }
             }
             kind::SESSION => Body::Session(self.session(&mut a)?),
+            kind::HEARTBEAT => Body::Heartbeat(self.heartbeat(&mut a)?),
             _ => Body::Request(self.request(&mut a)?),
         };
         // Fields a later revision of version 1 may append are skipped.
@@ -348,7 +369,7 @@ impl<'a> Reader<'a> {
                 delay,
             })
         })?;
-        // Revision 1.1 appends `acked`; a 1.0 session ends here.
+        // Revision 1.1 appends `acked`, 1.2 `flags` and `mheard`; older sessions end earlier.
         let acked = if self.more(a)? {
             self.list("acked", |r| {
                 let [p, n] = r.uints::<2>("acked entry")?;
@@ -357,8 +378,20 @@ impl<'a> Reader<'a> {
         } else {
             Vec::new()
         };
+        let flags = if self.more(a)? {
+            self.uint("flags")?
+        } else {
+            0
+        };
+        let mheard = if self.more(a)? {
+            self.uint("mheard")?
+        } else {
+            0
+        };
         Ok(Session {
             acked,
+            flags,
+            mheard,
             sender,
             nick,
             timestamp,
@@ -366,6 +399,62 @@ impl<'a> Reader<'a> {
             heard,
             echoes,
         })
+    }
+
+    fn heartbeat(&mut self, a: &mut Array) -> Result<Heartbeat> {
+        self.expect(a, "sender")?;
+        let sender = self.peer("sender")?;
+        self.expect(a, "nick")?;
+        let nick = self.text("nick")?;
+        self.expect(a, "beat")?;
+        let beat = MsgId(self.uint("beat")?);
+        self.expect(a, "sent_at")?;
+        let sent_at = self.uint("sent_at")?;
+        self.expect(a, "leaving")?;
+        let leaving = self.bool("leaving")?;
+        Ok(Heartbeat {
+            sender,
+            nick,
+            beat,
+            sent_at,
+            leaving,
+        })
+    }
+
+    fn hello(&mut self, a: &mut Array) -> Result<Hello> {
+        self.expect(a, "sender")?;
+        let sender = self.peer("sender")?;
+        self.expect(a, "nick")?;
+        let nick = self.text("nick")?;
+        self.expect(a, "timestamp")?;
+        let timestamp = self.uint("timestamp")?;
+        self.expect(a, "echo")?;
+        let echo = match self.pull()? {
+            Header::Simple(NULL) => None,
+            h @ Header::Array(_) => {
+                self.dec.push(h);
+                let [timestamp, delay] = self.uints::<2>("echo")?;
+                Some(HelloEcho { timestamp, delay })
+            }
+            _ => return Err(malformed("echo: expected an array or null")),
+        };
+        self.expect(a, "lobbies")?;
+        let lobbies = self.list("lobbies", |r| r.uint("lobby").map(LobbyId))?;
+        Ok(Hello {
+            sender,
+            nick,
+            timestamp,
+            echo,
+            lobbies,
+        })
+    }
+
+    fn challenge(&mut self, a: &mut Array) -> Result<Challenge> {
+        self.expect(a, "sender")?;
+        let sender = self.peer("sender")?;
+        self.expect(a, "hashes")?;
+        let hashes = self.list("hashes", |r| r.uint("hash"))?;
+        Ok(Challenge { sender, hashes })
     }
 
     fn request(&mut self, a: &mut Array) -> Result<Request> {

@@ -34,9 +34,13 @@ pub const MAX_SESSION_ACKED: usize = 40;
 pub const MAX_SESSION_ECHOES: usize = 8;
 /// Most sequence ranges in one request packet.
 pub const MAX_REQUEST_RANGES: usize = 48;
+/// Most values in one challenge packet.
+pub const MAX_CHALLENGE_HASHES: usize = 8;
+/// Most listed lobbies in one hello packet.
+pub const MAX_HELLO_LOBBIES: usize = 32;
 
-/// The kind numbers. 0..=3 are built; 4..=9 are reserved for the friend-flooding fallback and
-/// are skipped (counted) by this version; anything else is unknown.
+/// The kind numbers. 0..=4, 7 and 10 are built; 5, 6, 8 and 9 are reserved for later
+/// revisions and are skipped (counted) by this version; anything else is unknown.
 pub mod kind {
     /// Original transmission of a message fragment.
     pub const DATA: u64 = 0;
@@ -46,18 +50,30 @@ pub mod kind {
     pub const REQUEST: u64 = 2;
     /// Retransmission of a data packet by any holder.
     pub const REPAIR: u64 = 3;
-    /// Reserved: presence heartbeat between friends.
+    /// A member's presence, flooded through friends (revision 1.2).
     pub const HEARTBEAT: u64 = 4;
     /// Reserved: lobby list request.
     pub const LOBBY_LIST_REQUEST: u64 = 5;
     /// Reserved: lobby list answer.
     pub const LOBBY_LIST: u64 = 6;
-    /// Reserved: lobby challenge h(L, N, F).
+    /// Lobby challenge h(L, N, F) between friends (revision 1.2).
     pub const CHALLENGE: u64 = 7;
     /// Reserved: invitation to a private lobby.
     pub const INVITATION: u64 = 8;
     /// Reserved: direct message to one peer.
     pub const DIRECT: u64 = 9;
+    /// A friend link's handshake and keep-alive (revision 1.2).
+    pub const HELLO: u64 = 10;
+}
+
+/// Bits of a session's `flags` (revision 1.2, PROTOCOL.md 4.5).
+pub mod flags {
+    /// The sender forwards the lobby between its group and its friends.
+    pub const BRIDGE: u64 = 1;
+    /// Addressed to a friend: send me sessions only, not data as you get it.
+    pub const LAZY: u64 = 2;
+    /// The sender leaves the lobby.
+    pub const LEAVING: u64 = 4;
 }
 
 /// One fragment of a message as its source sent it; carried by data and repair packets.
@@ -136,6 +152,26 @@ pub struct Session {
     /// Contiguous progress per source, for the sources' flow control (revision 1.1; omitted
     /// on the wire when empty).
     pub acked: Vec<Acked>,
+    /// Bits of [`flags`] (revision 1.2; omitted on the wire when 0 and nothing follows).
+    pub flags: u64,
+    /// In a session sent by unicast: the timestamp of the addressee's latest group session the
+    /// sender heard, 0 for none (revision 1.2; omitted on the wire when 0).
+    pub mheard: u64,
+}
+
+/// A member's presence in a lobby, flooded hop by hop through friends (revision 1.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// Whose presence it tells.
+    pub sender: PeerId,
+    /// The sender's nick now.
+    pub nick: String,
+    /// Random id of this heartbeat, suppressed like a message id.
+    pub beat: MsgId,
+    /// Sender's wall clock when sent, Unix milliseconds.
+    pub sent_at: u64,
+    /// True when the sender leaves the lobby.
+    pub leaving: bool,
 }
 
 /// A repair request (NACK) for some of one source's sequence numbers.
@@ -167,6 +203,51 @@ pub enum Body {
         /// The fragment as its source sent it.
         data: Data,
     },
+    /// A presence heartbeat.
+    Heartbeat(Heartbeat),
+}
+
+/// The echo in a hello: the addressee's hello timestamp heard last, and how long it was held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HelloEcho {
+    /// That hello's timestamp, in the addressee's own microsecond clock.
+    pub timestamp: u64,
+    /// Microseconds between hearing it and sending this hello.
+    pub delay: u64,
+}
+
+/// A friend link's handshake and keep-alive (revision 1.2, PROTOCOL.md 7.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    /// The friend that sends it.
+    pub sender: PeerId,
+    /// Its nick.
+    pub nick: String,
+    /// Sender's monotonic clock in microseconds, echoed back by the addressee.
+    pub timestamp: u64,
+    /// The addressee's latest hello heard, if any.
+    pub echo: Option<HelloEcho>,
+    /// The listed lobbies the sender is a member of.
+    pub lobbies: Vec<LobbyId>,
+}
+
+/// Values h(L, N, F) by which a friend asks whether the addressee shares lobbies with it
+/// (revision 1.2, PROTOCOL.md 7.7).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Challenge {
+    /// The friend that challenges.
+    pub sender: PeerId,
+    /// One value per lobby asked about.
+    pub hashes: Vec<u64>,
+}
+
+/// A packet between two friends, outside any lobby.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// Handshake and keep-alive.
+    Hello(Hello),
+    /// Lobby challenge.
+    Challenge(Challenge),
 }
 
 /// A decoded packet of one of the built kinds, addressed to a lobby.
@@ -181,8 +262,10 @@ pub struct Packet {
 /// One item of a datagram, decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decoded {
-    /// A packet this version understands.
+    /// A lobby packet this version understands.
     Packet(Packet),
+    /// A friend-link packet this version understands.
+    Link(Link),
     /// A packet of another protocol version, skipped.
     UnknownVersion(u64),
     /// A packet of a reserved or unknown kind, skipped.
@@ -208,6 +291,7 @@ impl Packet {
             Body::Session(s) => s.sender,
             Body::Request(r) => r.sender,
             Body::Repair { repairer, .. } => *repairer,
+            Body::Heartbeat(h) => h.sender,
         }
     }
 
@@ -228,6 +312,7 @@ impl Packet {
                 }
                 Ok(())
             }
+            Body::Heartbeat(h) => check_nick(&h.nick),
             Body::Request(r) => {
                 if r.ranges.is_empty() || r.ranges.len() > MAX_REQUEST_RANGES {
                     return Err(DecodeError::Invalid("request range count"));
@@ -254,6 +339,48 @@ impl Packet {
     /// This packet's CBOR encoding.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(128);
+        self.encode_into(&mut out);
+        out
+    }
+}
+
+impl Link {
+    /// The peer that sent this packet.
+    pub fn sender(&self) -> PeerId {
+        match self {
+            Link::Hello(h) => h.sender,
+            Link::Challenge(c) => c.sender,
+        }
+    }
+
+    /// Checks the limits the schema sets beyond CBOR types.
+    pub fn validate(&self) -> Result<(), DecodeError> {
+        match self {
+            Link::Hello(h) => {
+                check_nick(&h.nick)?;
+                if h.lobbies.len() > MAX_HELLO_LOBBIES {
+                    return Err(DecodeError::Invalid("hello lists too many lobbies"));
+                }
+                Ok(())
+            }
+            Link::Challenge(c) => {
+                if c.hashes.is_empty() || c.hashes.len() > MAX_CHALLENGE_HASHES {
+                    return Err(DecodeError::Invalid("challenge value count"));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Appends this packet's CBOR encoding to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        // Writing to a Vec cannot fail, and every value here has a CBOR form.
+        ciborium::into_writer(self, out).expect("encoding to a Vec cannot fail");
+    }
+
+    /// This packet's CBOR encoding.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
         self.encode_into(&mut out);
         out
     }
@@ -293,8 +420,10 @@ pub fn decode_datagram(bytes: &[u8]) -> impl Iterator<Item = Result<Decoded, Dec
             return None;
         }
         let item = reader.packet().and_then(|d| {
-            if let Decoded::Packet(p) = &d {
-                p.validate()?;
+            match &d {
+                Decoded::Packet(p) => p.validate()?,
+                Decoded::Link(l) => l.validate()?,
+                Decoded::UnknownVersion(_) | Decoded::UnsupportedKind(_) => {}
             }
             Ok(d)
         });
@@ -316,9 +445,10 @@ impl Serialize for Packet {
     fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         let (kind, len) = match &self.body {
             Body::Data(_) => (kind::DATA, 3 + DATA_FIELDS),
-            Body::Session(s) => (kind::SESSION, 3 + 6 + usize::from(!s.acked.is_empty())),
+            Body::Session(s) => (kind::SESSION, 3 + 6 + s.optional_fields()),
             Body::Request(_) => (kind::REQUEST, 3 + 4),
             Body::Repair { .. } => (kind::REPAIR, 3 + 1 + DATA_FIELDS),
+            Body::Heartbeat(_) => (kind::HEARTBEAT, 3 + 5),
         };
         let mut t = ser.serialize_tuple(len)?;
         t.serialize_element(&VERSION)?;
@@ -337,9 +467,23 @@ impl Serialize for Packet {
                 t.serialize_element(&s.sent)?;
                 t.serialize_element(&s.heard)?;
                 t.serialize_element(&s.echoes)?;
-                if !s.acked.is_empty() {
+                let optional = s.optional_fields();
+                if optional >= 1 {
                     t.serialize_element(&s.acked)?;
                 }
+                if optional >= 2 {
+                    t.serialize_element(&s.flags)?;
+                }
+                if optional >= 3 {
+                    t.serialize_element(&s.mheard)?;
+                }
+            }
+            Body::Heartbeat(h) => {
+                t.serialize_element(&h.sender)?;
+                t.serialize_element(&h.nick)?;
+                t.serialize_element(&h.beat)?;
+                t.serialize_element(&h.sent_at)?;
+                t.serialize_element(&h.leaving)?;
             }
             Body::Request(r) => {
                 t.serialize_element(&r.sender)?;
@@ -349,6 +493,46 @@ impl Serialize for Packet {
             }
         }
         t.end()
+    }
+}
+
+impl Session {
+    /// How many of the optional trailing fields (`acked`, `flags`, `mheard`) go on the wire:
+    /// empty or zero ones at the end are left out, those before a written one are not.
+    fn optional_fields(&self) -> usize {
+        if self.mheard != 0 {
+            3
+        } else if self.flags != 0 {
+            2
+        } else {
+            usize::from(!self.acked.is_empty())
+        }
+    }
+}
+
+impl Serialize for Link {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Link::Hello(h) => {
+                let mut t = ser.serialize_tuple(7)?;
+                t.serialize_element(&VERSION)?;
+                t.serialize_element(&kind::HELLO)?;
+                t.serialize_element(&h.sender)?;
+                t.serialize_element(&h.nick)?;
+                t.serialize_element(&h.timestamp)?;
+                t.serialize_element(&h.echo.map(|e| (e.timestamp, e.delay)))?;
+                t.serialize_element(&h.lobbies)?;
+                t.end()
+            }
+            Link::Challenge(c) => {
+                let mut t = ser.serialize_tuple(4)?;
+                t.serialize_element(&VERSION)?;
+                t.serialize_element(&kind::CHALLENGE)?;
+                t.serialize_element(&c.sender)?;
+                t.serialize_element(&c.hashes)?;
+                t.end()
+            }
+        }
     }
 }
 
@@ -426,14 +610,14 @@ mod tests {
         };
         let mut bytes = Vec::new();
         ciborium::into_writer(&(2u8, 0u8, "future", [1, 2]), &mut bytes).unwrap();
-        ciborium::into_writer(&(1u8, kind::CHALLENGE, 9u8, b"abc"), &mut bytes).unwrap();
+        ciborium::into_writer(&(1u8, kind::DIRECT, 9u8, b"abc"), &mut bytes).unwrap();
         keep.encode_into(&mut bytes);
         let got: Vec<_> = decode_datagram(&bytes).collect();
         assert_eq!(
             got,
             vec![
                 Ok(Decoded::UnknownVersion(2)),
-                Ok(Decoded::UnsupportedKind(kind::CHALLENGE)),
+                Ok(Decoded::UnsupportedKind(kind::DIRECT)),
                 Ok(Decoded::Packet(keep))
             ]
         );
