@@ -1,33 +1,53 @@
 //! The wire decoder against arbitrary bytes: it never panics, and every packet it accepts
-//! survives encode → decode unchanged, alone and packed with the others into one datagram.
+//! (lobby and friend-link packets alike) survives encode → decode unchanged, alone and packed
+//! with the others into one datagram.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lobbycast::proto::wire::{self, Decoded, Packet};
+use lobbycast::proto::wire::{self, Decoded};
+
+/// The canonical encoding of an accepted item.
+fn encode(d: &Decoded) -> Option<Vec<u8>> {
+    match d {
+        Decoded::Packet(p) => {
+            // What the decoder accepts is valid by the schema's limits.
+            assert_eq!(p.validate(), Ok(()), "decoded an invalid packet: {p:?}");
+            let encoded = p.to_bytes();
+            assert_eq!(encoded.len(), p.encoded_len());
+            Some(encoded)
+        }
+        Decoded::Link(l) => {
+            assert_eq!(l.validate(), Ok(()), "decoded an invalid packet: {l:?}");
+            Some(l.to_bytes())
+        }
+        Decoded::UnknownVersion(_) | Decoded::UnsupportedKind(_) => None,
+    }
+}
 
 fuzz_target!(|bytes: &[u8]| {
-    let mut packets: Vec<Packet> = Vec::new();
+    let mut accepted: Vec<Decoded> = Vec::new();
+    let mut datagram = Vec::new();
     for item in wire::decode_datagram(bytes) {
-        let Ok(Decoded::Packet(p)) = item else {
+        let Ok(d) = item else {
             continue;
         };
-        // What the decoder accepts is valid by the schema's limits...
-        assert_eq!(p.validate(), Ok(()), "decoded an invalid packet: {p:?}");
-        // ...and its canonical encoding decodes to exactly it, once, and encodes the same.
-        let encoded = p.to_bytes();
-        assert_eq!(encoded.len(), p.encoded_len());
+        let Some(encoded) = encode(&d) else {
+            continue;
+        };
+        // Its canonical encoding decodes to exactly it, once.
         let again: Vec<_> = wire::decode_datagram(&encoded).collect();
         assert_eq!(
             again,
-            vec![Ok(Decoded::Packet(p.clone()))],
-            "round trip of {p:?} via {encoded:02x?}"
+            vec![Ok(d.clone())],
+            "round trip of {d:?} via {encoded:02x?}"
         );
-        packets.push(p);
+        datagram.extend_from_slice(&encoded);
+        accepted.push(d);
     }
     // The canonical encodings are never longer than what was accepted: a packet can only lose
-    // non-shortest integers, indefinite lengths, an empty `acked` and trailing fields.
-    let datagram = wire::encode_datagram(&packets);
+    // non-shortest integers, indefinite lengths, empty or zero trailing session fields and
+    // trailing fields of later revisions.
     assert!(
         datagram.len() <= bytes.len(),
         "re-encoded {} bytes from {}",
@@ -35,11 +55,8 @@ fuzz_target!(|bytes: &[u8]| {
         bytes.len()
     );
     // Packed together they still decode to the same packets, in order.
-    let again: Vec<Packet> = wire::decode_datagram(&datagram)
-        .map(|item| match item {
-            Ok(Decoded::Packet(p)) => p,
-            other => panic!("re-encoded datagram holds {other:?}"),
-        })
+    let again: Vec<Decoded> = wire::decode_datagram(&datagram)
+        .map(|item| item.unwrap_or_else(|e| panic!("re-encoded datagram fails: {e}")))
         .collect();
-    assert_eq!(again, packets);
+    assert_eq!(again, accepted);
 });

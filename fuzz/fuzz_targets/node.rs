@@ -340,7 +340,7 @@ impl Told {
                         self.mention(src, high);
                     }
                 }
-                Body::Request(_) => {}
+                Body::Request(_) | Body::Heartbeat(_) => {}
             }
         }
     }
@@ -461,7 +461,7 @@ impl Run {
                         "request for {count} seqs: {r:?}"
                     );
                 }
-                Body::Session(_) => {}
+                Body::Session(_) | Body::Heartbeat(_) => {}
             }
         }
     }
