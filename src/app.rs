@@ -56,6 +56,10 @@ pub struct AppConfig {
     /// can fill them. The pacing holds back input instead, so a fast writer is slowed down
     /// rather than its messages lost.
     pub max_rate: u32,
+    /// `--friend`: unicast addresses of friends (PROTOCOL.md 7.1).
+    pub friends: Vec<SocketAddr>,
+    /// False with `--no-multicast`: no group is joined, everything goes to friends.
+    pub multicast: bool,
     /// The protocol core's parameters.
     pub core: Config,
 }
@@ -94,6 +98,14 @@ pub enum AppError {
     /// The frontend's output failed (e.g. stdout closed).
     #[error("output: {0}")]
     Output(io::Error),
+    /// A friend could not be added.
+    #[error("friend {addr}: {why}")]
+    Friend {
+        /// The friend's address.
+        addr: SocketAddr,
+        /// Why.
+        why: String,
+    },
 }
 
 /// What the runtime tells its frontend. One stream for every frontend.
@@ -164,6 +176,22 @@ pub enum AppEvent<'a> {
         source: PeerId,
         /// How many sequence numbers.
         count: u64,
+    },
+    /// A friend link came up.
+    FriendUp {
+        /// The friend's address.
+        addr: SocketAddr,
+        /// Its peer id.
+        peer: PeerId,
+        /// Its nick.
+        nick: &'a str,
+    },
+    /// A friend link went down.
+    FriendDown {
+        /// The friend's address.
+        addr: SocketAddr,
+        /// Its peer id, if one was heard.
+        peer: Option<PeerId>,
     },
     /// The core's counters, at exit.
     Stats(&'a Stats),
@@ -350,6 +378,10 @@ impl App {
             unix_ms(),
             random_seed(),
         )?;
+        node.set_multicast(cfg.multicast);
+        if !cfg.multicast {
+            tracing::info!("multicast off: lobbies reach friends only");
+        }
         let mut lobbies = Vec::new();
         let mut all_groups = Vec::new();
         let mut loaded = Vec::new();
@@ -386,6 +418,7 @@ impl App {
             ]
             .into_iter()
             .flatten()
+            .filter(|_| cfg.multicast)
             .collect();
             for g in addrs {
                 let sock =
@@ -428,6 +461,21 @@ impl App {
                 }
             })
             .collect();
+        for &addr in &cfg.friends {
+            if !unicast.iter().any(|u| u.v6 == addr.is_ipv6()) {
+                return Err(AppError::Friend {
+                    addr,
+                    why: format!(
+                        "the node has no IPv{} socket (see --family and --bind)",
+                        if addr.is_ipv6() { 6 } else { 4 }
+                    ),
+                });
+            }
+            node.add_friend(now, addr).map_err(|e| AppError::Friend {
+                addr,
+                why: e.to_string(),
+            })?;
+        }
         Ok(App {
             own,
             node,
@@ -785,6 +833,16 @@ impl App {
                             count,
                         });
                     }
+                }
+                Event::FriendUp { addr, peer, nick } => {
+                    frontend.event(AppEvent::FriendUp {
+                        addr,
+                        peer,
+                        nick: &nick,
+                    });
+                }
+                Event::FriendDown { addr, peer } => {
+                    frontend.event(AppEvent::FriendDown { addr, peer });
                 }
                 // Input is retried on every wakeup; the event only says when it can succeed.
                 Event::Writable { .. } => {}

@@ -67,6 +67,16 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = 40_000)]
     pub max_rate: u32,
 
+    /// A friend's unicast address (its --bind): lobby traffic also flows to and from it by
+    /// unicast where multicast does not reach. Repeatable; friendship must be configured on
+    /// both sides.
+    #[arg(long = "friend", value_name = "ADDR:PORT")]
+    pub friends: Vec<SocketAddr>,
+
+    /// Use no multicast at all: join no group and reach the lobby through friends only.
+    #[arg(long)]
+    pub no_multicast: bool,
+
     /// Relay between segments (not built yet).
     #[arg(long, hide = true)]
     pub relay: bool,

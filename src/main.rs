@@ -87,6 +87,8 @@ fn config(cli: &Cli, lobby: &str) -> Result<AppConfig> {
         history: cli.history,
         linger,
         max_rate: cli.max_rate,
+        friends: cli.friends.clone(),
+        multicast: !cli.no_multicast,
         core: Config::default(),
     })
 }

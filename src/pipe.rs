@@ -97,6 +97,17 @@ struct PeerLine<'a> {
 }
 
 #[derive(Serialize)]
+struct FriendLine<'a> {
+    event: &'static str,
+    addr: SocketAddr,
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer: Option<Hex>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nick: Option<&'a str>,
+}
+
+#[derive(Serialize)]
 struct JoinedLine<'a> {
     event: &'static str,
     lobby: &'a str,
@@ -196,6 +207,20 @@ impl<W: Write> Frontend for PipeFrontend<W> {
                 lobby: &lobby.name,
                 source: Hex(source.0),
                 count,
+            }),
+            AppEvent::FriendUp { addr, peer, nick } => self.line(&FriendLine {
+                event: "friend",
+                addr,
+                state: "up",
+                peer: Some(Hex(peer.0)),
+                nick: Some(nick),
+            }),
+            AppEvent::FriendDown { addr, peer } => self.line(&FriendLine {
+                event: "friend",
+                addr,
+                state: "down",
+                peer: peer.map(|p| Hex(p.0)),
+                nick: None,
             }),
             AppEvent::Stats(s) => self.line(&stats_line(s)),
         }

@@ -119,6 +119,12 @@ pub struct Config {
     pub peer_timeout: Duration,
     /// Most peers tracked per lobby (each costs distance and source state).
     pub max_peers: usize,
+    /// Interval of hellos to each friend (PROTOCOL.md 7.1).
+    pub hello_interval: Duration,
+    /// A friend not heard (or not hearing us) this long is down.
+    pub link_timeout: Duration,
+    /// Least time between two hellos sent at once to one friend in answer to its hellos.
+    pub hello_answer_gap: Duration,
     /// Most transmits queued before the oldest are dropped (the runtime drains them).
     pub max_queued_transmits: usize,
     /// Most events queued before the oldest are dropped (the runtime drains them).
@@ -174,6 +180,9 @@ impl Default for Config {
             reassembly_timeout: Duration::from_secs(30),
             peer_timeout: Duration::from_secs(30),
             max_peers: 1024,
+            hello_interval: Duration::from_secs(5),
+            link_timeout: Duration::from_secs(15),
+            hello_answer_gap: Duration::from_millis(250),
             max_queued_transmits: 4096,
             max_queued_events: 65536,
         }

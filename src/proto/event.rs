@@ -1,6 +1,8 @@
 //! What the core tells the application: one stream of events that a pipe, a relay and a
 //! terminal screen all consume.
 
+use std::net::SocketAddr;
+
 use super::ids::{LobbyId, MsgId, PeerId};
 
 /// Something the application should show, log or act on.
@@ -32,6 +34,22 @@ pub enum Event {
         source: PeerId,
         /// How many sequence numbers were given up.
         count: u64,
+    },
+    /// A friend link came up: both sides hear each other's hellos (PROTOCOL.md 7.1).
+    FriendUp {
+        /// The friend's unicast address.
+        addr: SocketAddr,
+        /// Its peer id.
+        peer: PeerId,
+        /// Its nick.
+        nick: String,
+    },
+    /// A friend link went down: no hello for the link timeout.
+    FriendDown {
+        /// The friend's unicast address.
+        addr: SocketAddr,
+        /// Its peer id, if one was heard.
+        peer: Option<PeerId>,
     },
     /// A lobby whose flow-control window was full (a send failed with
     /// [`crate::proto::SendError::WindowFull`]) can take messages again.

@@ -7,6 +7,7 @@ pub mod dedup;
 pub mod event;
 mod flow;
 pub mod fragment;
+pub mod friends;
 pub mod hash;
 pub mod ids;
 mod lobby;
@@ -24,6 +25,7 @@ pub mod wire;
 
 pub use config::Config;
 pub use event::{Event, Message};
+pub use friends::{FriendError, FriendInfo};
 pub use ids::{Lobby, LobbyId, MsgId, PeerId};
 pub use lobby::{MAX_REPAIRS_PER_REQUEST, SendError};
 pub use node::{NickError, Node};

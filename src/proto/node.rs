@@ -2,6 +2,7 @@
 //! it datagrams, user intent and the time, and drains transmits, events and the next deadline.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
@@ -11,6 +12,7 @@ use super::config::Config;
 use super::dedup::Dedup;
 use super::event::{Event, Message};
 use super::fragment::{Limits, Reassembler};
+use super::friends::{FriendError, FriendInfo, Friends, LinkChange};
 use super::hash::SeededState;
 use super::ids::{Lobby, LobbyId, PeerId};
 use super::lobby::{LobbyState, SendError};
@@ -20,7 +22,7 @@ use super::path::Path;
 use super::shared::Shared;
 use super::stats::Stats;
 use super::timers::{Timer, Timers};
-use super::wire::{self, Body, Decoded, MAX_NICK};
+use super::wire::{self, Body, Decoded, Link, MAX_HELLO_LOBBIES, MAX_NICK};
 
 /// How often peers, hold-downs and reassemblies are expired.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
@@ -103,6 +105,8 @@ impl Node {
                 dedup: Dedup::new(cfg.dedup_window, cfg.dedup_capacity, hasher),
                 reassembly: Reassembler::new(limits, hasher),
                 recovery: None,
+                friends: Friends::default(),
+                multicast: true,
                 cfg,
             },
             lobbies: HashMap::with_hasher(hasher),
@@ -187,11 +191,106 @@ impl Node {
         }
     }
 
+    /// Adds a friend (PROTOCOL.md 7.1): its first hello leaves at once.
+    pub fn add_friend(&mut self, now: Instant, addr: SocketAddr) -> Result<(), FriendError> {
+        self.tick(now);
+        self.sh.friends.add(addr, now)?;
+        self.send_hellos(now);
+        Ok(())
+    }
+
+    /// Removes a friend; true if it was one. An up link is reported down.
+    pub fn remove_friend(&mut self, addr: SocketAddr) -> bool {
+        let peer = self.sh.friends.get(addr).filter(|l| l.up).map(|l| l.peer);
+        let removed = self.sh.friends.remove(addr);
+        if let Some(peer) = peer {
+            self.link_changed(LinkChange::Down { addr, peer });
+        }
+        removed
+    }
+
+    /// The friends and the state of their links.
+    pub fn friends(&self) -> Vec<FriendInfo> {
+        self.sh.friends.info()
+    }
+
+    /// Turns the use of multicast groups on or off (PROTOCOL.md 7.9): off, every packet goes
+    /// to friends by unicast only.
+    pub fn set_multicast(&mut self, on: bool) {
+        self.sh.multicast = on;
+    }
+
+    /// Whether the node uses its lobbies' multicast groups.
+    pub fn multicast(&self) -> bool {
+        self.sh.multicast
+    }
+
+    /// Sends the hellos due at `now`.
+    fn send_hellos(&mut self, now: Instant) {
+        let t = self.sh.link_timing();
+        let due = self.sh.friends.due(t, now);
+        for addr in due {
+            self.send_hello(now, addr);
+        }
+    }
+
+    fn send_hello(&mut self, now: Instant, addr: SocketAddr) {
+        let mut lobbies: Vec<LobbyId> = self.lobbies.keys().copied().collect();
+        lobbies.sort_unstable();
+        lobbies.truncate(MAX_HELLO_LOBBIES);
+        let micros = self.sh.micros(now);
+        let hello = self
+            .sh
+            .friends
+            .hello(addr, now, self.sh.me, &self.sh.nick, micros, lobbies);
+        self.sh.send_link(addr, &Link::Hello(hello));
+    }
+
+    fn link_changed(&mut self, change: LinkChange) {
+        match change {
+            LinkChange::Up { addr, peer, nick } => {
+                tracing::info!(%addr, %peer, nick, "friend link up");
+                self.sh.emit(Event::FriendUp { addr, peer, nick });
+            }
+            LinkChange::Down { addr, peer } => {
+                tracing::info!(%addr, "friend link down");
+                self.sh.emit(Event::FriendDown { addr, peer });
+            }
+        }
+    }
+
+    fn on_link_packet(&mut self, now: Instant, from: SocketAddr, packet: Link) {
+        match packet {
+            Link::Hello(hello) => {
+                self.sh.stats.hellos_heard += 1;
+                let t = self.sh.link_timing();
+                let micros = self.sh.micros(now);
+                let (change, answer) = self.sh.friends.on_hello(t, now, micros, from, hello);
+                if let Some(c) = change {
+                    self.link_changed(c);
+                }
+                if answer {
+                    self.send_hello(now, from);
+                }
+            }
+            // Built with the challenge (PROTOCOL.md 7.7).
+            Link::Challenge(_) => self.sh.stats.unsupported_kind += 1,
+        }
+    }
+
     /// Takes one received datagram and how it arrived.
-    pub fn handle_datagram(&mut self, now: Instant, _path: Path, bytes: &[u8]) {
+    pub fn handle_datagram(&mut self, now: Instant, path: Path, bytes: &[u8]) {
         self.tick(now);
         self.sh.stats.datagrams_in += 1;
         self.sh.stats.bytes_in += bytes.len() as u64;
+        // By unicast only friends are heard (PROTOCOL.md 7.1); on a group, link packets mean
+        // nothing.
+        if let Path::Unicast(from) = path
+            && self.sh.friends.get(from).is_none()
+        {
+            self.sh.stats.unicast_refused += 1;
+            return;
+        }
         // Each packet's share of the datagram pays for requests about its sender (6.3).
         let items: Vec<_> = wire::decode_datagram(bytes).collect();
         let share = (bytes.len() / items.len().max(1)) as u64;
@@ -202,9 +301,17 @@ impl Node {
                     self.sh.stats.unknown_version += 1;
                     continue;
                 }
-                // Friend links and heartbeats are not handled yet.
-                Ok(Decoded::UnsupportedKind(_) | Decoded::Link(_)) => {
+                Ok(Decoded::UnsupportedKind(_)) => {
                     self.sh.stats.unsupported_kind += 1;
+                    continue;
+                }
+                Ok(Decoded::Link(link)) => {
+                    self.sh.stats.packets_in += 1;
+                    if let Path::Unicast(from) = path {
+                        self.on_link_packet(now, from, link);
+                    } else {
+                        self.sh.stats.unsupported_kind += 1;
+                    }
                     continue;
                 }
                 Err(e) => {
@@ -331,6 +438,11 @@ impl Node {
     }
 
     fn housekeeping(&mut self, now: Instant) {
+        let t = self.sh.link_timing();
+        for change in self.sh.friends.expire(t, now) {
+            self.link_changed(change);
+        }
+        self.send_hellos(now);
         for state in self.lobbies.values_mut() {
             state.housekeeping(&mut self.sh, now);
         }

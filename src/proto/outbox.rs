@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use super::ids::LobbyId;
-use super::wire::{MAX_DATAGRAM, Packet};
+use super::wire::{Link, MAX_DATAGRAM, Packet};
 
 /// Where a datagram goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -55,6 +55,17 @@ impl Outbox {
     pub fn push(&mut self, dest: Dest, packet: &Packet) -> usize {
         self.scratch.clear();
         packet.encode_into(&mut self.scratch);
+        self.push_scratch(dest)
+    }
+
+    /// Like [`Outbox::push`], for a friend-link packet.
+    pub fn push_link(&mut self, dest: Dest, packet: &Link) -> usize {
+        self.scratch.clear();
+        packet.encode_into(&mut self.scratch);
+        self.push_scratch(dest)
+    }
+
+    fn push_scratch(&mut self, dest: Dest) -> usize {
         let i = match self.filling.iter().position(|(d, _)| *d == dest) {
             Some(i) => i,
             None => {

@@ -2,6 +2,7 @@
 //! queues the runtime drains.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand::RngExt;
@@ -11,12 +12,13 @@ use super::config::Config;
 use super::dedup::Dedup;
 use super::event::Event;
 use super::fragment::Reassembler;
+use super::friends::{Friends, LinkTiming};
 use super::ids::{LobbyId, PeerId};
 use super::outbox::{Dest, Outbox};
 use super::pace::Pacer;
 use super::stats::Stats;
 use super::timers::Timers;
-use super::wire::{Body, Packet};
+use super::wire::{Body, Link, Packet};
 
 /// Node-wide state handed to each lobby's logic.
 #[derive(Debug)]
@@ -41,6 +43,10 @@ pub(crate) struct Shared {
     pub reassembly: Reassembler,
     /// Recovery delays (detection to arrival), kept only when asked for.
     pub recovery: Option<Vec<Duration>>,
+    /// Friend links.
+    pub friends: Friends,
+    /// Whether the node uses its lobbies' multicast groups (PROTOCOL.md 7.9).
+    pub multicast: bool,
 }
 
 impl Shared {
@@ -52,7 +58,32 @@ impl Shared {
         self.events.push_back(e);
     }
 
+    /// Timing of friend links, from the configuration.
+    pub fn link_timing(&self) -> LinkTiming {
+        LinkTiming {
+            hello_interval: self.cfg.hello_interval,
+            link_timeout: self.cfg.link_timeout,
+            answer_gap: self.cfg.hello_answer_gap,
+        }
+    }
+
+    /// Queues a friend-link packet for `to`.
+    pub fn send_link(&mut self, to: SocketAddr, packet: &Link) {
+        if matches!(packet, Link::Hello(_)) {
+            self.stats.hellos_sent += 1;
+        }
+        self.outbox.push_link(Dest::Peer(to), packet);
+    }
+
+    /// Queues a packet of `lobby` for its group, unless multicast is off.
     pub fn send(&mut self, lobby: LobbyId, body: Body) {
+        if self.multicast {
+            self.send_to(Dest::Lobby(lobby), lobby, body);
+        }
+    }
+
+    /// Queues a packet of `lobby` for `dest`.
+    pub fn send_to(&mut self, dest: Dest, lobby: LobbyId, body: Body) {
         let kind = match &body {
             Body::Data(_) => 0,
             Body::Session(_) => 1,
@@ -60,9 +91,7 @@ impl Shared {
             Body::Repair { .. } => 3,
             Body::Heartbeat(_) => 4,
         };
-        let len = self
-            .outbox
-            .push(Dest::Lobby(lobby), &Packet { lobby, body }) as u64;
+        let len = self.outbox.push(dest, &Packet { lobby, body }) as u64;
         let s = &mut self.stats;
         match kind {
             0 => s.data_sent += 1,

@@ -59,6 +59,12 @@ pub struct Stats {
     pub repairs_sent: u64,
     /// Presence heartbeats sent.
     pub heartbeats_sent: u64,
+    /// Unicast datagrams from addresses that are not friends, dropped.
+    pub unicast_refused: u64,
+    /// Hellos sent to friends.
+    pub hellos_sent: u64,
+    /// Hellos received from friends.
+    pub hellos_heard: u64,
     /// Requests heard from others.
     pub requests_heard: u64,
     /// Repairs heard from others.
