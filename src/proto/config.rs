@@ -125,6 +125,11 @@ pub struct Config {
     pub link_timeout: Duration,
     /// Least time between two hellos sent at once to one friend in answer to its hellos.
     pub hello_answer_gap: Duration,
+    /// Bytes per second of one writer's packets in one lobby that a node forwards to friends
+    /// (PROTOCOL.md 7.4).
+    pub forward_rate: f64,
+    /// Burst of the forward limit, bytes.
+    pub forward_burst: f64,
     /// Most transmits queued before the oldest are dropped (the runtime drains them).
     pub max_queued_transmits: usize,
     /// Most events queued before the oldest are dropped (the runtime drains them).
@@ -183,6 +188,8 @@ impl Default for Config {
             hello_interval: Duration::from_secs(5),
             link_timeout: Duration::from_secs(15),
             hello_answer_gap: Duration::from_millis(250),
+            forward_rate: (1 << 20) as f64,
+            forward_burst: (1 << 20) as f64,
             max_queued_transmits: 4096,
             max_queued_events: 65536,
         }

@@ -137,6 +137,11 @@ impl Friends {
         self.links.iter_mut().find(|l| same(l.addr, addr))
     }
 
+    /// Every link, up or not.
+    pub fn links(&self) -> impl Iterator<Item = &FriendLink> {
+        self.links.iter()
+    }
+
     /// What the application may show.
     pub fn info(&self) -> Vec<FriendInfo> {
         self.links

@@ -5,6 +5,7 @@ pub mod challenge;
 pub mod config;
 pub mod dedup;
 pub mod event;
+mod flood;
 mod flow;
 pub mod fragment;
 pub mod friends;

@@ -11,6 +11,7 @@ use rand::{RngExt, SeedableRng};
 use super::config::Config;
 use super::dedup::Dedup;
 use super::event::{Event, Message};
+use super::flood::Via;
 use super::fragment::{Limits, Reassembler};
 use super::friends::{FriendError, FriendInfo, Friends, LinkChange};
 use super::hash::SeededState;
@@ -147,13 +148,51 @@ impl Node {
         if self.lobbies.contains_key(&lobby.id) {
             return;
         }
-        let state = LobbyState::new(lobby.clone(), first_seq, &mut self.sh, now);
+        let mut state = LobbyState::new(lobby.clone(), first_seq, &mut self.sh, now);
+        for l in self.sh.friends.links() {
+            // A new lobby has nothing to graft yet.
+            let _ = state.flood.sync_link(
+                l.addr,
+                l.up.then_some(l.peer).flatten(),
+                l.lobbies.contains(&lobby.id),
+            );
+        }
         self.lobbies.insert(lobby.id, state);
+        // Friends learn of the lobby from the next hellos: send them now.
+        let addrs: Vec<SocketAddr> = self.sh.friends.links().map(|l| l.addr).collect();
+        for addr in addrs {
+            self.send_hello(now, addr);
+        }
     }
 
-    /// Leaves a lobby, forgetting its state.
+    /// Leaves a lobby, forgetting its state; friends taking part are told.
     pub fn leave(&mut self, lobby: LobbyId) {
-        self.lobbies.remove(&lobby);
+        if let Some(mut state) = self.lobbies.remove(&lobby) {
+            let now = self.sh.now;
+            state.say_leaving(&mut self.sh, now);
+        }
+    }
+
+    /// Tells every lobby what is known of the friend link at `addr` now.
+    fn sync_friend(&mut self, addr: SocketAddr) {
+        let link = self
+            .sh
+            .friends
+            .get(addr)
+            .map(|l| (l.up.then_some(l.peer).flatten(), l.lobbies.clone()));
+        let now = self.sh.now;
+        for state in self.lobbies.values_mut() {
+            let graft = match &link {
+                Some((peer, lobbies)) => {
+                    let listed = lobbies.contains(&state.lobby.id);
+                    state.flood.sync_link(addr, *peer, listed)
+                }
+                None => state.flood.sync_link(addr, None, false),
+            };
+            for a in graft {
+                state.grafted(&mut self.sh, now, a);
+            }
+        }
     }
 
     /// The lobbies joined.
@@ -203,6 +242,7 @@ impl Node {
     pub fn remove_friend(&mut self, addr: SocketAddr) -> bool {
         let peer = self.sh.friends.get(addr).filter(|l| l.up).map(|l| l.peer);
         let removed = self.sh.friends.remove(addr);
+        self.sync_friend(addr);
         if let Some(peer) = peer {
             self.link_changed(LinkChange::Down { addr, peer });
         }
@@ -266,6 +306,7 @@ impl Node {
                 let t = self.sh.link_timing();
                 let micros = self.sh.micros(now);
                 let (change, answer) = self.sh.friends.on_hello(t, now, micros, from, hello);
+                self.sync_friend(from);
                 if let Some(c) = change {
                     self.link_changed(c);
                 }
@@ -334,17 +375,30 @@ impl Node {
             // A request is paid for by its own bytes too; a new source's first packet only
             // exists as a source after it is handled.
             state.credit_peer(sh, sender, share);
+            let via = match path {
+                Path::Multicast(_) => Via::Group,
+                Path::Unicast(from) => {
+                    // Everything a friend sends, forwarded data included, pays for the repairs
+                    // it asks of this node (PROTOCOL.md 7.8).
+                    if let Some(friend) = sh.friends.get(from).and_then(|l| l.peer)
+                        && friend != sender
+                    {
+                        state.credit_peer(sh, friend, share);
+                    }
+                    Via::Friend(from)
+                }
+            };
             match packet.body {
-                Body::Data(d) => state.on_data(sh, now, d, None),
+                Body::Data(d) => state.on_data(sh, now, d, None, via),
                 Body::Repair { repairer, data } => {
                     if data.source == sh.me {
                         sh.stats.own_packets += 1;
                     } else {
-                        state.on_data(sh, now, data, Some(repairer));
+                        state.on_data(sh, now, data, Some(repairer), via);
                     }
                 }
-                Body::Session(s) => state.on_session(sh, now, s),
-                Body::Request(r) => state.on_request(sh, now, r),
+                Body::Session(s) => state.on_session(sh, now, s, via),
+                Body::Request(r) => state.on_request(sh, now, r, via),
                 Body::Heartbeat(_) => sh.stats.unsupported_kind += 1,
             }
             state.credit_source(sh, sender, share);
@@ -440,6 +494,9 @@ impl Node {
     fn housekeeping(&mut self, now: Instant) {
         let t = self.sh.link_timing();
         for change in self.sh.friends.expire(t, now) {
+            if let LinkChange::Down { addr, .. } = change {
+                self.sync_friend(addr);
+            }
             self.link_changed(change);
         }
         self.send_hellos(now);

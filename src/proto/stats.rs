@@ -1,7 +1,7 @@
 //! Counters the core keeps: what it received, dropped, sent and recovered.
 
 /// Counters since the node started. Everything dropped is counted somewhere here.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
     /// Datagrams handed to the node.
     pub datagrams_in: u64,
@@ -65,6 +65,14 @@ pub struct Stats {
     pub hellos_sent: u64,
     /// Hellos received from friends.
     pub hellos_heard: u64,
+    /// Data packets sent to friends by unicast (own and forwarded).
+    pub forwarded: u64,
+    /// Packets from friends dropped unheld because their writer's forward budget was spent.
+    pub forward_throttled: u64,
+    /// Friends asked to stop pushing data (they sent duplicates).
+    pub prunes: u64,
+    /// Friends asked to push data again (a gap they could fill).
+    pub grafts: u64,
     /// Requests heard from others.
     pub requests_heard: u64,
     /// Repairs heard from others.
@@ -87,4 +95,105 @@ pub struct Stats {
     pub bytes_out: u64,
     /// Datagrams or events dropped because the runtime did not drain its queues.
     pub queue_overflow: u64,
+}
+
+impl std::ops::AddAssign<&Stats> for Stats {
+    /// Sums counters, e.g. of several nodes. The destructuring names every field, so a new
+    /// counter cannot be left out.
+    fn add_assign(&mut self, o: &Stats) {
+        let Stats {
+            datagrams_in,
+            packets_in,
+            malformed,
+            unknown_version,
+            unsupported_kind,
+            foreign_lobby,
+            own_packets,
+            duplicate_packets,
+            duplicate_messages,
+            too_old,
+            too_new,
+            requests_deferred,
+            window_full,
+            paced,
+            reassembly_dropped,
+            bad_fragments,
+            delivered,
+            late,
+            gaps_detected,
+            recovered,
+            lost,
+            gaps_untracked,
+            peers_refused,
+            data_sent,
+            sessions_sent,
+            requests_sent,
+            repairs_sent,
+            heartbeats_sent,
+            unicast_refused,
+            hellos_sent,
+            hellos_heard,
+            forwarded,
+            forward_throttled,
+            prunes,
+            grafts,
+            requests_heard,
+            repairs_heard,
+            requests_suppressed,
+            repairs_refused,
+            repairs_suppressed,
+            bytes_in,
+            request_bytes_out,
+            repair_bytes_out,
+            datagrams_out,
+            bytes_out,
+            queue_overflow,
+        } = o;
+        self.datagrams_in += datagrams_in;
+        self.packets_in += packets_in;
+        self.malformed += malformed;
+        self.unknown_version += unknown_version;
+        self.unsupported_kind += unsupported_kind;
+        self.foreign_lobby += foreign_lobby;
+        self.own_packets += own_packets;
+        self.duplicate_packets += duplicate_packets;
+        self.duplicate_messages += duplicate_messages;
+        self.too_old += too_old;
+        self.too_new += too_new;
+        self.requests_deferred += requests_deferred;
+        self.window_full += window_full;
+        self.paced += paced;
+        self.reassembly_dropped += reassembly_dropped;
+        self.bad_fragments += bad_fragments;
+        self.delivered += delivered;
+        self.late += late;
+        self.gaps_detected += gaps_detected;
+        self.recovered += recovered;
+        self.lost += lost;
+        self.gaps_untracked += gaps_untracked;
+        self.peers_refused += peers_refused;
+        self.data_sent += data_sent;
+        self.sessions_sent += sessions_sent;
+        self.requests_sent += requests_sent;
+        self.repairs_sent += repairs_sent;
+        self.heartbeats_sent += heartbeats_sent;
+        self.unicast_refused += unicast_refused;
+        self.hellos_sent += hellos_sent;
+        self.hellos_heard += hellos_heard;
+        self.forwarded += forwarded;
+        self.forward_throttled += forward_throttled;
+        self.prunes += prunes;
+        self.grafts += grafts;
+        self.requests_heard += requests_heard;
+        self.repairs_heard += repairs_heard;
+        self.requests_suppressed += requests_suppressed;
+        self.repairs_refused += repairs_refused;
+        self.repairs_suppressed += repairs_suppressed;
+        self.bytes_in += bytes_in;
+        self.request_bytes_out += request_bytes_out;
+        self.repair_bytes_out += repair_bytes_out;
+        self.datagrams_out += datagrams_out;
+        self.bytes_out += bytes_out;
+        self.queue_overflow += queue_overflow;
+    }
 }

@@ -157,6 +157,42 @@ impl Lan {
         lan
     }
 
+    /// Drops every multicast UDP datagram that host `i` sends or receives (IPv4 224.0.0.0/4
+    /// and IPv6 ff00::/8), as a network that does not carry multicast does. Only UDP: IPv6
+    /// neighbour discovery, itself multicast, keeps working.
+    pub fn block_multicast(&self, i: usize) {
+        let rules = "table inet lbmcast {\n \
+                     chain input {\n  type filter hook input priority -10; policy accept;\n  \
+                     meta l4proto udp ip daddr 224.0.0.0/4 drop\n  \
+                     meta l4proto udp ip6 daddr ff00::/8 drop\n }\n \
+                     chain output {\n  type filter hook output priority -10; policy accept;\n  \
+                     meta l4proto udp ip daddr 224.0.0.0/4 drop\n  \
+                     meta l4proto udp ip6 daddr ff00::/8 drop\n }\n}\n";
+        run(
+            "ip",
+            &["netns", "exec", &self.host_ns(i), "nft", "-f", "-"],
+            Some(rules),
+        );
+    }
+
+    /// Undoes [`Lan::block_multicast`].
+    pub fn unblock_multicast(&self, i: usize) {
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &self.host_ns(i),
+                "nft",
+                "delete",
+                "table",
+                "inet",
+                "lbmcast",
+            ],
+            None,
+        );
+    }
+
     fn bridge_ns(&self) -> String {
         format!("{}-br", self.prefix)
     }

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use lobbycast::proto::fragment::piece_count;
 use lobbycast::proto::wire::{self, Body, Decoded};
 use lobbycast::proto::{
-    Config, Event, Lobby, Message, MsgId, Node, Path, PeerId, SendError, Stats,
+    Config, Dest, Event, Lobby, Message, MsgId, Node, Path, PeerId, SendError, Stats,
 };
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
@@ -143,6 +143,10 @@ pub struct Traffic {
     pub lost_packets: u64,
     /// Datagrams dropped by a partition.
     pub partitioned: u64,
+    /// Of all datagrams, those sent by unicast to one friend.
+    pub unicast_datagrams: u64,
+    /// Of the data datagrams, those sent by unicast.
+    pub unicast_data_datagrams: u64,
     /// Datagrams dropped because the sender's uplink queue was full.
     pub uplink_drops: u64,
     /// (datagram, receiver) pairs dropped because the receiver's downlink queue was full.
@@ -223,6 +227,8 @@ impl Port {
 struct SimNode {
     node: Node,
     addr: SocketAddr,
+    /// The multicast segment the node is on; `None`: multicast is blocked for it, both ways.
+    segment: Option<u32>,
     joined: bool,
     dead: bool,
     deadline: Option<Instant>,
@@ -274,6 +280,8 @@ impl Hasher for IdHasher {
 /// A datagram on its way: shared by all receivers.
 struct Datagram {
     from: usize,
+    /// Sent by unicast to one node (else to the lobby's group).
+    unicast: bool,
     payload: Vec<u8>,
     /// Size on a link of finite rate.
     wire: u64,
@@ -374,6 +382,7 @@ impl Sim {
                 SimNode {
                     node,
                     addr: SocketAddr::from((Ipv4Addr::new(10, 0, (i >> 8) as u8, i as u8), 47110)),
+                    segment: Some(0),
                     joined: false,
                     dead: false,
                     deadline: None,
@@ -551,6 +560,22 @@ impl Sim {
     }
 
     /// Splits the nodes into partition groups (`groups[i]` for node i).
+    /// Puts node `i` on multicast segment `segment`, or (`None`) blocks multicast for it in
+    /// both directions: group datagrams reach only nodes of the sender's segment.
+    pub fn set_segment(&mut self, i: usize, segment: Option<u32>) {
+        self.nodes[i].segment = segment;
+    }
+
+    /// Makes nodes `a` and `b` friends of each other (PROTOCOL.md 7.1).
+    pub fn befriend(&mut self, a: usize, b: usize) {
+        let now = self.now;
+        for (x, y) in [(a, b), (b, a)] {
+            let addr = self.nodes[y].addr;
+            self.nodes[x].node.add_friend(now, addr).unwrap();
+            self.after_input(x);
+        }
+    }
+
     pub fn partition(&mut self, groups: Vec<u32>) {
         assert_eq!(groups.len(), self.nodes.len());
         self.groups = groups;
@@ -604,7 +629,7 @@ impl Sim {
         loop {
             let took = self.feed(i);
             while let Some(t) = self.nodes[i].node.poll_transmit() {
-                self.transmit(i, t.payload);
+                self.transmit(i, t.dest, t.payload);
             }
             let mut writable = false;
             while let Some(e) = self.nodes[i].node.poll_event() {
@@ -664,8 +689,12 @@ impl Sim {
         }
     }
 
-    fn transmit(&mut self, from: usize, payload: Vec<u8>) {
+    fn transmit(&mut self, from: usize, dest: Dest, payload: Vec<u8>) {
         self.traffic.datagrams += 1;
+        let unicast = matches!(dest, Dest::Peer(_));
+        if unicast {
+            self.traffic.unicast_datagrams += 1;
+        }
         let me = self.nodes[from].node.peer_id();
         let mut data = Vec::new();
         let mut own = Vec::new();
@@ -685,6 +714,9 @@ impl Sim {
         }
         if !data.is_empty() {
             self.traffic.data_datagrams += 1;
+            if unicast {
+                self.traffic.unicast_data_datagrams += 1;
+            }
         }
         let wire = payload.len() as u64 + WIRE_OVERHEAD;
         let Some(departed) = self.nodes[from].uplink.offer(self.now, wire) else {
@@ -700,7 +732,18 @@ impl Sim {
         let mut direct = Vec::new();
         let mut queued_to = Vec::new();
         for to in 0..self.nodes.len() {
-            if to == from || !self.nodes[to].joined || self.nodes[to].dead {
+            if to == from || self.nodes[to].dead {
+                continue;
+            }
+            let reaches = match dest {
+                Dest::Peer(addr) => self.nodes[to].addr == addr,
+                Dest::Lobby(_) => {
+                    self.nodes[to].joined
+                        && self.nodes[from].segment.is_some()
+                        && self.nodes[to].segment == self.nodes[from].segment
+                }
+            };
+            if !reaches {
                 continue;
             }
             if self.groups[to] != self.groups[from] {
@@ -713,6 +756,7 @@ impl Sim {
         }
         let datagram = Rc::new(Datagram {
             from,
+            unicast,
             payload,
             wire,
             data,
@@ -830,11 +874,14 @@ impl Sim {
                     Stage::Deliver if self.nodes[to].dead => {}
                     Stage::Deliver => {
                         let from = self.nodes[f.datagram.from].addr;
-                        self.nodes[to].node.handle_datagram(
-                            self.now,
-                            Path::Multicast(from),
-                            &f.datagram.payload,
-                        );
+                        let path = if f.datagram.unicast {
+                            Path::Unicast(from)
+                        } else {
+                            Path::Multicast(from)
+                        };
+                        self.nodes[to]
+                            .node
+                            .handle_datagram(self.now, path, &f.datagram.payload);
                         self.after_input(to);
                     }
                 }
@@ -972,41 +1019,7 @@ impl Sim {
     pub fn total_stats(&self) -> Stats {
         let mut t = Stats::default();
         for n in &self.nodes {
-            let s = n.node.stats();
-            macro_rules! add {
-                ($($f:ident),*) => { $( t.$f += s.$f; )* };
-            }
-            add!(
-                datagrams_in,
-                packets_in,
-                malformed,
-                unknown_version,
-                unsupported_kind,
-                foreign_lobby,
-                own_packets,
-                duplicate_packets,
-                duplicate_messages,
-                too_old,
-                bad_fragments,
-                delivered,
-                late,
-                gaps_detected,
-                recovered,
-                lost,
-                gaps_untracked,
-                peers_refused,
-                data_sent,
-                sessions_sent,
-                requests_sent,
-                repairs_sent,
-                requests_heard,
-                repairs_heard,
-                requests_suppressed,
-                repairs_suppressed,
-                datagrams_out,
-                bytes_out,
-                queue_overflow
-            );
+            t += &n.node.stats();
         }
         t
     }

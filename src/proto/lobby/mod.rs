@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::event::Event;
+use super::flood::Flood;
 use super::flow::Flow;
 use super::hash::SeededState;
 use super::ids::{Lobby, LobbyId, PeerId};
@@ -70,6 +71,8 @@ pub(crate) struct LobbyState {
     /// Own packets, kept for repair; the flow window relies on them.
     own: OwnStore,
     flow: Flow,
+    /// Friends taking part in this lobby, and where packets go by unicast.
+    pub(crate) flood: Flood,
     /// Others' packets, kept for repair.
     store: Store,
     sources: HashMap<PeerId, Source, SeededState>,
@@ -113,6 +116,7 @@ impl LobbyState {
         LobbyState {
             next_seq: first_seq,
             own: OwnStore::new(sh.cfg.own_store_packets, sh.cfg.own_store_bytes),
+            flood: Flood::new(h(), sh.cfg.forward_rate, sh.cfg.forward_burst),
             flow: Flow::new(
                 now,
                 sh.cfg.max_peers,
@@ -223,6 +227,13 @@ impl LobbyState {
 
     pub fn housekeeping(&mut self, sh: &mut Shared, now: Instant) {
         self.hold_down.retain(|_, t| *t > now);
+        let interval = self.session_base(sh);
+        for addr in self
+            .flood
+            .housekeeping(sh.me, now, interval, sh.cfg.peer_timeout)
+        {
+            self.grafted(sh, now, addr);
+        }
         // A member is silent only when it missed its sessions a few times: the interval grows
         // with the lobby (PROTOCOL.md 6.5).
         let silent = sh.cfg.flow_timeout.max(self.session_base(sh) * 3);

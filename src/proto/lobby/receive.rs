@@ -6,16 +6,25 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::proto::config::Config;
 use crate::proto::event::{Event, Message};
+use crate::proto::flood::Via;
 use crate::proto::fragment::Refused;
 use crate::proto::ids::{LobbyId, PeerId};
+use crate::proto::outbox::Dest;
 use crate::proto::shared::Shared;
 use crate::proto::source::{Miss, Source};
 use crate::proto::timers::Timer;
 use crate::proto::wire::{Body, Data, Packet, Request, SeqRange};
 
 impl LobbyState {
-    /// A data packet, original or repaired by `repairer`.
-    pub fn on_data(&mut self, sh: &mut Shared, now: Instant, data: Data, repairer: Option<PeerId>) {
+    /// A data packet, original or repaired by `repairer`, that came `via`.
+    pub fn on_data(
+        &mut self,
+        sh: &mut Shared,
+        now: Instant,
+        data: Data,
+        repairer: Option<PeerId>,
+        via: Via,
+    ) {
         let (src_id, seq) = (data.source, data.seq);
         if seq == u64::MAX {
             // The last number is never used, so that one past any packet exists.
@@ -55,12 +64,40 @@ impl LobbyState {
         let src = self.sources.get(&src_id).expect("present");
         if src.has(seq) {
             sh.stats.duplicate_packets += 1;
+            // A friend that pushes what another path brought first is asked to stop
+            // (PROTOCOL.md 7.4, lazy links).
+            // Repairs answer requests: only pushed data can be redundant.
+            if repairer.is_none()
+                && let Some(a) = self.flood.on_duplicate(via, src_id, seq)
+            {
+                sh.stats.prunes += 1;
+                self.send_session_to(sh, now, a);
+            }
             return;
+        }
+        let mut plan = self.forward_plan(sh, now, via);
+        if !plan.is_empty() {
+            let bytes = data.body.len() + data.nick.len() + FORWARD_OVERHEAD;
+            if !self.flood.allow_forward(src_id, bytes, now) {
+                if matches!(via, Via::Friend(_)) {
+                    // Dropped before it is held, so a later copy is taken (7.4).
+                    sh.stats.forward_throttled += 1;
+                    return;
+                }
+                plan = ForwardPlan::default();
+            }
         }
         if seq > 0 {
             self.learn(sh, now, src_id, seq - 1);
         }
         self.keep(sh.me, data.clone());
+        if let Via::Friend(a) = via {
+            self.flood.note_data_from(a, src_id, seq);
+        }
+        if let Some(a) = self.flood.on_first(via, repairer.is_some(), src_id) {
+            self.grafted(sh, now, a);
+        }
+        self.forward(sh, plan, &data);
         self.want_report(sh, now);
         let id = self.id();
         let src = self.sources.get_mut(&src_id).expect("present");
@@ -349,11 +386,13 @@ impl LobbyState {
         let alive = self.alive(sh, src_id, now);
         let d = self.dist(sh, src_id);
         let id = self.lobby.id;
-        let Some(src) = self.sources.get_mut(&src_id) else {
+        let Some(mut src) = self.sources.get_mut(&src_id) else {
             return;
         };
         let mut hinted_seqs = Vec::new();
         let mut later = Vec::new();
+        // Whether any seq asked for now was asked for before (friends are asked differently).
+        let mut retry = false;
         let mut given_up = 0;
         let u = sh.uniform(0.0, 1.0, Duration::from_secs(1)).as_secs_f64();
         for &seq in seqs {
@@ -372,6 +411,7 @@ impl LobbyState {
                 given_up += 1;
                 continue;
             }
+            retry |= miss.round > 0;
             let hinted = miss.round < sh.cfg.hinted_rounds && alive;
             if hinted {
                 hinted_seqs.push(seq);
@@ -408,7 +448,19 @@ impl LobbyState {
                     continue;
                 }
                 src.credit -= cost;
+                // A friend that holds the seqs is asked too, by unicast (PROTOCOL.md 7.8).
+                let top = chunk.last().copied().unwrap_or(0);
+                let timeout = sh.cfg.peer_timeout;
+                let friend = self.flood.repair_friend(src_id, top, retry, now, timeout);
+                if let Some((addr, peer)) = friend {
+                    let Body::Request(mut r) = packet.body.clone() else {
+                        unreachable!("built as a request")
+                    };
+                    r.hint = Some(peer);
+                    sh.send_to(Dest::Peer(addr), id, Body::Request(r));
+                }
                 sh.send(id, packet.body);
+                src = self.sources.get_mut(&src_id).expect("present");
             }
         }
     }
@@ -568,5 +620,67 @@ mod tests {
             vec![SeqRange(1, 3), SeqRange(5, 5), SeqRange(7, 8)]
         );
         assert!(to_ranges(&[]).is_empty());
+    }
+}
+
+/// Bytes a forwarded data packet costs beyond its nick and body, for the forward limit.
+const FORWARD_OVERHEAD: usize = 60;
+
+/// Where a packet first held goes besides this node (PROTOCOL.md 7.4).
+#[derive(Debug, Default)]
+pub(super) struct ForwardPlan {
+    /// Onto the group: it came by unicast and this node is the active bridge.
+    to_group: bool,
+    /// By unicast to these friends.
+    friends: Vec<std::net::SocketAddr>,
+}
+
+impl ForwardPlan {
+    fn is_empty(&self) -> bool {
+        !self.to_group && self.friends.is_empty()
+    }
+}
+
+impl LobbyState {
+    /// Where a packet that came `via` goes, if this node holds it for the first time.
+    pub(super) fn forward_plan(&self, sh: &Shared, now: Instant, via: Via) -> ForwardPlan {
+        let timeout = sh.cfg.peer_timeout;
+        if !self.flood.has_participants(now, timeout) {
+            return ForwardPlan::default();
+        }
+        let to_group = matches!(via, Via::Friend(_))
+            && sh.multicast
+            && self
+                .flood
+                .active_bridge(sh.me, now, self.session_base(sh), timeout);
+        let on_segment = match via {
+            Via::Group => true,
+            Via::Own => sh.multicast,
+            Via::Friend(_) => to_group,
+        };
+        ForwardPlan {
+            to_group,
+            friends: self.flood.targets(via, on_segment, now, timeout),
+        }
+    }
+
+    /// A lazy friend was grafted: tell it at once, with a session that no longer asks it to
+    /// be lazy.
+    pub(crate) fn grafted(&mut self, sh: &mut Shared, now: Instant, addr: std::net::SocketAddr) {
+        sh.stats.grafts += 1;
+        self.send_session_to(sh, now, addr);
+    }
+
+    /// Sends a packet first held by this node where `plan` says, as a data packet with every
+    /// field as its source wrote it.
+    pub(super) fn forward(&mut self, sh: &mut Shared, plan: ForwardPlan, data: &Data) {
+        let id = self.id();
+        if plan.to_group {
+            sh.send(id, Body::Data(data.clone()));
+        }
+        for addr in plan.friends {
+            sh.stats.forwarded += 1;
+            sh.send_to(Dest::Peer(addr), id, Body::Data(data.clone()));
+        }
     }
 }

@@ -8,6 +8,10 @@ use super::*;
 use crate::proto::ids::PeerId;
 use crate::proto::shared::Shared;
 use crate::proto::timers::Timer;
+use std::net::SocketAddr;
+
+use crate::proto::flood::Via;
+use crate::proto::outbox::Dest;
 use crate::proto::wire::{Body, Request, SeqRange};
 
 /// Encoded bytes of a repair packet besides its nick and body: ten integers of at most nine
@@ -15,9 +19,13 @@ use crate::proto::wire::{Body, Request, SeqRange};
 const REPAIR_OVERHEAD: u64 = 100;
 
 impl LobbyState {
-    pub fn on_request(&mut self, sh: &mut Shared, now: Instant, req: Request) {
+    pub fn on_request(&mut self, sh: &mut Shared, now: Instant, req: Request, via: Via) {
         sh.stats.requests_heard += 1;
         self.touch(sh, now, req.sender, None);
+        if let Via::Friend(addr) = via {
+            self.answer_friend(sh, addr, &req);
+            return;
+        }
         let me = sh.me;
         let d_req = self.dist(sh, req.sender);
         let mut budget = MAX_REPAIRS_PER_REQUEST;
@@ -90,6 +98,36 @@ impl LobbyState {
                 self.repairs.insert(key, (at, d_req));
                 sh.timers
                     .push(at, Timer::Repair(self.lobby.id, req.source, seq));
+            }
+        }
+    }
+
+    /// A friend asked by unicast: it asked this node alone, so it is answered at once, by
+    /// unicast, from what is held, within its repair credit (PROTOCOL.md 7.8).
+    fn answer_friend(&mut self, sh: &mut Shared, addr: SocketAddr, req: &Request) {
+        let me = sh.me;
+        let mut budget = MAX_REPAIRS_PER_REQUEST;
+        let mut scan = sh.cfg.max_gap;
+        'ranges: for &SeqRange(first, last) in &req.ranges {
+            for seq in first..=last {
+                if budget == 0 || scan == 0 {
+                    break 'ranges;
+                }
+                scan -= 1;
+                let Some(data) = self.held(me, req.source, seq).cloned() else {
+                    continue;
+                };
+                let cost = REPAIR_OVERHEAD + (data.nick.len() + data.body.len()) as u64;
+                match self.peers.get_mut(&req.sender) {
+                    Some(p) if p.credit >= cost => p.credit -= cost,
+                    _ => {
+                        sh.stats.repairs_refused += 1;
+                        break 'ranges;
+                    }
+                }
+                budget -= 1;
+                let body = Body::Repair { repairer: me, data };
+                sh.send_to(Dest::Peer(addr), self.lobby.id, body);
             }
         }
     }

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use super::*;
 use crate::proto::event::{Event, Message};
+use crate::proto::flood::Via;
 use crate::proto::fragment::{self};
 use crate::proto::ids::{MsgId, PeerId};
 use crate::proto::shared::Shared;
@@ -59,6 +60,8 @@ impl LobbyState {
             };
             self.next_seq += 1;
             sh.send(self.id(), Body::Data(data.clone()));
+            let plan = self.forward_plan(sh, now, Via::Own);
+            self.forward(sh, plan, &data);
             self.own.insert(data);
         }
         sh.dedup.insert(now, msg_id);

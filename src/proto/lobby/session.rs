@@ -1,16 +1,19 @@
 //! Sessions: periodic, tail and progress reports; distances from echoes; what others' sessions
 //! say about sources and about this node's stream.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::proto::flood::Via;
 use crate::proto::ids::PeerId;
+use crate::proto::outbox::Dest;
 use crate::proto::shared::Shared;
 use crate::proto::source::Source;
 use crate::proto::timers::Timer;
 use crate::proto::wire::{
     Acked, Body, Echo, Heard, MAX_SESSION_ACKED, MAX_SESSION_ECHOES, MAX_SESSION_HEARD, Sent,
-    Session,
+    Session, flags,
 };
 
 impl LobbyState {
@@ -84,7 +87,58 @@ impl LobbyState {
         }
     }
 
+    /// Sends a session to the group (with the bridge flag if this node bridges) and to every
+    /// friend taking part, with that friend's `flags` and `mheard` (PROTOCOL.md 7.2, 7.3).
     pub(super) fn send_session(&mut self, sh: &mut Shared, now: Instant) {
+        let s = self.build_session(sh, now);
+        let timeout = sh.cfg.peer_timeout;
+        let partners: Vec<SocketAddr> = self
+            .flood
+            .participants(now, timeout)
+            .map(|p| p.addr)
+            .collect();
+        if sh.multicast {
+            let mut group = s.clone();
+            if !partners.is_empty() {
+                group.flags |= flags::BRIDGE;
+            }
+            self.flood.note_own_group_session(group.timestamp, now);
+            sh.send(self.lobby.id, Body::Session(group));
+        }
+        for addr in partners {
+            self.session_to(sh, now, addr, s.clone());
+        }
+    }
+
+    /// Sends a session to the friend at `addr` alone: it asks that friend to be lazy or eager
+    /// at once (PROTOCOL.md 7.4).
+    pub(super) fn send_session_to(&mut self, sh: &mut Shared, now: Instant, addr: SocketAddr) {
+        let s = self.build_session(sh, now);
+        self.session_to(sh, now, addr, s);
+    }
+
+    fn session_to(&mut self, sh: &mut Shared, now: Instant, addr: SocketAddr, mut s: Session) {
+        let (flags, mheard) = self.flood.session_fields(addr, now, sh.cfg.peer_timeout);
+        s.flags |= flags;
+        s.mheard = mheard;
+        sh.send_to(Dest::Peer(addr), self.lobby.id, Body::Session(s));
+    }
+
+    /// Tells the friends taking part that this node leaves the lobby.
+    pub fn say_leaving(&mut self, sh: &mut Shared, now: Instant) {
+        let mut s = self.build_session(sh, now);
+        s.flags |= flags::LEAVING;
+        let partners: Vec<SocketAddr> = self
+            .flood
+            .participants(now, sh.cfg.peer_timeout)
+            .map(|p| p.addr)
+            .collect();
+        for addr in partners {
+            sh.send_to(Dest::Peer(addr), self.lobby.id, Body::Session(s.clone()));
+        }
+    }
+
+    fn build_session(&mut self, sh: &mut Shared, now: Instant) -> Session {
         let sent = Sent {
             low: self.own_low(),
             next: self.next_seq,
@@ -132,7 +186,7 @@ impl LobbyState {
             .collect();
         echoes.sort_unstable_by_key(|e| e.peer);
         let echoes = rotate(&echoes, &mut self.echo_rotation, MAX_SESSION_ECHOES);
-        let body = Body::Session(Session {
+        Session {
             sender: sh.me,
             nick: sh.nick.clone(),
             timestamp: sh.micros(now),
@@ -142,11 +196,22 @@ impl LobbyState {
             acked,
             flags: 0,
             mheard: 0,
-        });
-        sh.send(self.lobby.id, body);
+        }
     }
 
-    pub fn on_session(&mut self, sh: &mut Shared, now: Instant, s: Session) {
+    pub fn on_session(&mut self, sh: &mut Shared, now: Instant, s: Session, via: Via) {
+        match via {
+            Via::Group => self.flood.on_group_session(&s, now),
+            Via::Friend(addr) => {
+                let interval = self.session_base(sh);
+                if self.flood.on_friend_session(addr, &s, now, interval) {
+                    for a in self.flood.graft_all() {
+                        self.grafted(sh, now, a);
+                    }
+                }
+            }
+            Via::Own => {}
+        }
         self.touch(sh, now, s.sender, Some(&s.nick));
         let me = sh.me;
         if let Some(p) = self.peers.get_mut(&s.sender) {

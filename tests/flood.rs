@@ -1,0 +1,191 @@
+//! Flooding between friends in the simulator (PROTOCOL.md 7): where multicast is blocked,
+//! routed or fails midway, lobby traffic flows hop by hop between friends, and every node
+//! delivers every message exactly once.
+
+mod sim;
+
+use std::time::Duration;
+
+use sim::{NetConfig, Sim, node_config};
+
+fn lossy(loss: f64) -> NetConfig {
+    NetConfig {
+        loss,
+        jitter: Duration::from_micros(300),
+        ..NetConfig::default()
+    }
+}
+
+/// Every node sends `per_node` messages, spaced `gap` apart, round robin.
+fn chat(sim: &mut Sim, per_node: usize, gap: Duration) {
+    for k in 0..per_node {
+        for i in 0..sim.len() {
+            sim.send(i, &format!("message {k} from node {i}"));
+            sim.run_for(gap);
+        }
+    }
+}
+
+fn sim(n: usize, seed: u64, net: NetConfig) -> Sim {
+    let cfg = node_config(&net);
+    Sim::new(n, seed, net, cfg)
+}
+
+/// Five hosts in a chain of friends, 10 % loss on every datagram, multicast blocked on every
+/// host (the network drops it, or the nodes run with multicast off): each delivers every other
+/// host's messages exactly once.
+#[test]
+fn a_chain_of_five_friends_without_multicast_delivers_everything_once() {
+    for multicast_off in [false, true] {
+        let mut sim = sim(5, 21, lossy(0.10));
+        for i in 0..5 {
+            sim.set_segment(i, None);
+            sim.node_mut(i).set_multicast(!multicast_off);
+        }
+        for i in 0..4 {
+            sim.befriend(i, i + 1);
+        }
+        // Links come up and friends learn each other's lobbies from their hellos.
+        sim.run_for(Duration::from_secs(6));
+        chat(&mut sim, 20, Duration::from_millis(20));
+        assert!(
+            sim.run_until_delivered(Duration::from_secs(30)),
+            "multicast off {multicast_off}: {}\n{:?}",
+            sim.missing_report(),
+            sim.total_stats()
+        );
+        sim.assert_exactly_once();
+        let s = sim.total_stats();
+        println!(
+            "multicast off {multicast_off}: forwarded {}, requests {}, repairs {}, prunes {}, \
+             grafts {}, gaps {}, unicast datagrams {} ({} with data)",
+            s.forwarded,
+            s.requests_sent,
+            s.repairs_sent,
+            s.prunes,
+            s.grafts,
+            s.gaps_detected,
+            sim.traffic.unicast_datagrams,
+            sim.traffic.unicast_data_datagrams
+        );
+        assert_eq!(s.lost, 0);
+        assert!(s.forwarded > 0, "messages were forwarded");
+        if multicast_off {
+            assert_eq!(
+                sim.traffic.datagrams, sim.traffic.unicast_datagrams,
+                "a node with multicast off sends nothing to a group"
+            );
+        }
+    }
+}
+
+/// Hosts that are friends chat by multicast; multicast then stops reaching one of them (both
+/// ways) in the middle of the conversation, and later comes back. Nothing is lost across
+/// either switch, and once multicast is back the data goes by multicast again.
+#[test]
+fn multicast_that_fails_midway_and_returns_loses_nothing() {
+    let mut sim = sim(4, 22, lossy(0.02));
+    for i in 0..4 {
+        sim.befriend(i, (i + 1) % 4);
+    }
+    sim.run_for(Duration::from_secs(6));
+    chat(&mut sim, 10, Duration::from_millis(50));
+    assert!(sim.run_until_delivered(Duration::from_secs(10)));
+    let before = sim.traffic.clone();
+    // Multicast still works: friends learned that it reaches them, so data stays on it.
+    chat(&mut sim, 10, Duration::from_millis(50));
+    assert!(sim.run_until_delivered(Duration::from_secs(10)));
+    let unicast_data = sim.traffic.unicast_data_datagrams - before.unicast_data_datagrams;
+    let data = sim.traffic.data_datagrams - before.data_datagrams;
+    assert!(
+        unicast_data * 10 < data,
+        "multicast works, yet {unicast_data} of {data} data datagrams went by unicast"
+    );
+    // Node 2 loses multicast both ways: the conversation goes on through its friends.
+    sim.set_segment(2, None);
+    chat(&mut sim, 20, Duration::from_millis(50));
+    assert!(
+        sim.run_until_delivered(Duration::from_secs(30)),
+        "{}\n{:?}",
+        sim.missing_report(),
+        sim.total_stats()
+    );
+    // Multicast comes back: after a few session intervals data leaves unicast again.
+    sim.set_segment(2, Some(0));
+    sim.run_for(Duration::from_secs(8));
+    chat(&mut sim, 10, Duration::from_millis(50));
+    assert!(sim.run_until_delivered(Duration::from_secs(10)));
+    let before = sim.traffic.clone();
+    chat(&mut sim, 10, Duration::from_millis(50));
+    assert!(sim.run_until_delivered(Duration::from_secs(10)));
+    let unicast_data = sim.traffic.unicast_data_datagrams - before.unicast_data_datagrams;
+    let data = sim.traffic.data_datagrams - before.data_datagrams;
+    assert!(
+        unicast_data * 10 < data,
+        "multicast is back, yet {unicast_data} of {data} data datagrams went by unicast"
+    );
+    sim.assert_exactly_once();
+    assert_eq!(sim.total_stats().lost, 0);
+}
+
+/// Two segments that multicast does not cross (a router between them): `relays` nodes of
+/// segment 0 are friends of node 4 on segment 1. Every host delivers every message once, with
+/// 5 % loss. Returns the datagrams sent in all, and those that carried data.
+fn two_segments(relays: &[usize], seed: u64) -> (u64, u64) {
+    let mut sim = sim(8, seed, lossy(0.05));
+    for i in 4..8 {
+        sim.set_segment(i, Some(1));
+    }
+    for &r in relays {
+        sim.befriend(r, 4);
+    }
+    sim.run_for(Duration::from_secs(6));
+    let start = sim.traffic.clone();
+    chat(&mut sim, 50, Duration::from_millis(10));
+    assert!(
+        sim.run_until_delivered(Duration::from_secs(30)),
+        "relays {relays:?}: {}\n{:?}",
+        sim.missing_report(),
+        sim.total_stats()
+    );
+    sim.assert_exactly_once();
+    let st = sim.total_stats();
+    println!(
+        "relays {relays:?}: sessions {} requests {} repairs {} prunes {} grafts {} forwarded {} \
+         datagrams_out {} elapsed {:?}",
+        st.sessions_sent,
+        st.requests_sent,
+        st.repairs_sent,
+        st.prunes,
+        st.grafts,
+        st.forwarded,
+        st.datagrams_out,
+        sim.elapsed()
+    );
+    assert_eq!(st.lost, 0);
+    (
+        sim.traffic.datagrams - start.datagrams,
+        sim.traffic.data_datagrams - start.data_datagrams,
+    )
+}
+
+#[test]
+fn a_relay_on_each_side_joins_two_segments() {
+    two_segments(&[0], 23);
+}
+
+/// Two relays on one side must not multiply the traffic: one bridges, the other stands by.
+#[test]
+fn two_relays_on_one_side_cost_little_more_than_one() {
+    let (one, one_data) = two_segments(&[0], 24);
+    let (two, two_data) = two_segments(&[0, 1], 24);
+    println!("datagrams: one relay {one} ({one_data} with data), two relays {two} ({two_data})");
+    assert!(
+        (two as f64) < 1.3 * one as f64,
+        "two relays sent {two} datagrams, one relay {one}"
+    );
+    assert!(
+        (two_data as f64) < 1.3 * one_data as f64,
+        "two relays sent {two_data} data datagrams, one relay {one_data}"
+    );
+}

@@ -1,0 +1,177 @@
+//! Friends where multicast fails, on real processes in network namespaces (PROTOCOL.md 7):
+//! hosts whose multicast is dropped by nftables reach each other through a chain of friends,
+//! and a conversation survives multicast failing in its middle and coming back.
+//!
+//! Needs root, `ip` (iproute2) and `nft` (nftables). Without them it prints "skipped: ..."
+//! and passes, except under CI=true, where it fails instead (tests/common/lan.rs).
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::lan::{self, Lan};
+use common::{DEADLINE, Proc, assert_exactly_once, has_all};
+
+/// Port of every host's unicast socket.
+const PORT: u16 = 47300;
+
+fn skip_unless_possible() -> bool {
+    match lan::can_run() {
+        Ok(()) => false,
+        Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true but the namespace test cannot run: {why}")
+        }
+        Err(why) => {
+            println!("skipped: {why}");
+            true
+        }
+    }
+}
+
+fn unicast(i: usize) -> String {
+    format!("{}:{PORT}", Lan::addr(i))
+}
+
+/// `lobbycast --pipe` in host `i`, bound to its unicast address, with `friends`.
+fn node(lan: &Lan, i: usize, lobby: &str, dir: &Path, friends: &[usize]) -> Proc {
+    let name = format!("h{i}");
+    let mut args = vec!["--bind".to_owned(), unicast(i)];
+    for &f in friends {
+        args.push("--friend".into());
+        args.push(unicast(f));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Proc::spawn(&name, lan.lobbycast(i, lobby, &name, dir, &args))
+}
+
+fn text(host: usize, round: usize, k: usize) -> String {
+    // Every fifth message is long enough to be split into fragments.
+    let pad = if k % 5 == 2 { 2500 } else { k * 10 };
+    format!("host {host} round {round} message {k} {}", "z".repeat(pad))
+}
+
+/// Waits until every friend link of `p` (it has `links` friends) is up.
+fn wait_links(p: &mut Proc, links: usize, deadline: Instant) {
+    p.wait_for(deadline, "friend links up", |seen| {
+        let up: HashSet<&str> = seen
+            .iter()
+            .filter(|v| v["event"] == "friend" && v["state"] == "up")
+            .filter_map(|v| v["addr"].as_str())
+            .collect();
+        up.len() >= links
+    });
+}
+
+/// Every host sends `per_host` messages of `round`; every host must then hold every other
+/// host's messages of every round so far.
+fn round(procs: &mut [Proc], round: usize, per_host: usize, deadline: Instant) {
+    for k in 0..per_host {
+        for (i, p) in procs.iter_mut().enumerate() {
+            p.send_lines([text(i, round, k)]);
+        }
+        // Pacing, not synchronisation: spreads the messages over several datagrams.
+        thread::sleep(Duration::from_millis(20));
+    }
+    let n = procs.len();
+    for (i, p) in procs.iter_mut().enumerate() {
+        let w = want(n, i, round, per_host);
+        p.wait_for(deadline, &format!("round {round} complete"), |s| {
+            has_all(s, &w)
+        });
+    }
+}
+
+fn want(n: usize, me: usize, rounds: usize, per_host: usize) -> HashSet<String> {
+    (0..n)
+        .filter(|&h| h != me)
+        .flat_map(|h| (0..=rounds).flat_map(move |r| (0..per_host).map(move |k| text(h, r, k))))
+        .collect()
+}
+
+fn stop(procs: &mut [Proc], deadline: Instant) -> Vec<serde_json::Value> {
+    procs
+        .iter_mut()
+        .map(|p| {
+            p.signal(libc::SIGTERM);
+            let st = p.wait_exit(deadline);
+            assert!(st.success(), "{}: {st}", p.name);
+            let stats = p.events("stats")[0].clone();
+            eprintln!("{}: {stats}", p.name);
+            stats
+        })
+        .collect()
+}
+
+/// Multicast dropped on every host, friends in a chain of five, 10 % of incoming UDP dropped
+/// at random on every host: every host delivers every other host's messages exactly once.
+#[test]
+fn a_chain_of_five_friends_without_multicast() {
+    if skip_unless_possible() {
+        return;
+    }
+    const PER_HOST: usize = 15;
+    let lan = Lan::new("fc", &[10; 5]);
+    for i in 0..5 {
+        lan.block_multicast(i);
+    }
+    let deadline = Instant::now() + DEADLINE;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut procs: Vec<Proc> = (0..5usize)
+        .map(|i| {
+            let friends: Vec<usize> = [i.checked_sub(1), (i < 4).then_some(i + 1)]
+                .into_iter()
+                .flatten()
+                .collect();
+            node(&lan, i, "chain", tmp.path(), &friends)
+        })
+        .collect();
+    for (i, p) in procs.iter_mut().enumerate() {
+        p.wait_joined(deadline);
+        wait_links(p, if i == 0 || i == 4 { 1 } else { 2 }, deadline);
+    }
+    round(&mut procs, 0, PER_HOST, deadline);
+    let stats = stop(&mut procs, deadline);
+    for (i, p) in procs.iter().enumerate() {
+        assert_exactly_once(p, &want(5, i, 0, PER_HOST));
+        assert!(p.events("lost").is_empty(), "{}: lost events", p.name);
+    }
+    let forwarded: u64 = stats.iter().map(|s| s["forwarded"].as_u64().unwrap()).sum();
+    assert!(forwarded > 0, "messages crossed the chain by forwarding");
+}
+
+/// Four hosts, friends in a ring, chat by multicast; then nftables drops multicast on one host
+/// in the middle of the conversation, and later lets it through again. Nothing is lost, and
+/// the conversation goes on throughout.
+#[test]
+fn multicast_that_fails_midway_and_returns() {
+    if skip_unless_possible() {
+        return;
+    }
+    const PER_HOST: usize = 10;
+    let lan = Lan::new("fm", &[2; 4]);
+    let deadline = Instant::now() + DEADLINE;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut procs: Vec<Proc> = (0..4)
+        .map(|i| node(&lan, i, "midway", tmp.path(), &[(i + 1) % 4, (i + 3) % 4]))
+        .collect();
+    for p in &mut procs {
+        p.wait_joined(deadline);
+        wait_links(p, 2, deadline);
+    }
+    round(&mut procs, 0, PER_HOST, deadline);
+    lan.block_multicast(2);
+    round(&mut procs, 1, PER_HOST, deadline);
+    round(&mut procs, 2, PER_HOST, deadline);
+    lan.unblock_multicast(2);
+    round(&mut procs, 3, PER_HOST, deadline);
+    let stats = stop(&mut procs, deadline);
+    for (i, p) in procs.iter().enumerate() {
+        assert_exactly_once(p, &want(4, i, 3, PER_HOST));
+        assert!(p.events("lost").is_empty(), "{}: lost events", p.name);
+    }
+    let forwarded: u64 = stats.iter().map(|s| s["forwarded"].as_u64().unwrap()).sum();
+    assert!(forwarded > 0, "host 2 was reached through its friends");
+}
