@@ -60,6 +60,8 @@ pub struct AppConfig {
     pub friends: Vec<SocketAddr>,
     /// False with `--no-multicast`: no group is joined, everything goes to friends.
     pub multicast: bool,
+    /// Report the counters this often (the relay), besides at exit and on SIGUSR1.
+    pub report_every: Option<Duration>,
     /// The protocol core's parameters.
     pub core: Config,
 }
@@ -193,7 +195,7 @@ pub enum AppEvent<'a> {
         /// Its peer id, if one was heard.
         peer: Option<PeerId>,
     },
-    /// The core's counters, at exit.
+    /// The core's counters: at exit, on SIGUSR1, and every report interval if one is set.
     Stats(&'a Stats),
 }
 
@@ -325,6 +327,7 @@ pub struct App {
     own: Vec<SocketAddr>,
     send_errors: u64,
     linger: Option<Duration>,
+    report_every: Option<Duration>,
     recv_buf: Vec<u8>,
     loaded: Vec<(usize, Message)>,
     /// Texts taken from the input but not sent yet: the flow window is full. Input is not
@@ -488,6 +491,7 @@ impl App {
             pacer: Pacer::new(cfg.max_rate, Instant::now()),
             send_errors: 0,
             linger: cfg.linger,
+            report_every: cfg.report_every,
             recv_buf: vec![0; RECV_BUF],
             loaded,
             waiting: VecDeque::new(),
@@ -514,6 +518,8 @@ impl App {
         };
         let mut sigint = sig(SignalKind::interrupt())?;
         let mut sigterm = sig(SignalKind::terminate())?;
+        let mut sigusr1 = sig(SignalKind::user_defined1())?;
+        let mut report_at = self.report_every.map(|d| Instant::now() + d);
         self.announce(frontend);
         let mut input_open = true;
         let mut linger_at: Option<Instant> = None;
@@ -530,7 +536,7 @@ impl App {
             let timeout = self.node.poll_timeout();
             let paced =
                 (!self.queued.is_empty() && !self.socket_full).then(|| self.pacer.ready_at());
-            let wake = [timeout, linger_at, sync_at, Some(wall_at), paced]
+            let wake = [timeout, linger_at, sync_at, Some(wall_at), paced, report_at]
                 .into_iter()
                 .flatten()
                 .min();
@@ -542,6 +548,7 @@ impl App {
                 tokio::select! {
                     _ = sigint.recv() => Woke::Stop(StopReason::Signal),
                     _ = sigterm.recv() => Woke::Stop(StopReason::Signal),
+                    _ = sigusr1.recv() => Woke::Report,
                     _ = any_ready(&socks, false) => Woke::Readable,
                     _ = any_ready(&senders, true), if self.socket_full => Woke::Writable,
                     cmds = input.recv(), if want_input => Woke::Input(cmds),
@@ -577,8 +584,15 @@ impl App {
                     }
                 }
                 Woke::Timer => self.send_queued(),
+                Woke::Report => self.report(frontend),
             }
             let now = Instant::now();
+            if let (Some(at), Some(every)) = (report_at, self.report_every)
+                && now >= at
+            {
+                self.report(frontend);
+                report_at = Some(now + every);
+            }
             if timeout.is_some_and(|t| t <= now) {
                 self.node.handle_timeout(now);
             }
@@ -946,6 +960,12 @@ impl App {
 
     /// Flushes and syncs the history, shrinks the leases, reports the counters and leaves
     /// the groups.
+    /// Tells the frontend the counters now (SIGUSR1, or the report interval).
+    fn report(&mut self, frontend: &mut dyn Frontend) {
+        let stats = self.node.stats();
+        frontend.event(AppEvent::Stats(&stats));
+    }
+
     fn finish(
         mut self,
         frontend: &mut dyn Frontend,
@@ -989,6 +1009,7 @@ impl App {
 
 enum Woke {
     Stop(StopReason),
+    Report,
     Readable,
     Writable,
     Input(Option<Vec<Command>>),

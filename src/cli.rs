@@ -10,15 +10,22 @@ use lobbycast::proto::ids::DEFAULT_PORT;
 /// Serverless chat for a LAN: each lobby is an IP multicast group, made reliable with
 /// SRM-style repair.
 ///
-/// Today the program runs in pipe mode (--pipe LOBBY): each line of standard input is sent
-/// to the lobby, and every message from another node is printed to standard output as one
-/// JSON object per line. Logs go to standard error (RUST_LOG sets the level).
+/// Pipe mode (--pipe LOBBY): each line of standard input is sent to the lobby, and every
+/// message from another node is printed to standard output as one JSON object per line.
+/// Relay mode (--relay LOBBY...): headless, it bridges its multicast segment and its friends
+/// and serves repairs, logging to standard error. Logs go to standard error (RUST_LOG sets the
+/// level).
 #[derive(Debug, Parser)]
 #[command(name = "lobbycast", version, about, long_about)]
 pub struct Cli {
     /// Pipe mode: send stdin lines to LOBBY, print deliveries as JSON lines on stdout.
-    #[arg(long, value_name = "LOBBY")]
+    #[arg(long, value_name = "LOBBY", conflicts_with = "relay")]
     pub pipe: Option<String>,
+
+    /// Relay mode: join every LOBBY and bridge the multicast segment and the friends in both
+    /// directions, headless, until SIGTERM; counters are logged every minute and on SIGUSR1.
+    #[arg(long, value_name = "LOBBY", num_args = 1..)]
+    pub relay: Vec<String>,
 
     /// Nick shown to others [default: $USER, else "anonymous"].
     #[arg(long, value_name = "NAME")]
@@ -76,8 +83,4 @@ pub struct Cli {
     /// Use no multicast at all: join no group and reach the lobby through friends only.
     #[arg(long)]
     pub no_multicast: bool,
-
-    /// Relay between segments (not built yet).
-    #[arg(long, hide = true)]
-    pub relay: bool,
 }

@@ -10,3 +10,4 @@ pub mod identity;
 pub mod lease;
 pub mod net;
 pub mod pipe;
+pub mod relay;

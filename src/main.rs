@@ -11,6 +11,7 @@ use clap::Parser;
 use lobbycast::app::{App, AppConfig};
 use lobbycast::pipe::{PipeFrontend, spawn_reader};
 use lobbycast::proto::{Config, Lobby, node::check_nick};
+use lobbycast::relay::RelayFrontend;
 use tokio::sync::mpsc;
 use tracing_subscriber::EnvFilter;
 
@@ -28,25 +29,27 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let Some(lobby) = cli.pipe.clone() else {
-        eprintln!(
-            "lobbycast: the terminal interface is not built yet; run `lobbycast --pipe LOBBY` \
-             (see `lobbycast --help`)"
-        );
-        return ExitCode::from(USAGE);
+    let relay = !cli.relay.is_empty();
+    let lobbies = match (&cli.pipe, relay) {
+        (Some(lobby), _) => vec![lobby.clone()],
+        (None, true) => cli.relay.clone(),
+        (None, false) => {
+            eprintln!(
+                "lobbycast: the terminal interface is not built yet; run `lobbycast --pipe \
+                 LOBBY` or `lobbycast --relay LOBBY...` (see `lobbycast --help`)"
+            );
+            return ExitCode::from(USAGE);
+        }
     };
-    if cli.relay {
-        eprintln!("lobbycast: --relay is not built yet");
-        return ExitCode::from(USAGE);
-    }
-    let cfg = match config(&cli, &lobby) {
+    let cfg = match config(&cli, &lobbies, relay) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("lobbycast: {e:#}");
             return ExitCode::from(USAGE);
         }
     };
-    match run_pipe(cfg) {
+    let ran = if relay { run_relay(cfg) } else { run_pipe(cfg) };
+    match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lobbycast: {e:#}");
@@ -55,9 +58,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// How often a relay logs its counters.
+const RELAY_REPORT: Duration = Duration::from_secs(60);
+
 /// Checks the arguments and fills in the defaults.
-fn config(cli: &Cli, lobby: &str) -> Result<AppConfig> {
-    let lobby = Lobby::new(lobby).with_context(|| format!("bad lobby name {lobby:?}"))?;
+fn config(cli: &Cli, names: &[String], relay: bool) -> Result<AppConfig> {
+    let mut lobbies: Vec<Lobby> = Vec::new();
+    for name in names {
+        let lobby = Lobby::new(name).with_context(|| format!("bad lobby name {name:?}"))?;
+        if lobbies.iter().any(|l| l.id == lobby.id) {
+            bail!("lobby {name:?} is named twice");
+        }
+        lobbies.push(lobby);
+    }
     let nick = match &cli.nick {
         Some(n) => n.clone(),
         None => std::env::var("USER")
@@ -76,7 +89,7 @@ fn config(cli: &Cli, lobby: &str) -> Result<AppConfig> {
         None => lobbycast::identity::default_data_dir()?,
     };
     Ok(AppConfig {
-        lobbies: vec![lobby],
+        lobbies,
         nick,
         port: cli.port,
         iface: cli.iface.clone(),
@@ -89,6 +102,7 @@ fn config(cli: &Cli, lobby: &str) -> Result<AppConfig> {
         max_rate: cli.max_rate,
         friends: cli.friends.clone(),
         multicast: !cli.no_multicast,
+        report_every: relay.then_some(RELAY_REPORT),
         core: Config::default(),
     })
 }
@@ -106,6 +120,22 @@ fn run_pipe(cfg: AppConfig) -> Result<()> {
         let mut out = PipeFrontend::new(std::io::stdout().lock());
         let reason = app.run(&mut out, rx).await?;
         tracing::debug!(?reason, "stopped");
+        Ok(())
+    })
+}
+
+fn run_relay(cfg: AppConfig) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async {
+        let app = App::start(cfg)?;
+        // No input: the channel is closed at once, and the relay runs until a signal.
+        let (_, rx) = mpsc::channel(1);
+        let mut out = RelayFrontend;
+        let reason = app.run(&mut out, rx).await?;
+        tracing::info!(?reason, "relay stopped");
         Ok(())
     })
 }

@@ -231,6 +231,41 @@ fn bad_arguments_are_one_line_errors() {
     assert_eq!(code, Some(2));
     assert!(err.contains("nick"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+
+    let (code, err, _) = run(&["--pipe", "x", "--relay", "y"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--relay") && err.contains("--pipe"), "{err}");
+
+    let (code, err, _) = run(&["--relay", "lab", "Lab ", "--iface", "lo"]);
+    assert_eq!(code, Some(2));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("named twice"), "{err}");
+
+    let (code, err, _) = run(&["--pipe", "x", "--iface", "lo", "--friend", "10.0.0.1"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--friend"), "{err}");
+
+    let (code, err, _) = run(&["--pipe", "x", "--iface", "lo", "--friend", "0.0.0.0:4000"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("0.0.0.0:4000"), "{err}");
+}
+
+/// SIGUSR1 makes a pipe node print its counters at once, and it keeps running.
+#[test]
+fn sigusr1_prints_the_counters() {
+    let deadline = Instant::now() + DEADLINE;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = node("ann", &lobby("usr1"), &port(), tmp.path(), &[]);
+    a.wait_joined(deadline);
+    a.signal(libc::SIGUSR1);
+    a.wait_for(deadline, "a stats line", |seen| {
+        seen.iter().any(|v| v["event"] == "stats")
+    });
+    a.signal(libc::SIGTERM);
+    let st = a.wait_exit(deadline);
+    assert!(st.success(), "{st}");
+    assert_eq!(a.events("stats").len(), 2, "one on SIGUSR1, one at exit");
 }
 
 #[test]

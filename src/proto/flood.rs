@@ -56,6 +56,9 @@ pub(crate) struct Partner {
     pub reach: bool,
     /// Consecutive reports that disagree with `reach`.
     streak: u8,
+    /// It was given the recent packets when it started taking part (see
+    /// [`Flood::new_participants`]).
+    caught_up: bool,
     /// Timestamp of its latest group session heard on the group, and when.
     group_session: Option<(u64, Instant)>,
     /// Highest seq it holds per source, from its sessions and the data it sent.
@@ -87,6 +90,10 @@ pub(crate) struct Flood {
     lazy_streak: HashMap<PeerId, (SocketAddr, u32), SeededState>,
     /// Whether this node was the active bridge at the last housekeeping.
     was_active: bool,
+    /// Whether this node bridged the lobby when last asked (see [`Flood::became_bridge`]).
+    was_bridge: bool,
+    /// Whether this node stood by at the last [`Flood::update_role`].
+    was_standby: bool,
     limits: HashMap<PeerId, Bucket, SeededState>,
     hasher: SeededState,
     /// Forward limit: bytes per second and burst.
@@ -105,6 +112,8 @@ impl Flood {
             recent_order: VecDeque::new(),
             lazy_streak: HashMap::with_hasher(hasher),
             was_active: false,
+            was_bridge: false,
+            was_standby: false,
             limits: HashMap::with_hasher(hasher),
             hasher,
             rate,
@@ -150,6 +159,7 @@ impl Flood {
             pull_only: false,
             reach: false,
             streak: 0,
+            caught_up: false,
             group_session: None,
             advertised: HashMap::with_hasher(self.hasher),
         });
@@ -179,6 +189,31 @@ impl Flood {
         self.partners
             .iter()
             .filter(move |p| Self::takes_part(p, now, peer_timeout))
+    }
+
+    /// True once when this node starts bridging the lobby (a first friend takes part): its
+    /// group session should go out at once, so that the segment's bridges find each other
+    /// before they both forward.
+    pub fn became_bridge(&mut self, now: Instant, peer_timeout: Duration) -> bool {
+        let bridge = self.has_participants(now, peer_timeout);
+        let became = bridge && !self.was_bridge;
+        self.was_bridge = bridge;
+        became
+    }
+
+    /// Friends that started taking part since the last call: they are given the lobby's recent
+    /// packets, which nothing announces to a friend that never heard of their sources
+    /// (PROTOCOL.md 7.2).
+    pub fn new_participants(&mut self, now: Instant, peer_timeout: Duration) -> Vec<SocketAddr> {
+        let mut out = Vec::new();
+        for p in &mut self.partners {
+            let part = Self::takes_part(p, now, peer_timeout);
+            if part && !p.caught_up {
+                out.push(p.addr);
+            }
+            p.caught_up = part;
+        }
+        out
     }
 
     /// Whether any friend takes part: this node then bridges the lobby (7.5).
@@ -278,6 +313,36 @@ impl Flood {
         (lazy, mheard)
     }
 
+    /// Whether this node bridges the lobby but another member, with a lower peer id, is the
+    /// active bridge: it stands by (PROTOCOL.md 7.5).
+    pub fn standby(
+        &self,
+        me: PeerId,
+        now: Instant,
+        interval: Duration,
+        peer_timeout: Duration,
+    ) -> bool {
+        self.has_participants(now, peer_timeout)
+            && !self.active_bridge(me, now, interval, peer_timeout)
+    }
+
+    /// Whether this node asked the friend at `addr` to be lazy.
+    pub fn pulls_only(&self, addr: SocketAddr) -> bool {
+        self.partner(addr).is_some_and(|p| p.pull_only)
+    }
+
+    /// A standby bridge takes nothing pushed from its friends (the active bridge brings it to
+    /// the group): it asks every friend to be lazy. Returns those newly asked.
+    pub fn prune_all(&mut self) -> Vec<SocketAddr> {
+        let mut out = Vec::new();
+        for p in &mut self.partners {
+            if !std::mem::replace(&mut p.pull_only, true) {
+                out.push(p.addr);
+            }
+        }
+        out
+    }
+
     /// Whether this node is the lobby's active bridge on its segment (PROTOCOL.md 7.5).
     pub fn active_bridge(
         &self,
@@ -355,16 +420,27 @@ impl Flood {
     }
 
     /// A duplicate of pushed data (not a repair), (`source`, `seq`), came `via`. Returns the
-    /// friend to ask to be lazy now (PlumTree's prune) when one friend pushed what another
-    /// friend brought first (the duplicate's sender), or when the group repeats what a friend
-    /// brought first (that friend: the group carries its traffic already, as at a standby
-    /// bridge). A friend whose push repeats the group is not pruned: it does not know yet that
-    /// multicast reaches this node, and learns it through `mheard` (7.3).
-    pub fn on_duplicate(&mut self, via: Via, source: PeerId, seq: u64) -> Option<SocketAddr> {
-        let first = *self.recent_unicast.get(&(source, seq))?;
+    /// friend to ask to be lazy now (PlumTree's prune):
+    /// - a friend that pushed what another friend brought first (one whose push repeats the
+    ///   group is not: it does not know yet that multicast reaches this node, and learns it
+    ///   through `mheard`, 7.3);
+    /// - when the group repeats what a friend brought first, that friend (the group carries
+    ///   its traffic already, as at a standby bridge), unless this node is the active bridge
+    ///   (`active`): then another member bridges too, before they heard each other.
+    pub fn on_duplicate(
+        &mut self,
+        via: Via,
+        source: PeerId,
+        seq: u64,
+        active: bool,
+        now: Instant,
+        peer_timeout: Duration,
+    ) -> Option<SocketAddr> {
+        let _ = (now, peer_timeout);
+        let first = self.recent_unicast.get(&(source, seq)).copied()?;
         let addr = match via {
             Via::Friend(a) if !same(a, first) => a,
-            Via::Group => first,
+            Via::Group if !active => first,
             _ => return None,
         };
         match self.partner_mut(addr) {
@@ -446,7 +522,7 @@ impl Flood {
     }
 
     /// Housekeeping: a friend silent for three session intervals is not reached any more;
-    /// old bridges are forgotten. Returns the friends to graft (see [`Flood::graft_all`]).
+    /// old bridges are forgotten. Returns the friends to tell at once of a change of role.
     pub fn housekeeping(
         &mut self,
         me: PeerId,
@@ -465,10 +541,31 @@ impl Flood {
         }
         self.bridges
             .retain(|&(_, at)| now.saturating_duration_since(at) < interval * 3);
+        self.update_role(me, now, interval, peer_timeout)
+    }
+
+    /// Follows the election (7.5): a bridge that becomes active grafts its lazy friends, one
+    /// that becomes standby prunes them all. Returns the friends whose link state changed,
+    /// to be told at once with a session.
+    pub fn update_role(
+        &mut self,
+        me: PeerId,
+        now: Instant,
+        interval: Duration,
+        peer_timeout: Duration,
+    ) -> Vec<SocketAddr> {
         let active = self.active_bridge(me, now, interval, peer_timeout);
-        let became = active && !self.was_active;
+        let standby = self.standby(me, now, interval, peer_timeout);
+        let changed = if active && !self.was_active {
+            self.graft_all()
+        } else if standby && !self.was_standby {
+            self.prune_all()
+        } else {
+            Vec::new()
+        };
         self.was_active = active;
-        if became { self.graft_all() } else { Vec::new() }
+        self.was_standby = standby;
+        changed
     }
 }
 

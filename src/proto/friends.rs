@@ -209,9 +209,11 @@ impl Friends {
         // Answer now rather than in up to an interval when the friend may not know yet that
         // we hear it: it does not hear us, or our last hello to it may have had no echo. At
         // most once per answer gap.
-        let answer = (echoes_us.is_none() || came_up)
-            && l.answered_at
-                .is_none_or(|a| now.saturating_duration_since(a) >= t.answer_gap);
+        // Coming up happens once per link: that answer is not held back by the gap.
+        let answer = came_up
+            || (echoes_us.is_none()
+                && l.answered_at
+                    .is_none_or(|a| now.saturating_duration_since(a) >= t.answer_gap));
         if answer {
             l.answered_at = Some(now);
         }

@@ -192,6 +192,7 @@ impl Node {
             for a in graft {
                 state.grafted(&mut self.sh, now, a);
             }
+            state.check_bridge(&mut self.sh, now);
         }
     }
 

@@ -80,79 +80,17 @@ impl Lan {
         let br = lan.bridge_ns();
         ip(&["netns", "add", &br]);
         ip(&["-n", &br, "link", "set", "lo", "up"]);
-        // Snooping off: with no IGMP/MLD querier on this LAN, the bridge simply floods.
-        ip(&[
-            "-n",
-            &br,
-            "link",
-            "add",
-            "br0",
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ]);
-        ip(&["-n", &br, "link", "set", "br0", "up"]);
+        add_bridge(&br, "br0");
         for (i, &loss) in loss_percent.iter().enumerate() {
-            let ns = lan.host_ns(i);
-            ip(&["netns", "add", &ns]);
-            // No duplicate address detection: link-local IPv6 is usable at once.
-            for knob in ["default", "all"] {
-                run(
-                    "ip",
-                    &[
-                        "netns",
-                        "exec",
-                        &ns,
-                        "sysctl",
-                        "-qw",
-                        &format!("net.ipv6.conf.{knob}.accept_dad=0"),
-                    ],
-                    None,
-                );
-            }
-            ip(&["-n", &ns, "link", "set", "lo", "up"]);
-            let port = format!("p{i}");
-            ip(&[
-                "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns",
+            add_host(
+                &lan.host_ns(i),
                 &br,
-            ]);
-            ip(&["-n", &br, "link", "set", &port, "master", "br0", "up"]);
-            ip(&[
-                "-n",
-                &ns,
-                "addr",
-                "add",
+                "br0",
+                &format!("p{i}"),
                 &format!("{}/24", Lan::addr(i)),
-                "dev",
-                "eth0",
-            ]);
-            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
-            // A default route inside the LAN, so that the default interface can be chosen;
-            // nothing is ever sent to the gateway.
-            ip(&[
-                "-n",
-                &ns,
-                "route",
-                "add",
-                "default",
-                "via",
                 "10.99.0.254",
-                "dev",
-                "eth0",
-            ]);
-            if loss > 0 {
-                let rules = format!(
-                    "table inet lbloss {{\n chain input {{\n  \
-                     type filter hook input priority 0; policy accept;\n  \
-                     meta l4proto udp numgen random mod 100 < {loss} drop\n }}\n}}\n"
-                );
-                run(
-                    "ip",
-                    &["netns", "exec", &ns, "nft", "-f", "-"],
-                    Some(&rules),
-                );
-            }
+                loss,
+            );
         }
         lan
     }
@@ -248,6 +186,181 @@ impl Drop for Lan {
         for ns in (0..self.hosts)
             .map(|i| self.host_ns(i))
             .chain([self.bridge_ns()])
+        {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Makes namespace `ns` a host on bridge `bridge` (in namespace `br`): a veth whose bridge end
+/// is `port`, address `cidr`, default route via `gateway`, and `loss` % of incoming UDP dropped
+/// at random (nftables).
+fn add_host(ns: &str, br: &str, bridge: &str, port: &str, cidr: &str, gateway: &str, loss: u32) {
+    ip(&["netns", "add", ns]);
+    // No duplicate address detection: link-local IPv6 is usable at once.
+    for knob in ["default", "all"] {
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{knob}.accept_dad=0"),
+            ],
+            None,
+        );
+    }
+    ip(&["-n", ns, "link", "set", "lo", "up"]);
+    ip(&[
+        "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", port, "netns", br,
+    ]);
+    ip(&["-n", br, "link", "set", port, "master", bridge, "up"]);
+    ip(&["-n", ns, "addr", "add", cidr, "dev", "eth0"]);
+    ip(&["-n", ns, "link", "set", "eth0", "up"]);
+    // A default route, so that the default interface can be chosen (and, behind a router,
+    // so that unicast crosses it).
+    ip(&[
+        "-n", ns, "route", "add", "default", "via", gateway, "dev", "eth0",
+    ]);
+    if loss > 0 {
+        let rules = format!(
+            "table inet lbloss {{\n chain input {{\n  \
+             type filter hook input priority 0; policy accept;\n  \
+             meta l4proto udp numgen random mod 100 < {loss} drop\n }}\n}}\n"
+        );
+        run("ip", &["netns", "exec", ns, "nft", "-f", "-"], Some(&rules));
+    }
+}
+
+/// Makes a bridge `name` with snooping off in namespace `br`: with no IGMP/MLD querier on the
+/// LAN, the bridge simply floods multicast.
+fn add_bridge(br: &str, name: &str) {
+    ip(&[
+        "-n",
+        br,
+        "link",
+        "add",
+        name,
+        "type",
+        "bridge",
+        "mcast_snooping",
+        "0",
+    ]);
+    ip(&["-n", br, "link", "set", name, "up"]);
+}
+
+/// Two LANs, 10.99.0.0/24 and 10.99.1.0/24, each a bridge with its hosts, joined by a router
+/// namespace (10.99.0.254 and 10.99.1.254) that forwards unicast and, like any router without
+/// a multicast routing daemon, no multicast. Removed on drop.
+pub struct RoutedLan {
+    prefix: String,
+    /// How many hosts on each side.
+    pub sides: [usize; 2],
+}
+
+impl RoutedLan {
+    /// `sides[s]` hosts on side `s`, each dropping `loss` % of its incoming UDP.
+    pub fn new(tag: &str, sides: [usize; 2], loss: u32) -> RoutedLan {
+        let lan = RoutedLan {
+            prefix: format!("lbc{}{tag}", std::process::id()),
+            sides,
+        };
+        let br = lan.bridge_ns();
+        ip(&["netns", "add", &br]);
+        ip(&["-n", &br, "link", "set", "lo", "up"]);
+        let rt = lan.router_ns();
+        ip(&["netns", "add", &rt]);
+        ip(&["-n", &rt, "link", "set", "lo", "up"]);
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &rt,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ],
+            None,
+        );
+        for (side, &hosts) in sides.iter().enumerate() {
+            let bridge = format!("br{side}");
+            add_bridge(&br, &bridge);
+            let leg = format!("r{side}");
+            let port = format!("rp{side}");
+            ip(&[
+                "-n", &rt, "link", "add", &leg, "type", "veth", "peer", "name", &port, "netns", &br,
+            ]);
+            ip(&["-n", &br, "link", "set", &port, "master", &bridge, "up"]);
+            ip(&[
+                "-n",
+                &rt,
+                "addr",
+                "add",
+                &format!("10.99.{side}.254/24"),
+                "dev",
+                &leg,
+            ]);
+            ip(&["-n", &rt, "link", "set", &leg, "up"]);
+            for i in 0..hosts {
+                add_host(
+                    &lan.host_ns(side, i),
+                    &br,
+                    &bridge,
+                    &format!("p{side}x{i}"),
+                    &format!("{}/24", RoutedLan::addr(side, i)),
+                    &format!("10.99.{side}.254"),
+                    loss,
+                );
+            }
+        }
+        lan
+    }
+
+    fn bridge_ns(&self) -> String {
+        format!("{}-br", self.prefix)
+    }
+
+    fn router_ns(&self) -> String {
+        format!("{}-rt", self.prefix)
+    }
+
+    /// The namespace of host `i` on side `side`.
+    pub fn host_ns(&self, side: usize, i: usize) -> String {
+        format!("{}-s{side}h{i}", self.prefix)
+    }
+
+    /// The IPv4 address of host `i` on side `side`.
+    pub fn addr(side: usize, i: usize) -> Ipv4Addr {
+        Ipv4Addr::new(
+            10,
+            99,
+            u8::try_from(side).expect("two sides"),
+            u8::try_from(i + 1).expect("at most 253 hosts"),
+        )
+    }
+
+    /// `lobbycast ARGS...` inside host `i` of side `side`.
+    pub fn lobbycast(&self, side: usize, i: usize, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.host_ns(side, i)])
+            .arg(env!("CARGO_BIN_EXE_lobbycast"))
+            .args(args);
+        cmd
+    }
+}
+
+impl Drop for RoutedLan {
+    fn drop(&mut self) {
+        let hosts = (0..2).flat_map(|s| (0..self.sides[s]).map(move |i| (s, i)));
+        for ns in hosts
+            .map(|(s, i)| self.host_ns(s, i))
+            .chain([self.router_ns(), self.bridge_ns()])
         {
             let _ = Command::new("ip")
                 .args(["netns", "del", &ns])

@@ -189,6 +189,11 @@ impl Proc {
     }
 
     /// Texts of the delivered messages.
+    /// Every line seen with when it was read.
+    pub fn seen_with_times(&self) -> impl Iterator<Item = (&Value, Instant)> {
+        self.seen.iter().zip(self.seen_at.iter().copied())
+    }
+
     pub fn message_texts(&self) -> Vec<String> {
         self.events("message")
             .iter()

@@ -161,6 +161,15 @@ impl LobbyState {
             .is_some_and(|p| now.saturating_duration_since(p.last_heard) < sh.cfg.peer_timeout)
     }
 
+    /// Whether `peer`'s own sessions reach this node (on the group or from a friend): it can
+    /// hear this node's requests. A member known only by data that friends forwarded cannot.
+    pub(super) fn in_reach(&self, sh: &Shared, peer: PeerId, now: Instant) -> bool {
+        self.peers
+            .get(&peer)
+            .and_then(|p| p.last_session)
+            .is_some_and(|(_, at)| now.saturating_duration_since(at) < sh.cfg.peer_timeout)
+    }
+
     /// Notes that `peer` was heard; `nick` is known from data and session packets only.
     pub(super) fn touch(
         &mut self,
@@ -232,7 +241,7 @@ impl LobbyState {
             .flood
             .housekeeping(sh.me, now, interval, sh.cfg.peer_timeout)
         {
-            self.grafted(sh, now, addr);
+            self.link_changed(sh, now, addr);
         }
         // A member is silent only when it missed its sessions a few times: the interval grows
         // with the lobby (PROTOCOL.md 6.5).

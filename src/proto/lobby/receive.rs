@@ -67,8 +67,14 @@ impl LobbyState {
             // A friend that pushes what another path brought first is asked to stop
             // (PROTOCOL.md 7.4, lazy links).
             // Repairs answer requests: only pushed data can be redundant.
+            let active = sh.multicast
+                && self
+                    .flood
+                    .active_bridge(sh.me, now, self.session_base(sh), sh.cfg.peer_timeout);
             if repairer.is_none()
-                && let Some(a) = self.flood.on_duplicate(via, src_id, seq)
+                && let Some(a) =
+                    self.flood
+                        .on_duplicate(via, src_id, seq, active, now, sh.cfg.peer_timeout)
             {
                 sh.stats.prunes += 1;
                 self.send_session_to(sh, now, a);
@@ -384,6 +390,8 @@ impl LobbyState {
     /// Sends requests for `seqs` (ascending, all due) of `src_id` and re-arms their timers.
     pub fn send_requests(&mut self, sh: &mut Shared, now: Instant, src_id: PeerId, seqs: &[u64]) {
         let alive = self.alive(sh, src_id, now);
+        // The source is asked to answer first only if it can hear the request.
+        let hint_source = alive && self.in_reach(sh, src_id, now);
         let d = self.dist(sh, src_id);
         let id = self.lobby.id;
         let Some(mut src) = self.sources.get_mut(&src_id) else {
@@ -412,7 +420,7 @@ impl LobbyState {
                 continue;
             }
             retry |= miss.round > 0;
-            let hinted = miss.round < sh.cfg.hinted_rounds && alive;
+            let hinted = miss.round < sh.cfg.hinted_rounds && hint_source;
             if hinted {
                 hinted_seqs.push(seq);
             } else {
@@ -648,16 +656,19 @@ impl LobbyState {
         if !self.flood.has_participants(now, timeout) {
             return ForwardPlan::default();
         }
+        let interval = self.session_base(sh);
         let to_group = matches!(via, Via::Friend(_))
             && sh.multicast
-            && self
-                .flood
-                .active_bridge(sh.me, now, self.session_base(sh), timeout);
+            && self.flood.active_bridge(sh.me, now, interval, timeout);
         let on_segment = match via {
             Via::Group => true,
             Via::Own => sh.multicast,
             Via::Friend(_) => to_group,
         };
+        // A standby bridge leaves what is on its segment to the active one (7.5).
+        if on_segment && sh.multicast && self.flood.standby(sh.me, now, interval, timeout) {
+            return ForwardPlan::default();
+        }
         ForwardPlan {
             to_group,
             friends: self.flood.targets(via, on_segment, now, timeout),
@@ -671,10 +682,30 @@ impl LobbyState {
         self.send_session_to(sh, now, addr);
     }
 
+    /// The bridge's role changed the link to the friend at `addr` (grafted or pruned): tell
+    /// it at once.
+    pub(crate) fn link_changed(
+        &mut self,
+        sh: &mut Shared,
+        now: Instant,
+        addr: std::net::SocketAddr,
+    ) {
+        if self.flood.pulls_only(addr) {
+            sh.stats.prunes += 1;
+        } else {
+            sh.stats.grafts += 1;
+        }
+        self.send_session_to(sh, now, addr);
+    }
+
     /// Sends a packet first held by this node where `plan` says, as a data packet with every
     /// field as its source wrote it.
     pub(super) fn forward(&mut self, sh: &mut Shared, plan: ForwardPlan, data: &Data) {
         let id = self.id();
+        if !plan.is_empty() {
+            let now = sh.now;
+            self.arm_tail(sh, now);
+        }
         if plan.to_group {
             sh.send(id, Body::Data(data.clone()));
         }

@@ -42,10 +42,17 @@ impl LobbyState {
             if first > last || scan == 0 {
                 continue;
             }
-            // Our own gaps in the range: another member asked first, so back off (SRM).
+            // Our own gaps in the range: another member asked first, so back off (SRM). Not
+            // when a friend holds them: the other member's request does not reach it, and
+            // this node is how the group gets them (PROTOCOL.md 7.8).
             let d_src = self.dist(sh, req.source);
             let u = sh.uniform(0.0, 1.0, Duration::from_secs(1)).as_secs_f64();
-            if let Some(src) = self.sources.get_mut(&req.source) {
+            let timeout = sh.cfg.peer_timeout;
+            let friend_holds = self
+                .flood
+                .repair_friend(req.source, first, true, now, timeout)
+                .is_some();
+            if let Some(src) = self.sources.get_mut(&req.source).filter(|_| !friend_holds) {
                 for (&seq, miss) in src.missing.range_mut(first..=last) {
                     if scan == 0 {
                         break;

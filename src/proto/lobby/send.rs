@@ -66,13 +66,7 @@ impl LobbyState {
         }
         sh.dedup.insert(now, msg_id);
         self.newest_shown = self.newest_shown.max(sent_at);
-        self.last_data_at = now;
-        self.tails_sent = 0;
-        if self.tail_at.is_none() {
-            let at = now + sh.cfg.tail_session_delay;
-            self.tail_at = Some(at);
-            sh.timers.push(at, Timer::Tail(self.id()));
-        }
+        self.arm_tail(sh, now);
         Ok(Message {
             lobby: self.id(),
             source: sh.me,
@@ -86,6 +80,18 @@ impl LobbyState {
     }
 
     /// Puts a packet in the repair store it belongs to.
+    /// Data left this node at `now`: tail sessions follow the burst (PROTOCOL.md 6.5), and
+    /// after forwarded data too, since the members it reached hear none of its source's.
+    pub(super) fn arm_tail(&mut self, sh: &mut Shared, now: Instant) {
+        self.last_data_at = now;
+        self.tails_sent = 0;
+        if self.tail_at.is_none() {
+            let at = now + sh.cfg.tail_session_delay;
+            self.tail_at = Some(at);
+            sh.timers.push(at, Timer::Tail(self.id()));
+        }
+    }
+
     pub(super) fn keep(&mut self, me: PeerId, data: Data) {
         if data.source == me {
             self.own.insert(data);

@@ -16,6 +16,11 @@ use crate::proto::wire::{
     Session, flags,
 };
 
+/// Packets of each source given to a friend that starts taking part: the backlog (6.2).
+const CATCH_UP_PER_SOURCE: u64 = 64;
+/// Most packets given to such a friend in all.
+const CATCH_UP_MAX: usize = 256;
+
 impl LobbyState {
     /// New data arrived: report progress within the report delay.
     /// The mean session interval: grows with the members, so that sessions stay a small
@@ -124,6 +129,51 @@ impl LobbyState {
         sh.send_to(Dest::Peer(addr), self.lobby.id, Body::Session(s));
     }
 
+    /// After friends changed: a session at once when this node starts bridging the lobby, so
+    /// that the bridges of one segment elect one before they all forward (PROTOCOL.md 7.5),
+    /// and the recent packets to each friend that starts taking part.
+    pub fn check_bridge(&mut self, sh: &mut Shared, now: Instant) {
+        let timeout = sh.cfg.peer_timeout;
+        if sh.multicast && self.flood.became_bridge(now, timeout) {
+            self.send_session(sh, now);
+        }
+        for addr in self.flood.new_participants(now, timeout) {
+            self.catch_up(sh, addr);
+        }
+    }
+
+    /// Gives the friend at `addr`, which just started taking part, the packets held of the
+    /// latest [`CATCH_UP_PER_SOURCE`] seqs of each source, the most recently active sources
+    /// first, at most [`CATCH_UP_MAX`] in all: what was said before the link came up reaches
+    /// it and the members behind it, as a late joiner's backlog would (6.2).
+    fn catch_up(&mut self, sh: &mut Shared, addr: SocketAddr) {
+        let me = sh.me;
+        let mut sources: Vec<(Instant, PeerId, u64)> = self
+            .sources
+            .iter()
+            .filter_map(|(id, s)| Some((s.last_active, *id, s.top?)))
+            .collect();
+        sources.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let own = self.next_seq.checked_sub(1).map(|t| (me, t));
+        let mut budget = CATCH_UP_MAX;
+        for (src, top) in own
+            .into_iter()
+            .chain(sources.into_iter().map(|(_, id, top)| (id, top)))
+        {
+            let from = top.saturating_sub(CATCH_UP_PER_SOURCE - 1);
+            for seq in from..=top {
+                if budget == 0 {
+                    return;
+                }
+                if let Some(d) = self.held(me, src, seq).cloned() {
+                    budget -= 1;
+                    sh.stats.forwarded += 1;
+                    sh.send_to(Dest::Peer(addr), self.lobby.id, Body::Data(d));
+                }
+            }
+        }
+    }
+
     /// Tells the friends taking part that this node leaves the lobby.
     pub fn say_leaving(&mut self, sh: &mut Shared, now: Instant) {
         let mut s = self.build_session(sh, now);
@@ -209,6 +259,7 @@ impl LobbyState {
                         self.grafted(sh, now, a);
                     }
                 }
+                self.check_bridge(sh, now);
             }
             Via::Own => {}
         }

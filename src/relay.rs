@@ -1,0 +1,64 @@
+//! The relay's frontend (`--relay`): no screen and no input. It joins its lobbies, bridges its
+//! multicast segment and its friends, serves repairs from its history, and says what happens
+//! through `tracing` on standard error: friends and members at `info`, each message at `debug`,
+//! losses at `warn`, and its counters at exit, on SIGUSR1 and every report interval.
+
+use std::io;
+
+use crate::app::{AppEvent, Frontend};
+
+/// Logs the runtime's events; see the module documentation.
+#[derive(Debug, Default)]
+pub struct RelayFrontend;
+
+impl Frontend for RelayFrontend {
+    fn event(&mut self, ev: AppEvent<'_>) {
+        match ev {
+            AppEvent::Joined {
+                lobby,
+                peer,
+                groups,
+                local,
+            } => {
+                tracing::info!(lobby = %lobby.name, %peer, ?groups, ?local, "relaying");
+            }
+            AppEvent::History { .. } | AppEvent::Sent { .. } => {}
+            AppEvent::Message { lobby, msg } => {
+                tracing::debug!(lobby = %lobby.name, nick = %msg.nick, source = %msg.source,
+                    seq = msg.seq, bytes = msg.text.len(), "message");
+            }
+            AppEvent::SendFailed { lobby, error } => {
+                tracing::warn!(lobby = %lobby.name, error, "send failed");
+            }
+            AppEvent::PeerJoined { lobby, peer, nick } => {
+                tracing::info!(lobby = %lobby.name, %peer, nick, "member joined");
+            }
+            AppEvent::PeerLeft { lobby, peer } => {
+                tracing::info!(lobby = %lobby.name, %peer, "member left");
+            }
+            // The runtime warns of losses and the core logs friend links already.
+            AppEvent::Lost { .. } | AppEvent::FriendUp { .. } | AppEvent::FriendDown { .. } => {}
+            AppEvent::Stats(s) => {
+                tracing::info!(
+                    delivered = s.delivered,
+                    forwarded = s.forwarded,
+                    recovered = s.recovered,
+                    lost = s.lost,
+                    requests_sent = s.requests_sent,
+                    repairs_sent = s.repairs_sent,
+                    datagrams_in = s.datagrams_in,
+                    datagrams_out = s.datagrams_out,
+                    bytes_in = s.bytes_in,
+                    bytes_out = s.bytes_out,
+                    forward_throttled = s.forward_throttled,
+                    unicast_refused = s.unicast_refused,
+                    "counters"
+                );
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
