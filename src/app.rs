@@ -163,7 +163,16 @@ pub enum AppEvent<'a> {
         /// Its nick.
         nick: &'a str,
     },
-    /// A member was not heard for the peer timeout.
+    /// A member changed its nick.
+    NickChanged {
+        /// Where.
+        lobby: &'a Lobby,
+        /// Who.
+        peer: PeerId,
+        /// Its new nick.
+        nick: &'a str,
+    },
+    /// A member left, or was not heard for the peer timeout.
     PeerLeft {
         /// Where.
         lobby: &'a Lobby,
@@ -819,6 +828,15 @@ impl App {
                 Event::PeerJoined { lobby, peer, nick } => {
                     if let Some(i) = lobby_of(lobby) {
                         frontend.event(AppEvent::PeerJoined {
+                            lobby: &self.lobbies[i].lobby,
+                            peer,
+                            nick: &nick,
+                        });
+                    }
+                }
+                Event::NickChanged { lobby, peer, nick } => {
+                    if let Some(i) = lobby_of(lobby) {
+                        frontend.event(AppEvent::NickChanged {
                             lobby: &self.lobbies[i].lobby,
                             peer,
                             nick: &nick,

@@ -174,6 +174,12 @@ impl<W: Write> Frontend for PipeFrontend<W> {
                 peer: Hex(peer.0),
                 nick: Some(nick),
             }),
+            AppEvent::NickChanged { lobby, peer, nick } => self.line(&PeerLine {
+                event: "nick",
+                lobby: &lobby.name,
+                peer: Hex(peer.0),
+                nick: Some(nick),
+            }),
             AppEvent::PeerLeft { lobby, peer } => self.line(&PeerLine {
                 event: "peer_left",
                 lobby: &lobby.name,

@@ -33,6 +33,9 @@ impl Frontend for RelayFrontend {
             AppEvent::PeerJoined { lobby, peer, nick } => {
                 tracing::info!(lobby = %lobby.name, %peer, nick, "member joined");
             }
+            AppEvent::NickChanged { lobby, peer, nick } => {
+                tracing::info!(lobby = %lobby.name, %peer, nick, "nick changed");
+            }
             AppEvent::PeerLeft { lobby, peer } => {
                 tracing::info!(lobby = %lobby.name, %peer, "member left");
             }

@@ -219,3 +219,48 @@ fn relayed_chats_recover_every_loss_across_seeds() {
         sim.assert_exactly_once();
     }
 }
+
+/// Members that reach each other only through friends know of each other from heartbeats
+/// (PROTOCOL.md 7.6): who is there before anyone speaks, nick changes, and leaving, at once.
+#[test]
+fn heartbeats_tell_who_is_there_beyond_one_hop() {
+    use lobbycast::proto::Event;
+    let mut sim = sim(4, 25, lossy(0.0));
+    for i in 0..4 {
+        sim.set_segment(i, None);
+    }
+    for i in 0..3 {
+        sim.befriend(i, i + 1);
+    }
+    let lobby = sim.lobby.id;
+    // Links come up within a hello interval; the next heartbeats cross the chain.
+    let cfg = sim.node(0).config().clone();
+    sim.run_for(cfg.hello_interval + cfg.heartbeat_interval + Duration::from_secs(5));
+    let far = sim.node(3).peer_id();
+    let members: Vec<_> = sim.node(0).members(lobby);
+    assert!(
+        members.iter().any(|(p, n)| *p == far && n == "n3"),
+        "node 0 knows node 3, three hops away, before it spoke: {members:?}"
+    );
+    // A presence that only heartbeats keep up outlives the peer timeout.
+    sim.run_for(cfg.peer_timeout * 2);
+    assert!(sim.node(0).members(lobby).iter().any(|(p, _)| *p == far));
+    sim.set_nick(3, "dora");
+    sim.run_for(Duration::from_millis(100));
+    assert!(
+        sim.events(0)
+            .iter()
+            .any(|e| matches!(e, Event::NickChanged { peer, nick, .. }
+            if *peer == far && nick == "dora")),
+        "node 0 heard the nick change"
+    );
+    sim.leave(3);
+    sim.run_for(Duration::from_millis(100));
+    assert!(
+        sim.events(0)
+            .iter()
+            .any(|e| matches!(e, Event::PeerLeft { peer, .. } if *peer == far)),
+        "node 0 heard node 3 leave at once"
+    );
+    assert!(!sim.node(0).members(lobby).iter().any(|(p, _)| *p == far));
+}

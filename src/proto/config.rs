@@ -119,6 +119,10 @@ pub struct Config {
     pub peer_timeout: Duration,
     /// Most peers tracked per lobby (each costs distance and source state).
     pub max_peers: usize,
+    /// Interval of a member's heartbeats (PROTOCOL.md 7.6).
+    pub heartbeat_interval: Duration,
+    /// A member known by heartbeats is gone after this without one (or anything else).
+    pub presence_timeout: Duration,
     /// Interval of hellos to each friend (PROTOCOL.md 7.1).
     pub hello_interval: Duration,
     /// A friend not heard (or not hearing us) this long is down.
@@ -185,6 +189,8 @@ impl Default for Config {
             reassembly_timeout: Duration::from_secs(30),
             peer_timeout: Duration::from_secs(30),
             max_peers: 1024,
+            heartbeat_interval: Duration::from_secs(30),
+            presence_timeout: Duration::from_secs(90),
             hello_interval: Duration::from_secs(5),
             link_timeout: Duration::from_secs(15),
             hello_answer_gap: Duration::from_millis(250),

@@ -19,7 +19,17 @@ pub enum Event {
         /// Its nick as last heard.
         nick: String,
     },
-    /// A member was not heard for the peer timeout.
+    /// A member changed its nick.
+    NickChanged {
+        /// Where.
+        lobby: LobbyId,
+        /// Who.
+        peer: PeerId,
+        /// Its new nick.
+        nick: String,
+    },
+    /// A member left (its heartbeat said so), or was not heard for the peer timeout (and, if
+    /// it sent heartbeats, the presence timeout).
     PeerLeft {
         /// Where.
         lobby: LobbyId,

@@ -130,9 +130,14 @@ impl Node {
         &self.sh.nick
     }
 
-    /// Changes the nick used from now on.
-    pub fn set_nick(&mut self, nick: &str) -> Result<(), NickError> {
+    /// Changes the nick used from now on; members hear of it at once through heartbeats
+    /// (PROTOCOL.md 7.6).
+    pub fn set_nick(&mut self, now: Instant, nick: &str) -> Result<(), NickError> {
+        self.tick(now);
         self.sh.nick = check_nick(nick)?;
+        for state in self.lobbies.values_mut() {
+            state.send_heartbeat(&mut self.sh, now, false);
+        }
         Ok(())
     }
 
@@ -170,6 +175,7 @@ impl Node {
         if let Some(mut state) = self.lobbies.remove(&lobby) {
             let now = self.sh.now;
             state.say_leaving(&mut self.sh, now);
+            state.send_heartbeat(&mut self.sh, now, true);
         }
     }
 
@@ -400,7 +406,7 @@ impl Node {
                 }
                 Body::Session(s) => state.on_session(sh, now, s, via),
                 Body::Request(r) => state.on_request(sh, now, r, via),
-                Body::Heartbeat(_) => sh.stats.unsupported_kind += 1,
+                Body::Heartbeat(h) => state.on_heartbeat(sh, now, h, via),
             }
             state.credit_source(sh, sender, share);
         }
@@ -472,6 +478,11 @@ impl Node {
                 Timer::Flow(l) => {
                     if let Some(s) = self.lobbies.get_mut(&l) {
                         s.on_flow_timer(sh, now, at);
+                    }
+                }
+                Timer::Heartbeat(l) => {
+                    if let Some(s) = self.lobbies.get_mut(&l) {
+                        s.on_heartbeat_timer(sh, now, at);
                     }
                 }
             }
@@ -562,6 +573,7 @@ impl Node {
                 | Timer::Tail(l)
                 | Timer::Report(l)
                 | Timer::Flow(l)
+                | Timer::Heartbeat(l)
                 | Timer::HoldBack(l, _) => self
                     .lobbies
                     .get(&l)

@@ -59,6 +59,8 @@ pub struct Stats {
     pub repairs_sent: u64,
     /// Presence heartbeats sent.
     pub heartbeats_sent: u64,
+    /// Presence heartbeats heard (once each).
+    pub heartbeats_heard: u64,
     /// Unicast datagrams from addresses that are not friends, dropped.
     pub unicast_refused: u64,
     /// Hellos sent to friends.
@@ -130,6 +132,7 @@ impl std::ops::AddAssign<&Stats> for Stats {
             requests_sent,
             repairs_sent,
             heartbeats_sent,
+            heartbeats_heard,
             unicast_refused,
             hellos_sent,
             hellos_heard,
@@ -177,6 +180,7 @@ impl std::ops::AddAssign<&Stats> for Stats {
         self.requests_sent += requests_sent;
         self.repairs_sent += repairs_sent;
         self.heartbeats_sent += heartbeats_sent;
+        self.heartbeats_heard += heartbeats_heard;
         self.unicast_refused += unicast_refused;
         self.hellos_sent += hellos_sent;
         self.hellos_heard += hellos_heard;

@@ -27,6 +27,8 @@ pub enum Timer {
     Report(LobbyId),
     /// Re-check of a full flow window: a member that holds it back may time out.
     Flow(LobbyId),
+    /// This node's next heartbeat in a lobby.
+    Heartbeat(LobbyId),
     /// Expiry of peers, hold-downs, reassemblies.
     Housekeeping,
 }

@@ -246,6 +246,8 @@ struct SimNode {
     own: Vec<u32>,
     /// Input not yet taken by the core.
     bulk: VecDeque<String>,
+    /// Events other than messages, lost packets and writability (members, friends), in order.
+    events: Vec<Event>,
     report: NodeReport,
 }
 
@@ -394,6 +396,7 @@ impl Sim {
                     messages: Vec::new(),
                     own: Vec::new(),
                     bulk: VecDeque::new(),
+                    events: Vec::new(),
                     report: NodeReport::default(),
                 }
             })
@@ -566,6 +569,26 @@ impl Sim {
         self.nodes[i].segment = segment;
     }
 
+    /// Events of node `i` other than messages, losses and writability, in order.
+    pub fn events(&self, i: usize) -> &[Event] {
+        &self.nodes[i].events
+    }
+
+    /// Node `i` leaves the lobby (it stays in the network, and is no longer a receiver).
+    pub fn leave(&mut self, i: usize) {
+        let id = self.lobby.id;
+        self.nodes[i].node.leave(id);
+        self.nodes[i].joined = false;
+        self.after_input(i);
+    }
+
+    /// Node `i` changes its nick.
+    pub fn set_nick(&mut self, i: usize, nick: &str) {
+        let now = self.now;
+        self.nodes[i].node.set_nick(now, nick).unwrap();
+        self.after_input(i);
+    }
+
     /// Makes nodes `a` and `b` friends of each other (PROTOCOL.md 7.1).
     pub fn befriend(&mut self, a: usize, b: usize) {
         let now = self.now;
@@ -643,7 +666,7 @@ impl Sim {
                         self.nodes[i].report.writable += 1;
                         writable = true;
                     }
-                    _ => {}
+                    other => self.nodes[i].events.push(other),
                 }
             }
             // A Writable after input that made no progress waits for the next step, so that

@@ -3,6 +3,7 @@
 //! [`session`] (session messages and progress reports); this module holds the state they
 //! share and the members.
 
+mod presence;
 mod receive;
 mod repair;
 mod send;
@@ -62,6 +63,8 @@ struct Peer {
     last_session: Option<(u64, Instant)>,
     /// Bytes of repairs its requests may still draw from this node (PROTOCOL.md 6.3).
     credit: u64,
+    /// When its last heartbeat came (PROTOCOL.md 7.6).
+    heartbeat_at: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -82,6 +85,8 @@ pub(crate) struct LobbyState {
     /// Requests for these are ignored until the instant given.
     hold_down: HashMap<(PeerId, u64), Instant, SeededState>,
     session_at: Instant,
+    /// When this node's next heartbeat is due.
+    heartbeat_at: Instant,
     tail_at: Option<Instant>,
     /// Tail sessions sent since the last data.
     tails_sent: u32,
@@ -113,6 +118,8 @@ impl LobbyState {
         let h = || key;
         let session_at = now + sh.uniform(0.0, 1.0, Duration::from_millis(100));
         sh.timers.push(session_at, Timer::Session(lobby.id));
+        let heartbeat_at = now + sh.uniform(0.0, 1.0, presence::FIRST_HEARTBEAT);
+        sh.timers.push(heartbeat_at, Timer::Heartbeat(lobby.id));
         LobbyState {
             next_seq: first_seq,
             own: OwnStore::new(sh.cfg.own_store_packets, sh.cfg.own_store_bytes),
@@ -129,6 +136,7 @@ impl LobbyState {
             repairs: HashMap::with_hasher(h()),
             hold_down: HashMap::with_hasher(h()),
             session_at,
+            heartbeat_at,
             tail_at: None,
             tails_sent: 0,
             last_data_at: now,
@@ -184,6 +192,11 @@ impl LobbyState {
                 && p.nick != n
             {
                 p.nick = n.to_owned();
+                sh.emit(Event::NickChanged {
+                    lobby: self.lobby.id,
+                    peer,
+                    nick: n.to_owned(),
+                });
             }
             return;
         }
@@ -200,6 +213,7 @@ impl LobbyState {
                 distance: None,
                 credit: 0,
                 last_session: None,
+                heartbeat_at: None,
             },
         );
         sh.emit(Event::PeerJoined {
@@ -230,6 +244,7 @@ impl LobbyState {
             Timer::HoldBack(_, src) => self.sources.get(&src).is_some_and(|s| s.hold == Some(at)),
             Timer::Report(_) => self.report_at == Some(at),
             Timer::Flow(_) => self.flow.check_at == Some(at),
+            Timer::Heartbeat(_) => self.heartbeat_at == at,
             Timer::Housekeeping => false,
         }
     }
@@ -248,11 +263,10 @@ impl LobbyState {
         let silent = sh.cfg.flow_timeout.max(self.session_base(sh) * 3);
         self.flow.set_silent(silent);
         self.flow.expire(now, silent * 10);
-        let timeout = sh.cfg.peer_timeout;
         let gone: Vec<PeerId> = self
             .peers
             .iter()
-            .filter(|(_, p)| now.saturating_duration_since(p.last_heard) >= timeout)
+            .filter(|(_, p)| Self::is_gone(sh, now, p))
             .map(|(id, _)| *id)
             .collect();
         for peer in gone {

@@ -638,9 +638,9 @@ const FORWARD_OVERHEAD: usize = 60;
 #[derive(Debug, Default)]
 pub(super) struct ForwardPlan {
     /// Onto the group: it came by unicast and this node is the active bridge.
-    to_group: bool,
+    pub(super) to_group: bool,
     /// By unicast to these friends.
-    friends: Vec<std::net::SocketAddr>,
+    pub(super) friends: Vec<std::net::SocketAddr>,
 }
 
 impl ForwardPlan {
