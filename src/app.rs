@@ -62,6 +62,9 @@ pub struct AppConfig {
     pub multicast: bool,
     /// Report the counters this often (the relay), besides at exit and on SIGUSR1.
     pub report_every: Option<Duration>,
+    /// `--unlisted`: the lobbies are not named to friends; friends in them find this node
+    /// through the challenge (PROTOCOL.md 7.7).
+    pub unlisted: bool,
     /// The protocol core's parameters.
     pub core: Config,
 }
@@ -196,6 +199,15 @@ pub enum AppEvent<'a> {
         peer: PeerId,
         /// Its nick.
         nick: &'a str,
+    },
+    /// A friend started taking part in a lobby with this node.
+    FriendInLobby {
+        /// Where.
+        lobby: &'a Lobby,
+        /// The friend's address.
+        addr: SocketAddr,
+        /// Its peer id.
+        peer: PeerId,
     },
     /// A friend link went down.
     FriendDown {
@@ -443,6 +455,9 @@ impl App {
                 all_groups.push(sock);
             }
             node.join(now, lobby, lease.next());
+            if cfg.unlisted {
+                node.set_listed(now, lobby.id, false);
+            }
             for (m, _) in &got.messages {
                 node.restore(now, m);
             }
@@ -875,6 +890,17 @@ impl App {
                 }
                 Event::FriendDown { addr, peer } => {
                     frontend.event(AppEvent::FriendDown { addr, peer });
+                }
+                Event::FriendInLobby { lobby, addr, peer } => {
+                    if let Some(i) = lobby_of(lobby) {
+                        tracing::info!(lobby = %self.lobbies[i].lobby.name, friend = %addr,
+                            "friend takes part");
+                        frontend.event(AppEvent::FriendInLobby {
+                            lobby: &self.lobbies[i].lobby,
+                            addr,
+                            peer,
+                        });
+                    }
                 }
                 // Input is retried on every wakeup; the event only says when it can succeed.
                 Event::Writable { .. } => {}

@@ -83,4 +83,10 @@ pub struct Cli {
     /// Use no multicast at all: join no group and reach the lobby through friends only.
     #[arg(long)]
     pub no_multicast: bool,
+
+    /// Do not name the lobbies to friends. A friend in the same lobby finds this node through
+    /// the challenge, once each has seen the other's messages (on the segment, or through
+    /// other friends); a friend outside it learns nothing.
+    #[arg(long)]
+    pub unlisted: bool,
 }

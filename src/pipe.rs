@@ -108,6 +108,14 @@ struct FriendLine<'a> {
 }
 
 #[derive(Serialize)]
+struct FriendLobbyLine<'a> {
+    event: &'static str,
+    lobby: &'a str,
+    addr: SocketAddr,
+    peer: Hex,
+}
+
+#[derive(Serialize)]
 struct JoinedLine<'a> {
     event: &'static str,
     lobby: &'a str,
@@ -209,6 +217,12 @@ impl<W: Write> Frontend for PipeFrontend<W> {
                 state: "down",
                 peer: peer.map(|p| Hex(p.0)),
                 nick: None,
+            }),
+            AppEvent::FriendInLobby { lobby, addr, peer } => self.line(&FriendLobbyLine {
+                event: "friend_lobby",
+                lobby: &lobby.name,
+                addr,
+                peer: Hex(peer.0),
             }),
             AppEvent::Stats(s) => self.line(&stats_line(s)),
         }

@@ -40,7 +40,10 @@ impl Frontend for RelayFrontend {
                 tracing::info!(lobby = %lobby.name, %peer, "member left");
             }
             // The runtime warns of losses and the core logs friend links already.
-            AppEvent::Lost { .. } | AppEvent::FriendUp { .. } | AppEvent::FriendDown { .. } => {}
+            AppEvent::Lost { .. }
+            | AppEvent::FriendUp { .. }
+            | AppEvent::FriendDown { .. }
+            | AppEvent::FriendInLobby { .. } => {}
             AppEvent::Stats(s) => {
                 tracing::info!(
                     delivered = s.delivered,

@@ -264,3 +264,52 @@ fn heartbeats_tell_who_is_there_beyond_one_hop() {
     );
     assert!(!sim.node(0).members(lobby).iter().any(|(p, _)| *p == far));
 }
+
+/// The challenge (PROTOCOL.md 7.7): nodes 0 and 1 share an unlisted lobby, which they never
+/// name to each other, and hear each other on their segment; node 2, a friend of node 0
+/// elsewhere, is not in it. Node 0's challenge makes node 1 take part with it, not node 2;
+/// then multicast fails for node 1 and the two go on through their friend link.
+#[test]
+fn the_challenge_finds_a_shared_unlisted_lobby_and_only_that() {
+    let cfg = node_config(&lossy(0.0));
+    let mut sim = Sim::with_joined(3, 26, lossy(0.0), cfg, 2);
+    sim.set_segment(2, Some(1));
+    for i in 0..2 {
+        sim.set_listed(i, false);
+    }
+    sim.befriend(0, 1);
+    sim.befriend(0, 2);
+    sim.run_for(Duration::from_secs(6));
+    assert_eq!(sim.node(0).stats().forwarded, 0, "nobody takes part yet");
+    for k in 0..25 {
+        sim.send(1, &format!("before {k}"));
+        sim.run_for(Duration::from_millis(50));
+    }
+    sim.run_for(Duration::from_secs(2));
+    let (a, c, b) = (
+        sim.node(0).stats(),
+        sim.node(1).stats(),
+        sim.node(2).stats(),
+    );
+    assert!(a.challenges_sent >= 2, "node 0 challenged both friends");
+    assert_eq!(c.challenge_matches, 1, "node 1 recognised the lobby");
+    assert_eq!(b.challenges_heard, 1, "node 2 evaluated the challenge");
+    assert_eq!(b.challenge_matches, 0, "node 2 is not in the lobby");
+    // Node 1 loses multicast: the lobby goes on between the two friends.
+    sim.set_segment(1, None);
+    for k in 0..10 {
+        sim.send(0, &format!("after {k} from 0"));
+        sim.send(1, &format!("after {k} from 1"));
+        sim.run_for(Duration::from_millis(50));
+    }
+    assert!(
+        sim.run_until_delivered(Duration::from_secs(20)),
+        "{}",
+        sim.missing_report()
+    );
+    sim.assert_exactly_once();
+    assert!(
+        sim.node(1).stats().forwarded > 0,
+        "node 1 pushed to its friend"
+    );
+}

@@ -37,8 +37,20 @@ fn unicast(i: usize) -> String {
 
 /// `lobbycast --pipe` in host `i`, bound to its unicast address, with `friends`.
 fn node(lan: &Lan, i: usize, lobby: &str, dir: &Path, friends: &[usize]) -> Proc {
+    node_with(lan, i, lobby, dir, friends, &[])
+}
+
+fn node_with(
+    lan: &Lan,
+    i: usize,
+    lobby: &str,
+    dir: &Path,
+    friends: &[usize],
+    extra: &[&str],
+) -> Proc {
     let name = format!("h{i}");
-    let mut args = vec!["--bind".to_owned(), unicast(i)];
+    let mut args: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+    args.extend(["--bind".to_owned(), unicast(i)]);
     for &f in friends {
         args.push("--friend".into());
         args.push(unicast(f));
@@ -174,4 +186,70 @@ fn multicast_that_fails_midway_and_returns() {
     }
     let forwarded: u64 = stats.iter().map(|s| s["forwarded"].as_u64().unwrap()).sum();
     assert!(forwarded > 0, "host 2 was reached through its friends");
+}
+
+/// The challenge on real processes: hosts 0 and 1 are friends and share an unlisted lobby that
+/// they never name to each other; host 2, a friend of host 0, is in another lobby. After host 0
+/// has heard enough of host 1 on the segment, its challenge makes host 1 take part with it,
+/// while host 2 learns nothing; when multicast then fails for host 1, the two go on through
+/// their friend link, nothing lost.
+#[test]
+fn two_friends_find_their_unlisted_lobby_through_the_challenge() {
+    if skip_unless_possible() {
+        return;
+    }
+    let lan = Lan::new("fx", &[0; 3]);
+    let deadline = Instant::now() + DEADLINE;
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = "back-room";
+    let mut a = node_with(&lan, 0, secret, tmp.path(), &[1, 2], &["--unlisted"]);
+    let mut c = node_with(&lan, 1, secret, tmp.path(), &[0], &["--unlisted"]);
+    let mut b = node_with(&lan, 2, "elsewhere", tmp.path(), &[0], &["--unlisted"]);
+    for p in [&mut a, &mut c, &mut b] {
+        p.wait_joined(deadline);
+    }
+    wait_links(&mut a, 2, deadline);
+    wait_links(&mut c, 1, deadline);
+    wait_links(&mut b, 1, deadline);
+    let texts = |who: &str, range: std::ops::Range<usize>| -> Vec<String> {
+        range.map(|k| format!("{who} says {k}")).collect()
+    };
+    // Enough messages for host 0 to challenge (every 20 it receives).
+    c.send_lines(texts("c", 0..25));
+    let want: HashSet<String> = texts("c", 0..25).into_iter().collect();
+    a.wait_for(deadline, "host 1's messages", |s| has_all(s, &want));
+    // The challenge and its answer take a round trip: host 0 says when host 1 takes part.
+    a.wait_for(deadline, "host 1 taking part", |s| {
+        s.iter()
+            .any(|v| v["event"] == "friend_lobby" && v["lobby"] == secret)
+    });
+    lan.block_multicast(1);
+    a.send_lines(texts("a", 0..10));
+    c.send_lines(texts("c", 25..35));
+    let want_a: HashSet<String> = texts("c", 0..35).into_iter().collect();
+    let want_c: HashSet<String> = texts("a", 0..10).into_iter().collect();
+    a.wait_for(deadline, "host 1's messages after multicast failed", |s| {
+        has_all(s, &want_a)
+    });
+    c.wait_for(deadline, "host 0's messages after multicast failed", |s| {
+        has_all(s, &want_c)
+    });
+    let mut procs = vec![a, c, b];
+    let stats = stop(&mut procs, deadline);
+    assert_exactly_once(&procs[0], &want_a);
+    assert_exactly_once(&procs[1], &want_c);
+    assert!(
+        stats[0]["challenges_sent"].as_u64().unwrap() >= 2,
+        "host 0 challenged both"
+    );
+    assert_eq!(
+        stats[1]["challenge_matches"], 1,
+        "host 1 recognised the lobby"
+    );
+    assert!(stats[2]["challenges_heard"].as_u64().unwrap() >= 1);
+    assert_eq!(stats[2]["challenge_matches"], 0, "host 2 is not in it");
+    assert!(
+        procs[2].events("message").is_empty(),
+        "host 2 saw nothing of it"
+    );
 }

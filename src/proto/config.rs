@@ -119,6 +119,9 @@ pub struct Config {
     pub peer_timeout: Duration,
     /// Most peers tracked per lobby (each costs distance and source state).
     pub max_peers: usize,
+    /// A progress report held back by a gap is repeated after this, once the source has sent
+    /// a report stride more (PROTOCOL.md 6.9).
+    pub report_repeat: Duration,
     /// Interval of a member's heartbeats (PROTOCOL.md 7.6).
     pub heartbeat_interval: Duration,
     /// A member known by heartbeats is gone after this without one (or anything else).
@@ -189,6 +192,7 @@ impl Default for Config {
             reassembly_timeout: Duration::from_secs(30),
             peer_timeout: Duration::from_secs(30),
             max_peers: 1024,
+            report_repeat: Duration::from_millis(100),
             heartbeat_interval: Duration::from_secs(30),
             presence_timeout: Duration::from_secs(90),
             hello_interval: Duration::from_secs(5),

@@ -61,6 +61,16 @@ pub enum Event {
         /// Its peer id, if one was heard.
         peer: Option<PeerId>,
     },
+    /// A friend started taking part in a lobby with this node (PROTOCOL.md 7.2): lobby traffic
+    /// flows between them from now on.
+    FriendInLobby {
+        /// Where.
+        lobby: LobbyId,
+        /// The friend's unicast address.
+        addr: SocketAddr,
+        /// Its peer id.
+        peer: PeerId,
+    },
     /// A lobby whose flow-control window was full (a send failed with
     /// [`crate::proto::SendError::WindowFull`]) can take messages again.
     Writable {

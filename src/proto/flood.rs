@@ -204,16 +204,38 @@ impl Flood {
     /// Friends that started taking part since the last call: they are given the lobby's recent
     /// packets, which nothing announces to a friend that never heard of their sources
     /// (PROTOCOL.md 7.2).
-    pub fn new_participants(&mut self, now: Instant, peer_timeout: Duration) -> Vec<SocketAddr> {
+    pub fn new_participants(
+        &mut self,
+        now: Instant,
+        peer_timeout: Duration,
+    ) -> Vec<(SocketAddr, PeerId)> {
         let mut out = Vec::new();
         for p in &mut self.partners {
             let part = Self::takes_part(p, now, peer_timeout);
             if part && !p.caught_up {
-                out.push(p.addr);
+                out.push((p.addr, p.peer));
             }
             p.caught_up = part;
         }
         out
+    }
+
+    /// Friends whose link is up but that do not take part: whom to challenge (7.7).
+    pub fn outsiders(&self, now: Instant, peer_timeout: Duration) -> Vec<(SocketAddr, PeerId)> {
+        self.partners
+            .iter()
+            .filter(|p| !Self::takes_part(p, now, peer_timeout))
+            .map(|p| (p.addr, p.peer))
+            .collect()
+    }
+
+    /// The friend at `addr` answered or matched a challenge: it takes part from now on
+    /// (until the peer timeout, renewed by its sessions).
+    pub fn accept(&mut self, addr: SocketAddr, now: Instant) {
+        if let Some(p) = self.partner_mut(addr) {
+            p.session_at = Some(now);
+            p.left = false;
+        }
     }
 
     /// Whether any friend takes part: this node then bridges the lobby (7.5).
@@ -271,7 +293,9 @@ impl Flood {
     }
 
     /// A session heard on the group: remember a friend's timestamp for `mheard`, and bridges.
-    pub fn on_group_session(&mut self, s: &Session, now: Instant) {
+    /// True when it is the first bridge heard (members then start their heartbeats, 7.6).
+    pub fn on_group_session(&mut self, s: &Session, now: Instant) -> bool {
+        let none_before = self.bridges.is_empty();
         if let Some(p) = self.partners.iter_mut().find(|p| p.peer == s.sender) {
             p.group_session = Some((s.timestamp, now));
         }
@@ -285,6 +309,13 @@ impl Flood {
                 }
             }
         }
+        none_before && !self.bridges.is_empty()
+    }
+
+    /// Whether presence must travel beyond sessions: a friend takes part, or a bridge on the
+    /// group carries this segment's traffic to friends (7.6).
+    pub fn beyond_one_hop(&self, now: Instant, peer_timeout: Duration) -> bool {
+        !self.bridges.is_empty() || self.has_participants(now, peer_timeout)
     }
 
     /// This node sent a group session stamped `ts`.

@@ -12,6 +12,9 @@ use super::wire::{Hello, HelloEcho, MAX_HELLO_LOBBIES};
 /// Most friends of a node (PROTOCOL.md 5).
 pub const MAX_FRIENDS: usize = 64;
 
+/// Hello interval while a link is not up (PROTOCOL.md 7.1).
+const HANDSHAKE_RETRY: Duration = Duration::from_secs(1);
+
 /// Why a friend could not be added.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FriendError {
@@ -78,6 +81,8 @@ pub(crate) struct FriendLink {
     answered_at: Option<Instant>,
     /// The listed lobbies its latest hello named.
     pub lobbies: Vec<LobbyId>,
+    /// When a challenge of its was last evaluated (7.7).
+    pub challenged_at: Option<Instant>,
 }
 
 /// The friend table.
@@ -117,6 +122,7 @@ impl Friends {
             next_hello: now,
             answered_at: None,
             lobbies: Vec::new(),
+            challenged_at: None,
         });
         Ok(())
     }
@@ -220,12 +226,19 @@ impl Friends {
         (change, answer)
     }
 
-    /// Links whose hello is due at `now`; their next one is scheduled an interval on.
+    /// Links whose hello is due at `now`; their next one is scheduled an interval on, or a
+    /// second on while the link is not up, so that a handshake that lost a hello completes
+    /// in about a second rather than an interval.
     pub fn due(&mut self, t: LinkTiming, now: Instant) -> Vec<SocketAddr> {
         let mut out = Vec::new();
         for l in &mut self.links {
             if l.next_hello <= now {
-                l.next_hello = now + t.hello_interval;
+                let wait = if l.up {
+                    t.hello_interval
+                } else {
+                    t.hello_interval.min(HANDSHAKE_RETRY)
+                };
+                l.next_hello = now + wait;
                 out.push(l.addr);
             }
         }

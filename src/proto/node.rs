@@ -25,6 +25,9 @@ use super::stats::Stats;
 use super::timers::{Timer, Timers};
 use super::wire::{self, Body, Decoded, Link, MAX_HELLO_LOBBIES, MAX_NICK};
 
+/// Least time between two evaluated challenges of one friend (PROTOCOL.md 7.7).
+const CHALLENGE_GAP: Duration = Duration::from_secs(5);
+
 /// How often peers, hold-downs and reassemblies are expired.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
@@ -190,7 +193,8 @@ impl Node {
         for state in self.lobbies.values_mut() {
             let graft = match &link {
                 Some((peer, lobbies)) => {
-                    let listed = lobbies.contains(&state.lobby.id);
+                    // Listed by both (7.2): an unlisted lobby is never taken part in by name.
+                    let listed = state.listed && lobbies.contains(&state.lobby.id);
                     state.flood.sync_link(addr, *peer, listed)
                 }
                 None => state.flood.sync_link(addr, None, false),
@@ -282,7 +286,12 @@ impl Node {
     }
 
     fn send_hello(&mut self, now: Instant, addr: SocketAddr) {
-        let mut lobbies: Vec<LobbyId> = self.lobbies.keys().copied().collect();
+        let mut lobbies: Vec<LobbyId> = self
+            .lobbies
+            .values()
+            .filter(|s| s.listed)
+            .map(|s| s.lobby.id)
+            .collect();
         lobbies.sort_unstable();
         lobbies.truncate(MAX_HELLO_LOBBIES);
         let micros = self.sh.micros(now);
@@ -321,8 +330,46 @@ impl Node {
                     self.send_hello(now, from);
                 }
             }
-            // Built with the challenge (PROTOCOL.md 7.7).
-            Link::Challenge(_) => self.sh.stats.unsupported_kind += 1,
+            Link::Challenge(c) => self.on_challenge(now, from, c.sender, &c.hashes),
+        }
+    }
+
+    /// A friend's challenge (PROTOCOL.md 7.7): evaluated at most once per friend per
+    /// [`CHALLENGE_GAP`], only from a friend whose link is up, against every lobby that
+    /// friend does not take part in yet.
+    fn on_challenge(&mut self, now: Instant, from: SocketAddr, sender: PeerId, hashes: &[u64]) {
+        let Some(link) = self.sh.friends.get_mut(from) else {
+            return;
+        };
+        let fresh = link
+            .challenged_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= CHALLENGE_GAP);
+        if !link.up || link.peer != Some(sender) || !fresh {
+            self.sh.stats.challenges_ignored += 1;
+            return;
+        }
+        link.challenged_at = Some(now);
+        self.sh.stats.challenges_heard += 1;
+        for state in self.lobbies.values_mut() {
+            if state.answer_challenge(&mut self.sh, now, from, hashes) {
+                tracing::info!(friend = %from, lobby = %state.lobby.name,
+                    "a friend's challenge matched: it takes part");
+            }
+        }
+    }
+
+    /// Names the lobby to friends in hellos, or not (PROTOCOL.md 7.2): friends in an unlisted
+    /// lobby find this node only through the challenge.
+    pub fn set_listed(&mut self, now: Instant, lobby: LobbyId, listed: bool) {
+        self.tick(now);
+        let Some(state) = self.lobbies.get_mut(&lobby) else {
+            return;
+        };
+        state.listed = listed;
+        let addrs: Vec<SocketAddr> = self.sh.friends.links().map(|l| l.addr).collect();
+        for addr in addrs {
+            self.sync_friend(addr);
+            self.send_hello(now, addr);
         }
     }
 
@@ -404,7 +451,7 @@ impl Node {
                         state.on_data(sh, now, data, Some(repairer), via);
                     }
                 }
-                Body::Session(s) => state.on_session(sh, now, s, via),
+                Body::Session(s) => state.on_session(sh, now, s, via, share),
                 Body::Request(r) => state.on_request(sh, now, r, via),
                 Body::Heartbeat(h) => state.on_heartbeat(sh, now, h, via),
             }

@@ -20,8 +20,12 @@ pub(crate) struct Miss {
     pub ignore_until: Instant,
     /// When the gap was found, for the recovery-delay measure and the give-up bound.
     pub detected: Instant,
-    /// Rounds due while the source was gone: these, not all rounds, are limited.
+    /// Rounds due while the source was gone (or no longer held it): these, not all rounds,
+    /// are limited.
     pub rounds_gone: u32,
+    /// Below the `sent.low` of the source's latest session: the source no longer holds it,
+    /// but other members may, so it is asked of them for a limited number of rounds.
+    pub orphan: bool,
 }
 
 /// Receive state of one source.
@@ -56,6 +60,8 @@ pub(crate) struct Source {
     pub credit: u64,
     /// The progress (`acked`) last reported for it.
     pub reported: Option<u64>,
+    /// When that report was sent, and the highest seq known then.
+    pub reported_at: Option<(Instant, u64)>,
 }
 
 impl Source {
@@ -75,6 +81,7 @@ impl Source {
             claimed: 0,
             credit: 0,
             reported: None,
+            reported_at: None,
         }
     }
 
@@ -87,13 +94,11 @@ impl Source {
 
     /// True if packet `seq` was received already (shown, skipped past, or pending).
     pub fn has(&self, seq: u64) -> bool {
-        if seq < self.base {
-            return true;
+        if self.missing.contains_key(&seq) {
+            // Missing, even below the base (an orphan, which other members may hold).
+            return false;
         }
-        if seq < self.next {
-            return !self.missing.contains_key(&seq);
-        }
-        self.pending.contains_key(&seq)
+        seq < self.next || self.pending.contains_key(&seq)
     }
 
     /// True when it holds nothing that needs attention, so it may be forgotten.

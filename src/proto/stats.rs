@@ -61,6 +61,14 @@ pub struct Stats {
     pub heartbeats_sent: u64,
     /// Presence heartbeats heard (once each).
     pub heartbeats_heard: u64,
+    /// Challenge values sent to friends (PROTOCOL.md 7.7).
+    pub challenges_sent: u64,
+    /// Challenges from friends evaluated.
+    pub challenges_heard: u64,
+    /// Challenges from friends dropped unevaluated (too soon after the last).
+    pub challenges_ignored: u64,
+    /// Challenges that matched a lobby of this node.
+    pub challenge_matches: u64,
     /// Unicast datagrams from addresses that are not friends, dropped.
     pub unicast_refused: u64,
     /// Hellos sent to friends.
@@ -133,6 +141,10 @@ impl std::ops::AddAssign<&Stats> for Stats {
             repairs_sent,
             heartbeats_sent,
             heartbeats_heard,
+            challenges_sent,
+            challenges_heard,
+            challenges_ignored,
+            challenge_matches,
             unicast_refused,
             hellos_sent,
             hellos_heard,
@@ -181,6 +193,10 @@ impl std::ops::AddAssign<&Stats> for Stats {
         self.repairs_sent += repairs_sent;
         self.heartbeats_sent += heartbeats_sent;
         self.heartbeats_heard += heartbeats_heard;
+        self.challenges_sent += challenges_sent;
+        self.challenges_heard += challenges_heard;
+        self.challenges_ignored += challenges_ignored;
+        self.challenge_matches += challenge_matches;
         self.unicast_refused += unicast_refused;
         self.hellos_sent += hellos_sent;
         self.hellos_heard += hellos_heard;

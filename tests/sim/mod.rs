@@ -582,6 +582,13 @@ impl Sim {
         self.after_input(i);
     }
 
+    /// Names the lobby to node `i`'s friends, or not (PROTOCOL.md 7.2).
+    pub fn set_listed(&mut self, i: usize, listed: bool) {
+        let (now, id) = (self.now, self.lobby.id);
+        self.nodes[i].node.set_listed(now, id, listed);
+        self.after_input(i);
+    }
+
     /// Node `i` changes its nick.
     pub fn set_nick(&mut self, i: usize, nick: &str) {
         let now = self.now;

@@ -3,6 +3,7 @@
 //! [`session`] (session messages and progress reports); this module holds the state they
 //! share and the members.
 
+mod challenge;
 mod presence;
 mod receive;
 mod repair;
@@ -101,6 +102,15 @@ pub(crate) struct LobbyState {
     /// wanted however far back they go (within the flow window).
     joined_wall: u64,
     missing_total: usize,
+    /// Named to friends in hellos (PROTOCOL.md 7.2); unlisted lobbies are found only through
+    /// the challenge.
+    pub listed: bool,
+    /// Recent message ids, for the challenge (7.7), oldest first.
+    recent_ids: std::collections::VecDeque<(super::ids::MsgId, Instant)>,
+    /// Messages received since this lobby last challenged friends.
+    received_since_challenge: u32,
+    /// When this lobby last challenged friends.
+    challenged_at: Option<Instant>,
 }
 
 /// Session messages sent after a burst of data ends.
@@ -146,6 +156,10 @@ impl LobbyState {
             report_at: None,
             joined_wall: sh.wall_ms(now),
             missing_total: 0,
+            listed: true,
+            recent_ids: std::collections::VecDeque::new(),
+            received_since_challenge: 0,
+            challenged_at: None,
             lobby,
         }
     }

@@ -38,9 +38,18 @@ impl LobbyState {
         }
     }
 
+    /// The heartbeat interval passed: a heartbeat goes out if anyone needs it, that is if a
+    /// friend takes part or a bridge is on the group; on a plain segment sessions tell all.
     pub fn on_heartbeat_timer(&mut self, sh: &mut Shared, now: Instant, at: Instant) {
-        if at == self.heartbeat_at {
+        if at != self.heartbeat_at {
+            return;
+        }
+        if self.flood.beyond_one_hop(now, sh.cfg.peer_timeout) {
             self.send_heartbeat(sh, now, false);
+        } else {
+            self.heartbeat_at = now + sh.uniform(0.9, 1.1, sh.cfg.heartbeat_interval);
+            sh.timers
+                .push(self.heartbeat_at, Timer::Heartbeat(self.id()));
         }
     }
 

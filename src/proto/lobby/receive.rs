@@ -97,6 +97,9 @@ impl LobbyState {
             self.learn(sh, now, src_id, seq - 1);
         }
         self.keep(sh.me, data.clone());
+        if data.frag_index == 0 {
+            self.note_message(sh, now, data.msg_id, true);
+        }
         if let Via::Friend(a) = via {
             self.flood.note_data_from(a, src_id, seq);
         }
@@ -337,17 +340,21 @@ impl LobbyState {
             return;
         }
         let keep = src.missing.split_off(&low);
-        let gone = std::mem::replace(&mut src.missing, keep);
-        self.missing_total -= gone.len();
-        let lost = gone.keys().filter(|&&s| s >= src.first_heard).count() as u64;
+        let below = std::mem::replace(&mut src.missing, keep);
+        // Live traffic below `low` stays wanted: other members may still hold it, and are
+        // asked for a limited number of rounds (6.2). Backlog below where this node started on
+        // the source is no loss and is forgotten.
+        let mut dropped = 0;
+        for (seq, mut miss) in below {
+            if seq >= src.first_heard {
+                miss.orphan = true;
+                src.missing.insert(seq, miss);
+            } else {
+                dropped += 1;
+            }
+        }
+        self.missing_total -= dropped;
         src.base = src.base.max(low.min(src.next));
-        report_lost(
-            sh,
-            self.lobby.id,
-            src_id,
-            lost,
-            "no longer held by its source",
-        );
         if src.next < low && src.pending.first_key_value().is_none_or(|(&s, _)| s >= low) {
             src.next = low;
             src.base = low;
@@ -389,7 +396,12 @@ impl LobbyState {
 
     /// Sends requests for `seqs` (ascending, all due) of `src_id` and re-arms their timers.
     pub fn send_requests(&mut self, sh: &mut Shared, now: Instant, src_id: PeerId, seqs: &[u64]) {
-        let alive = self.alive(sh, src_id, now);
+        // A source on another segment may be known only from claims so far: it counts as
+        // alive for as long as a member's packets were recently received or claimed.
+        let alive = self.alive(sh, src_id, now)
+            || self.sources.get(&src_id).is_some_and(|s| {
+                now.saturating_duration_since(s.last_active) < sh.cfg.peer_timeout
+            });
         // The source is asked to answer first only if it can hear the request.
         let hint_source = alive && self.in_reach(sh, src_id, now);
         let d = self.dist(sh, src_id);
@@ -408,8 +420,9 @@ impl LobbyState {
                 continue;
             };
             // While its source is alive it still holds what is missing (flow control), so
-            // only a departed source's packets run out of rounds; nothing waits forever.
-            if !alive {
+            // only a departed source's packets, and those it no longer holds, run out of
+            // rounds; nothing waits forever.
+            if !alive || miss.orphan {
                 miss.rounds_gone += 1;
             }
             if miss.rounds_gone > sh.cfg.max_request_rounds
@@ -420,7 +433,7 @@ impl LobbyState {
                 continue;
             }
             retry |= miss.round > 0;
-            let hinted = miss.round < sh.cfg.hinted_rounds && hint_source;
+            let hinted = miss.round < sh.cfg.hinted_rounds && hint_source && !miss.orphan;
             if hinted {
                 hinted_seqs.push(seq);
             } else {
@@ -515,6 +528,7 @@ pub(super) fn mark_missing(
                 ignore_until: now,
                 detected: now,
                 rounds_gone: 0,
+                orphan: false,
             },
         );
         *missing_total += 1;

@@ -65,6 +65,7 @@ impl LobbyState {
             self.own.insert(data);
         }
         sh.dedup.insert(now, msg_id);
+        self.note_message(sh, now, msg_id, false);
         self.newest_shown = self.newest_shown.max(sent_at);
         self.arm_tail(sh, now);
         Ok(Message {

@@ -49,9 +49,21 @@ impl LobbyState {
         // fifty members do not answer every message with a datagram each. A source never
         // reported to is told at once when this member misses some of it, so that the
         // source's window counts it before it runs ahead.
+        // A member held back by a gap makes no progress, so its report is not repeated by
+        // the stride; if that report was lost, the source would not count it while it runs
+        // ahead. So a report still held back by a gap is repeated once the source has sent a
+        // stride more since, at most every repeat interval (6.9).
         let stride = sh.cfg.report_stride;
+        let repeat = sh.cfg.report_repeat;
         if self.sources.values().any(|s| match s.reported {
-            Some(r) => s.acked() >= r.saturating_add(stride),
+            Some(r) => {
+                s.acked() >= r.saturating_add(stride)
+                    || (!s.missing.is_empty()
+                        && s.reported_at.is_some_and(|(at, top)| {
+                            now.saturating_duration_since(at) >= repeat
+                                && s.top.is_some_and(|t| t >= top.saturating_add(stride))
+                        }))
+            }
             None => !s.missing.is_empty() || s.acked() >= s.base.saturating_add(stride),
         }) {
             self.send_session(sh, now);
@@ -134,10 +146,19 @@ impl LobbyState {
     /// and the recent packets to each friend that starts taking part.
     pub fn check_bridge(&mut self, sh: &mut Shared, now: Instant) {
         let timeout = sh.cfg.peer_timeout;
-        if sh.multicast && self.flood.became_bridge(now, timeout) {
-            self.send_session(sh, now);
+        if self.flood.became_bridge(now, timeout) {
+            if sh.multicast {
+                self.send_session(sh, now);
+            }
+            // Presence now travels beyond one hop (7.6).
+            self.send_heartbeat(sh, now, false);
         }
-        for addr in self.flood.new_participants(now, timeout) {
+        for (addr, peer) in self.flood.new_participants(now, timeout) {
+            sh.emit(crate::proto::event::Event::FriendInLobby {
+                lobby: self.lobby.id,
+                addr,
+                peer,
+            });
             self.catch_up(sh, addr);
         }
     }
@@ -210,6 +231,7 @@ impl LobbyState {
                 let src = self.sources.get_mut(&id)?;
                 let next = src.acked();
                 src.reported = Some(next);
+                src.reported_at = Some((now, src.top.unwrap_or(0)));
                 Some(Acked(id, next))
             })
             .collect();
@@ -249,9 +271,15 @@ impl LobbyState {
         }
     }
 
-    pub fn on_session(&mut self, sh: &mut Shared, now: Instant, s: Session, via: Via) {
+    /// A session that came `via`; `share` is its share of the datagram's bytes.
+    pub fn on_session(&mut self, sh: &mut Shared, now: Instant, s: Session, via: Via, share: u64) {
         match via {
-            Via::Group => self.flood.on_group_session(&s, now),
+            Via::Group => {
+                if self.flood.on_group_session(&s, now) {
+                    // Members behind the bridge learn of this one without waiting an interval.
+                    self.send_heartbeat(sh, now, false);
+                }
+            }
             Via::Friend(addr) => {
                 let interval = self.session_base(sh);
                 if self.flood.on_friend_session(addr, &s, now, interval) {
@@ -297,6 +325,30 @@ impl LobbyState {
         let first_heard = self.sources[&s.sender].first_heard;
         let want_from = low.max(first_heard.saturating_sub(sh.cfg.backlog));
         self.backfill(sh, now, s.sender, want_from);
+        // Sources this node never heard of, that the sender has: a bridge's or a friend's
+        // session (not a plain member's: on one segment every source is heard directly) is how
+        // a source on another segment whose every packet was lost here becomes known (7.4). They start after the claim, with the backlog before it wanted; the
+        // session's own bytes pay for the requests (6.3), shared among them, so a forged claim
+        // of invented sources draws no more than any other.
+        let across = matches!(via, Via::Friend(_)) || s.flags & flags::BRIDGE != 0;
+        let unknown: Vec<(PeerId, u64)> = s
+            .heard
+            .iter()
+            .filter(|h| across && h.0 != me && h.0 != s.sender)
+            .filter(|h| !self.sources.contains_key(&h.0))
+            .map(|h| (h.0, h.1))
+            .collect();
+        let credit_each = share.saturating_mul(sh.cfg.credit_factor) / unknown.len().max(1) as u64;
+        for (src_id, high) in unknown {
+            if high == u64::MAX || !self.make_room_for_source(sh) {
+                continue;
+            }
+            let mut src = Source::new(high + 1, now);
+            src.credit = credit_each.min(sh.cfg.request_credit_cap);
+            self.sources.insert(src_id, src);
+            let backlog = sh.cfg.backlog.min(sh.cfg.claim_reach);
+            self.backfill(sh, now, src_id, (high + 1).saturating_sub(backlog));
+        }
         for Heard(src_id, high) in s.heard {
             if src_id != me && self.sources.contains_key(&src_id) {
                 self.claim(sh, now, src_id, high);
