@@ -347,6 +347,9 @@ pub struct App {
     /// back; dropping them here spares the core decoding what it would ignore anyway.
     own: Vec<SocketAddr>,
     send_errors: u64,
+    /// Multicast sends failed with an error that says the network refuses them (a firewall's
+    /// EPERM, no route): the core runs on unicast until then, and tries multicast again.
+    multicast_retry_at: Option<Instant>,
     linger: Option<Duration>,
     report_every: Option<Duration>,
     recv_buf: Vec<u8>,
@@ -514,6 +517,7 @@ impl App {
             socket_full: false,
             pacer: Pacer::new(cfg.max_rate, Instant::now()),
             send_errors: 0,
+            multicast_retry_at: None,
             linger: cfg.linger,
             report_every: cfg.report_every,
             recv_buf: vec![0; RECV_BUF],
@@ -630,6 +634,11 @@ impl App {
                 if let Some(l) = self.linger {
                     linger_at = Some(now + l);
                 }
+            }
+            if self.multicast_retry_at.is_some_and(|t| now >= t) {
+                self.multicast_retry_at = None;
+                tracing::info!("trying multicast again");
+                self.node.set_multicast(true);
             }
             if now >= wall_at {
                 self.node.set_wall_clock(now, unix_ms());
@@ -961,6 +970,19 @@ impl App {
     }
 
     fn send_error(&mut self, to: SocketAddr, e: &io::Error) {
+        let refused = matches!(
+            e.kind(),
+            io::ErrorKind::PermissionDenied
+                | io::ErrorKind::NetworkUnreachable
+                | io::ErrorKind::HostUnreachable
+        );
+        if to.ip().is_multicast() && refused && self.node.multicast() {
+            // Keep running on unicast: friends carry the lobbies (PROTOCOL.md 7.9).
+            tracing::warn!(group = %to, error = %e,
+                "multicast refused; continuing through friends, retrying multicast in 30 s");
+            self.node.set_multicast(false);
+            self.multicast_retry_at = Some(Instant::now() + MULTICAST_RETRY);
+        }
         self.send_errors += 1;
         // The first failure says what is wrong (e.g. no route for the group); the rest
         // would only repeat it.
@@ -1050,6 +1072,9 @@ impl App {
         }
     }
 }
+
+/// How long a node whose multicast sends were refused runs on unicast before it tries again.
+const MULTICAST_RETRY: Duration = Duration::from_secs(30);
 
 enum Woke {
     Stop(StopReason),

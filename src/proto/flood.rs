@@ -61,8 +61,12 @@ pub(crate) struct Partner {
     caught_up: bool,
     /// Timestamp of its latest group session heard on the group, and when.
     group_session: Option<(u64, Instant)>,
-    /// Highest seq it holds per source, from its sessions and the data it sent.
+    /// Highest seq it heard per source, from its sessions and the data it sent: it may still
+    /// lack some below.
     advertised: HashMap<PeerId, u64, SeededState>,
+    /// Per source, the seq below which it holds everything it wants (its sessions' `acked`,
+    /// and its own `sent`): a friend that surely can repair.
+    contiguous: HashMap<PeerId, u64, SeededState>,
 }
 
 /// A writer's forwarding budget: a token bucket in bytes.
@@ -162,6 +166,7 @@ impl Flood {
             caught_up: false,
             group_session: None,
             advertised: HashMap::with_hasher(self.hasher),
+            contiguous: HashMap::with_hasher(self.hasher),
         });
         Vec::new()
     }
@@ -288,6 +293,18 @@ impl Flood {
             .chain(sent_top.map(|t| (s.sender, t)));
         for (src, high) in entries {
             advertise(&mut p.advertised, src, high);
+        }
+        let holds = s
+            .acked
+            .iter()
+            .map(|a| (a.0, a.1))
+            .chain(std::iter::once((s.sender, s.sent.next)));
+        for (src, next) in holds {
+            if let Some(c) = p.contiguous.get_mut(&src) {
+                *c = next;
+            } else if p.contiguous.len() < MAX_ADVERTISED {
+                p.contiguous.insert(src, next);
+            }
         }
         pushed_and_left
     }
@@ -483,26 +500,36 @@ impl Flood {
         }
     }
 
-    /// The friend to ask for `source`'s seqs up to `top` (7.8): one that holds them, the one
-    /// its packets last came from first, friends that push data before lazy ones. A lazy
-    /// friend is asked only from the second round on (`retry`): the paths that bring the data
-    /// should repair a single loss, and asking it at once would draw a second repair.
+    /// The friend to ask for `source`'s seqs up to `top` in request round `round` (7.8). A
+    /// friend whose report says it holds everything up to `top` is asked first (friends that
+    /// push data before lazy ones, then the one the source's packets last came from); else
+    /// one that has heard up to `top` (it may lack the seqs itself), a different one each
+    /// round. A lazy friend is asked only from the second round on: the paths that bring the
+    /// data should repair a single loss, and asking it at once would draw a second repair.
     pub fn repair_friend(
         &self,
         source: PeerId,
         top: u64,
-        retry: bool,
+        round: u32,
         now: Instant,
         peer_timeout: Duration,
     ) -> Option<(SocketAddr, PeerId)> {
-        let holds = |p: &Partner| p.advertised.get(&source).is_some_and(|&h| h >= top);
+        let eligible = |p: &&Partner| round > 0 || !p.pull_only;
         let preferred = self.last_from.get(&source).copied();
-        let pick = self
+        let sure = self
             .participants(now, peer_timeout)
-            .filter(|p| holds(p) && (retry || !p.pull_only))
-            .max_by_key(|p| (!p.pull_only, preferred.is_some_and(|a| same(a, p.addr))))
-            .map(|p| p.addr)?;
-        let p = self.partner(pick).expect("picked from the partners");
+            .filter(eligible)
+            .filter(|p| p.contiguous.get(&source).is_some_and(|&c| c > top))
+            .max_by_key(|p| (!p.pull_only, preferred.is_some_and(|a| same(a, p.addr))));
+        if let Some(p) = sure {
+            return Some((p.addr, p.peer));
+        }
+        let maybe: Vec<&Partner> = self
+            .participants(now, peer_timeout)
+            .filter(eligible)
+            .filter(|p| p.advertised.get(&source).is_some_and(|&h| h >= top))
+            .collect();
+        let p = maybe.get(round as usize % maybe.len().max(1))?;
         Some((p.addr, p.peer))
     }
 

@@ -411,8 +411,8 @@ impl LobbyState {
         };
         let mut hinted_seqs = Vec::new();
         let mut later = Vec::new();
-        // Whether any seq asked for now was asked for before (friends are asked differently).
-        let mut retry = false;
+        // The lowest round of the seqs asked for now (friends are asked differently by round).
+        let mut round = u32::MAX;
         let mut given_up = 0;
         let u = sh.uniform(0.0, 1.0, Duration::from_secs(1)).as_secs_f64();
         for &seq in seqs {
@@ -432,7 +432,7 @@ impl LobbyState {
                 given_up += 1;
                 continue;
             }
-            retry |= miss.round > 0;
+            round = round.min(miss.round);
             let hinted = miss.round < sh.cfg.hinted_rounds && hint_source && !miss.orphan;
             if hinted {
                 hinted_seqs.push(seq);
@@ -472,7 +472,7 @@ impl LobbyState {
                 // A friend that holds the seqs is asked too, by unicast (PROTOCOL.md 7.8).
                 let top = chunk.last().copied().unwrap_or(0);
                 let timeout = sh.cfg.peer_timeout;
-                let friend = self.flood.repair_friend(src_id, top, retry, now, timeout);
+                let friend = self.flood.repair_friend(src_id, top, round, now, timeout);
                 if let Some((addr, peer)) = friend {
                     let Body::Request(mut r) = packet.body.clone() else {
                         unreachable!("built as a request")

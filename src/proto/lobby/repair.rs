@@ -50,7 +50,7 @@ impl LobbyState {
             let timeout = sh.cfg.peer_timeout;
             let friend_holds = self
                 .flood
-                .repair_friend(req.source, first, true, now, timeout)
+                .repair_friend(req.source, first, 1, now, timeout)
                 .is_some();
             if let Some(src) = self.sources.get_mut(&req.source).filter(|_| !friend_holds) {
                 for (&seq, miss) in src.missing.range_mut(first..=last) {
