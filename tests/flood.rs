@@ -313,3 +313,52 @@ fn the_challenge_finds_a_shared_unlisted_lobby_and_only_that() {
         "node 1 pushed to its friend"
     );
 }
+
+/// The forward limit (PROTOCOL.md 7.4) keys on the writer, not on the friend that forwards:
+/// writers 0 and 3 both reach node 1 through friend 4. Writer 0 floods, and is held to the
+/// limit (at node 4, and at node 1), which drops what is over it without holding it, so a
+/// later copy is taken and the flood still arrives whole; writer 3's few messages through
+/// the very same friend cross at once.
+#[test]
+fn the_forward_limit_holds_a_flooding_writer_and_no_one_else() {
+    let net = lossy(0.0);
+    let mut cfg = node_config(&net);
+    cfg.forward_rate = 32.0 * 1024.0;
+    cfg.forward_burst = 32.0 * 1024.0;
+    let mut sim = Sim::new(5, 27, net, cfg);
+    for i in 0..5 {
+        sim.set_segment(i, None);
+        sim.node_mut(i).set_multicast(false);
+    }
+    for (a, b) in [(0, 4), (3, 4), (4, 1), (1, 2)] {
+        sim.befriend(a, b);
+    }
+    sim.run_for(Duration::from_secs(3));
+    // Writer 0 floods: 1,000 messages of 200 bytes, 200 KB, as fast as input allows.
+    let flood: Vec<String> = (0..1000)
+        .map(|k| format!("{k:04} {}", "f".repeat(195)))
+        .collect();
+    sim.send_bulk(0, flood);
+    sim.run_for(Duration::from_millis(200));
+    // Meanwhile writer 3 says a few things; they cross nodes 4 and 1 at once.
+    for k in 0..5 {
+        sim.send(3, &format!("calm {k}"));
+    }
+    sim.run_for(Duration::from_millis(200));
+    let calm = sim
+        .messages(2)
+        .iter()
+        .filter(|m| m.text.starts_with("calm"))
+        .count();
+    assert_eq!(calm, 5, "writer 3 is not held back by writer 0's flood");
+    let throttled = sim.node(4).stats().forward_throttled + sim.node(1).stats().forward_throttled;
+    assert!(throttled > 0, "writer 0 was held to the limit");
+    // The flood arrives whole: what was dropped over the limit was taken again later.
+    assert!(
+        sim.run_until_sent_and_delivered(Duration::from_secs(60)),
+        "{}",
+        sim.missing_report()
+    );
+    sim.assert_exactly_once();
+    assert_eq!(sim.total_stats().lost, 0);
+}
