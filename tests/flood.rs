@@ -362,3 +362,30 @@ fn the_forward_limit_holds_a_flooding_writer_and_no_one_else() {
     sim.assert_exactly_once();
     assert_eq!(sim.total_stats().lost, 0);
 }
+
+/// A friend that leaves and rejoins again and again draws the lobby's recent packets (the
+/// catch-up of a friend that starts taking part) once per 30 s, not each time (PROTOCOL.md
+/// 7.5): what it sends cannot buy more.
+#[test]
+fn a_friend_that_keeps_rejoining_is_caught_up_once() {
+    let mut sim = sim(2, 28, lossy(0.0));
+    for i in 0..2 {
+        sim.set_segment(i, None);
+    }
+    sim.befriend(0, 1);
+    sim.run_for(Duration::from_secs(2));
+    for k in 0..100 {
+        sim.send(0, &format!("history {k}"));
+    }
+    sim.run_for(Duration::from_secs(1));
+    let before = sim.node(0).stats().forwarded;
+    for _ in 0..10 {
+        sim.leave(1);
+        sim.run_for(Duration::from_millis(200));
+        sim.join(1);
+        sim.run_for(Duration::from_millis(800));
+    }
+    let drawn = sim.node(0).stats().forwarded - before;
+    // One catch-up is at most 256 packets (here the 64 latest of node 0's 100).
+    assert!(drawn <= 64, "ten rejoins drew {drawn} packets");
+}

@@ -28,6 +28,8 @@ pub(crate) enum Via {
 const OWN_SESSIONS: usize = 16;
 /// Per-source high-water marks remembered per friend.
 const MAX_ADVERTISED: usize = 256;
+/// Least time between two catch-ups of one friend.
+const CATCH_UP_GAP: Duration = Duration::from_secs(30);
 /// Writers whose forwarding budget is tracked at once.
 const MAX_LIMITED: usize = 1024;
 /// Packets remembered as first brought by a friend, to find the friends whose pushes the
@@ -98,6 +100,9 @@ pub(crate) struct Flood {
     was_bridge: bool,
     /// Whether this node stood by at the last [`Flood::update_role`].
     was_standby: bool,
+    /// When each friend was last given the recent packets: at most once per
+    /// [`CATCH_UP_GAP`], however often it stops and starts taking part.
+    caught_up_at: Vec<(SocketAddr, Instant)>,
     limits: HashMap<PeerId, Bucket, SeededState>,
     hasher: SeededState,
     /// Forward limit: bytes per second and burst.
@@ -118,6 +123,7 @@ impl Flood {
             was_active: false,
             was_bridge: false,
             was_standby: false,
+            caught_up_at: Vec::new(),
             limits: HashMap::with_hasher(hasher),
             hasher,
             rate,
@@ -206,14 +212,14 @@ impl Flood {
         became
     }
 
-    /// Friends that started taking part since the last call: they are given the lobby's recent
-    /// packets, which nothing announces to a friend that never heard of their sources
-    /// (PROTOCOL.md 7.2).
+    /// Friends that started taking part since the last call, and whether each is to be given
+    /// the lobby's recent packets, which nothing announces to a friend that never heard of
+    /// their sources (PROTOCOL.md 7.5): once per [`CATCH_UP_GAP`].
     pub fn new_participants(
         &mut self,
         now: Instant,
         peer_timeout: Duration,
-    ) -> Vec<(SocketAddr, PeerId)> {
+    ) -> Vec<(SocketAddr, PeerId, bool)> {
         let mut out = Vec::new();
         for p in &mut self.partners {
             let part = Self::takes_part(p, now, peer_timeout);
@@ -222,7 +228,19 @@ impl Flood {
             }
             p.caught_up = part;
         }
-        out
+        // A friend that leaves and comes back, or whose link flaps, draws the recent packets
+        // once per gap, not each time: what it sends cannot buy more than that (PROTOCOL.md 9).
+        self.caught_up_at
+            .retain(|(_, at)| now.saturating_duration_since(*at) < CATCH_UP_GAP);
+        out.into_iter()
+            .map(|(addr, peer)| {
+                let recent = self.caught_up_at.iter().any(|(a, _)| same(*a, addr));
+                if !recent && self.caught_up_at.len() < 64 {
+                    self.caught_up_at.push((addr, now));
+                }
+                (addr, peer, !recent)
+            })
+            .collect()
     }
 
     /// Friends whose link is up but that do not take part: whom to challenge (7.7).

@@ -153,13 +153,15 @@ impl LobbyState {
             // Presence now travels beyond one hop (7.6).
             self.send_heartbeat(sh, now, false);
         }
-        for (addr, peer) in self.flood.new_participants(now, timeout) {
+        for (addr, peer, catch_up) in self.flood.new_participants(now, timeout) {
             sh.emit(crate::proto::event::Event::FriendInLobby {
                 lobby: self.lobby.id,
                 addr,
                 peer,
             });
-            self.catch_up(sh, addr);
+            if catch_up {
+                self.catch_up(sh, addr);
+            }
         }
     }
 
