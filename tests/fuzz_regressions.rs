@@ -207,3 +207,69 @@ fn sustained_forged_requests_draw_repairs_only_within_the_hold_down() {
     );
     assert_eq!(s.bytes_in, bytes_in);
 }
+
+/// Finding 3 (node target, friend paths, 30 November 2026): one 53-byte session from the
+/// node's friend (its link not yet up) claimed a source it never heard of and 255 packets of
+/// its own sender, near the top of the numbering. Both were credited with the session's bytes,
+/// so the node asked 928 bytes of requests for 53 in, past the bound of 16 times. A session's
+/// bytes now pay once: half for the sources it introduces, half for its sender. Replayed with
+/// the fuzz target's scaled-down config, where the bounds are reached at once (the harness's
+/// exact sequence of timer runs is not reproduced here, so this checks the bound on the
+/// finding's datagram, not its exact count).
+#[test]
+fn a_friend_session_introducing_a_source_pays_for_its_requests_once() {
+    let start = Instant::now();
+    let lobby = Lobby::new("fuzz").unwrap();
+    let d = Config::default();
+    let cfg = Config {
+        flow_window: d.flow_window / 16,
+        flow_window_bytes: d.flow_window_bytes / 16,
+        own_store_packets: d.own_store_packets / 16,
+        own_store_bytes: d.own_store_bytes / 16,
+        max_gap: d.max_gap / 16,
+        store_packets: d.store_packets / 16,
+        store_bytes: d.store_bytes / 16,
+        dedup_capacity: d.dedup_capacity / 16,
+        reassembly_slots: d.reassembly_slots / 16,
+        reassembly_bytes: d.reassembly_bytes / 16,
+        max_peers: 8,
+        peer_timeout: d.peer_timeout / 3,
+        give_up_after: d.give_up_after / 3,
+        reassembly_timeout: d.reassembly_timeout / 3,
+        ..d
+    };
+    let mut n = Node::new(cfg, ME, "victim", start, NOW_MS, 7).unwrap();
+    n.join(start, &lobby, u64::MAX - 112);
+    let friend: std::net::SocketAddr = "10.0.0.77:47110".parse().unwrap();
+    n.add_friend(start, friend).unwrap();
+    let session = Packet {
+        lobby: lobby.id,
+        body: Body::Session(Session {
+            sender: PeerId(103),
+            nick: "ghost".into(),
+            timestamp: 4_294_967_289,
+            sent: Sent {
+                low: u64::MAX - 254,
+                next: u64::MAX,
+            },
+            heard: vec![wire::Heard(PeerId(1255), 0)],
+            echoes: Vec::new(),
+            acked: Vec::new(),
+            flags: 1,
+            mheard: 0,
+        }),
+    };
+    let bytes = session.to_bytes();
+    assert_eq!(bytes.len(), 53, "the finding's datagram");
+    n.handle_datagram(start, Path::Unicast(friend), &bytes);
+    run(&mut n, start + Duration::from_secs(50));
+    let s = n.stats();
+    let factor = n.config().credit_factor;
+    assert!(s.requests_sent > 0, "the claims were asked for");
+    assert!(
+        s.request_bytes_out <= factor * s.bytes_in,
+        "requests of {} bytes for {} bytes in",
+        s.request_bytes_out,
+        s.bytes_in
+    );
+}

@@ -14,9 +14,12 @@
 //! that bound does not hold and is not checked by default.
 //!
 //! The input is a list of operations (`arbitrary`): structured packets (data, repair,
-//! session, request, with small seqs and a few peer ids) encoded into one datagram, raw bytes,
-//! encoded packets with one byte changed, advancing virtual time, own messages, history
-//! restores, rejoins and wall-clock steps.
+//! session, request, heartbeat, with small seqs and a few peer ids) encoded into one datagram
+//! that comes on the group or by unicast from the node's one friend, raw bytes, encoded
+//! packets with one byte changed, the friend's hellos (echoing the node's, so that the link
+//! comes up) and challenges, advancing virtual time, own messages, history restores, rejoins
+//! and wall-clock steps. Besides its own packets the node may send what it forwards: data
+//! and heartbeats of others that it was given.
 
 #![no_main]
 
@@ -28,10 +31,12 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use lobbycast::proto::ids::MsgId;
+use lobbycast::proto::challenge::hash;
 use lobbycast::proto::wire::{
-    self, Acked, Body, Data, Decoded, Echo, Heard, MAX_DATAGRAM, MAX_MESSAGE, MAX_NICK, MAX_PIECE,
-    MAX_REQUEST_RANGES, MAX_SESSION_ACKED, MAX_SESSION_ECHOES, MAX_SESSION_HEARD, Packet, Request,
-    Sent, SeqRange, Session,
+    self, Acked, Body, Challenge, Data, Decoded, Echo, Heard, Heartbeat, Hello, HelloEcho, Link,
+    MAX_CHALLENGE_HASHES, MAX_DATAGRAM, MAX_MESSAGE, MAX_NICK, MAX_PIECE, MAX_REQUEST_RANGES,
+    MAX_SESSION_ACKED, MAX_SESSION_ECHOES, MAX_SESSION_HEARD, Packet, Request, Sent, SeqRange,
+    Session,
 };
 use lobbycast::proto::{
     Config, Event, Lobby, LobbyId, MAX_REPAIRS_PER_REQUEST, Message, Node, Path, PeerId,
@@ -41,6 +46,8 @@ use lobbycast::proto::{
 const NOW_MS: u64 = 1_800_000_000_000;
 /// The node under test.
 const ME: PeerId = PeerId(1);
+/// The node's one friend (its peer id is one of the five others).
+const FRIEND: ([u8; 4], u16) = ([10, 0, 0, 77], 47110);
 /// Operations per input: keeps an execution cheap.
 const MAX_OPS: usize = 64;
 /// Packets per structured datagram.
@@ -171,6 +178,13 @@ enum Pkt {
         hint: Option<P>,
         ranges: Vec<(S, u8)>,
     },
+    Heartbeat {
+        sender: P,
+        nick: u8,
+        beat: u8,
+        off: i32,
+        leaving: bool,
+    },
 }
 
 impl Pkt {
@@ -219,10 +233,23 @@ impl Pkt {
                         .take(MAX_SESSION_ACKED)
                         .map(|(p, s)| Acked(p.id(), s.seq()))
                         .collect(),
-                    flags: 0,
-                    mheard: 0,
+                    flags: u64::from(*timestamp % 8),
+                    mheard: u64::from(*ahead % 3),
                 })
             }
+            Pkt::Heartbeat {
+                sender,
+                nick: n,
+                beat,
+                off,
+                leaving,
+            } => Body::Heartbeat(Heartbeat {
+                sender: sender.id(),
+                nick: nick(*n),
+                beat: MsgId(0xbea7_0000 + u64::from(*beat)),
+                sent_at: sent_at(elapsed, *off),
+                leaving: *leaving,
+            }),
             Pkt::Request {
                 sender,
                 source,
@@ -258,8 +285,21 @@ fn repeat(c: u8, bytes: usize) -> String {
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    /// Structured packets, encoded into one datagram.
-    Packets { foreign: bool, pkts: Vec<Pkt> },
+    /// Structured packets, encoded into one datagram, on the group or from the friend.
+    Packets {
+        foreign: bool,
+        unicast: bool,
+        pkts: Vec<Pkt>,
+    },
+    /// A hello from the friend: its peer id (or another), echoing the node's last hello.
+    Hello {
+        sender: P,
+        echo: bool,
+        delay: u16,
+        listed: bool,
+    },
+    /// A challenge from the friend: arbitrary values, or h(L, N, me) for a message N it holds.
+    Challenge { values: Vec<u64>, real: bool },
     /// Raw bytes as a datagram.
     Raw(Vec<u8>),
     /// Structured packets with one byte replaced.
@@ -301,6 +341,10 @@ struct Told {
     mentioned: HashMap<PeerId, u64>,
     /// Message ids delivered.
     delivered: HashSet<MsgId>,
+    /// Heartbeats of others it was given.
+    beats: Vec<Heartbeat>,
+    /// The timestamp of the node's latest hello, for the friend to echo.
+    my_hello: Option<u64>,
 }
 
 impl Told {
@@ -340,7 +384,12 @@ impl Told {
                         self.mention(src, high);
                     }
                 }
-                Body::Request(_) | Body::Heartbeat(_) => {}
+                Body::Heartbeat(h) => {
+                    if self.beats.len() < 256 && !self.beats.contains(&h) {
+                        self.beats.push(h);
+                    }
+                }
+                Body::Request(_) => {}
             }
         }
     }
@@ -360,9 +409,13 @@ impl Run {
     }
 
     fn feed(&mut self, bytes: &[u8]) {
-        self.told.datagram(self.lobby.id, bytes);
         let from: SocketAddr = ([10, 0, 0, 66], 47110).into();
-        self.node.handle_datagram(self.now, Path::Multicast(from), bytes);
+        self.feed_via(Path::Multicast(from), bytes);
+    }
+
+    fn feed_via(&mut self, path: Path, bytes: &[u8]) {
+        self.told.datagram(self.lobby.id, bytes);
+        self.node.handle_datagram(self.now, path, bytes);
         self.run_due();
     }
 
@@ -427,14 +480,40 @@ impl Run {
         for item in wire::decode_datagram(payload) {
             let p = match item {
                 Ok(Decoded::Packet(p)) => p,
+                Ok(Decoded::Link(Link::Hello(h))) => {
+                    assert_eq!(h.sender, ME, "hello under another id: {h:?}");
+                    self.told.my_hello = Some(h.timestamp);
+                    continue;
+                }
+                Ok(Decoded::Link(Link::Challenge(c))) => {
+                    assert_eq!(c.sender, ME, "challenge under another id: {c:?}");
+                    continue;
+                }
                 other => panic!("the node sent {other:?} in {payload:02x?}"),
             };
             assert_eq!(p.lobby, self.lobby.id, "sent to another lobby: {p:?}");
-            assert_eq!(p.sender(), ME, "sent under another id: {p:?}");
+            if !matches!(p.body, Body::Data(_) | Body::Heartbeat(_)) {
+                assert_eq!(p.sender(), ME, "sent under another id: {p:?}");
+            }
             match p.body {
                 Body::Data(d) => {
-                    assert_eq!(d.source, ME);
-                    self.told.data(d);
+                    // Its own, or another's it was given and forwards as it was written.
+                    if d.source == ME {
+                        self.told.data(d);
+                    } else {
+                        let known = self
+                            .told
+                            .data
+                            .get(&(d.source, d.seq))
+                            .is_some_and(|v| v.contains(&d));
+                        assert!(known, "forwarded data never held: {d:?}");
+                    }
+                }
+                Body::Heartbeat(h) => {
+                    assert!(
+                        h.sender == ME || self.told.beats.contains(&h),
+                        "heartbeat neither its own nor one it was given: {h:?}"
+                    );
                 }
                 Body::Repair { data, .. } => {
                     let known = self
@@ -461,7 +540,7 @@ impl Run {
                         "request for {count} seqs: {r:?}"
                     );
                 }
-                Body::Session(_) | Body::Heartbeat(_) => {}
+                Body::Session(_) => {}
             }
         }
     }
@@ -494,7 +573,11 @@ impl Run {
     fn step(&mut self, op: &Op) {
         let id = self.lobby.id;
         match op {
-            Op::Packets { foreign, pkts } => {
+            Op::Packets {
+                foreign,
+                unicast,
+                pkts,
+            } => {
                 let lobby = if *foreign { LobbyId(id.0 ^ 1) } else { id };
                 let packets: Vec<Packet> = pkts
                     .iter()
@@ -502,8 +585,51 @@ impl Run {
                     .map(|p| p.build(lobby, self.elapsed()))
                     .collect();
                 if !packets.is_empty() {
-                    self.feed(&wire::encode_datagram(&packets));
+                    let bytes = wire::encode_datagram(&packets);
+                    if *unicast {
+                        self.feed_via(Path::Unicast(FRIEND.into()), &bytes);
+                    } else {
+                        self.feed(&bytes);
+                    }
                 }
+            }
+            Op::Hello {
+                sender,
+                echo,
+                delay,
+                listed,
+            } => {
+                let echo = self
+                    .told
+                    .my_hello
+                    .filter(|_| *echo)
+                    .map(|timestamp| HelloEcho {
+                        timestamp,
+                        delay: u64::from(*delay),
+                    });
+                let hello = Hello {
+                    sender: sender.id(),
+                    nick: "friend".into(),
+                    timestamp: self.elapsed().as_micros() as u64,
+                    echo,
+                    lobbies: if *listed { vec![id] } else { Vec::new() },
+                };
+                self.feed_via(Path::Unicast(FRIEND.into()), &Link::Hello(hello).to_bytes());
+            }
+            Op::Challenge { values, real } => {
+                let mut hashes: Vec<u64> = values.iter().take(MAX_CHALLENGE_HASHES).copied().collect();
+                if *real && let Some(n) = self.told.delivered.iter().next() {
+                    hashes.truncate(MAX_CHALLENGE_HASHES - 1);
+                    hashes.push(hash(id, *n, ME));
+                }
+                if hashes.is_empty() {
+                    hashes.push(0);
+                }
+                let c = Challenge {
+                    sender: P(1).id(),
+                    hashes,
+                };
+                self.feed_via(Path::Unicast(FRIEND.into()), &Link::Challenge(c).to_bytes());
             }
             Op::Raw(bytes) => self.feed(bytes),
             Op::Mutated { pkts, at, byte } => {
@@ -647,6 +773,8 @@ fuzz_target!(|input: Input| {
     let lobby = Lobby::new("fuzz").expect("valid lobby name");
     let mut node = Node::new(config(), ME, "victim", start, NOW_MS, 7).expect("valid nick");
     node.join(start, &lobby, input.first_seq.seq());
+    node.add_friend(start, FRIEND.into())
+        .expect("a unicast address");
     let mut run = Run {
         node,
         lobby,

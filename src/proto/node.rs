@@ -442,6 +442,8 @@ impl Node {
                     Via::Friend(from)
                 }
             };
+            // What a session spends on sources it introduces is not credited twice (6.3).
+            let mut share = share;
             match packet.body {
                 Body::Data(d) => state.on_data(sh, now, d, None, via),
                 Body::Repair { repairer, data } => {
@@ -451,7 +453,7 @@ impl Node {
                         state.on_data(sh, now, data, Some(repairer), via);
                     }
                 }
-                Body::Session(s) => state.on_session(sh, now, s, via, share),
+                Body::Session(s) => share -= state.on_session(sh, now, s, via, share),
                 Body::Request(r) => state.on_request(sh, now, r, via),
                 Body::Heartbeat(h) => state.on_heartbeat(sh, now, h, via),
             }

@@ -460,27 +460,32 @@ impl LobbyState {
                     }),
                 };
                 // The source's own packets pay for requests about it (PROTOCOL.md 6.3):
-                // claims about a silent or invented source cannot start a storm.
+                // claims about a silent or invented source cannot start a storm. Each copy
+                // pays: the group's, and a friend's that holds the seqs (7.8).
                 let cost = packet.encoded_len() as u64;
-                if src.credit < cost {
-                    // Re-armed as if sent: the backoff grows, so an unpaid claim costs little
-                    // work too.
-                    sh.stats.requests_deferred += 1;
-                    continue;
-                }
-                src.credit -= cost;
-                // A friend that holds the seqs is asked too, by unicast (PROTOCOL.md 7.8).
                 let top = chunk.last().copied().unwrap_or(0);
                 let timeout = sh.cfg.peer_timeout;
                 let friend = self.flood.repair_friend(src_id, top, round, now, timeout);
-                if let Some((addr, peer)) = friend {
+                let to_group = sh.multicast && src.credit >= cost;
+                if to_group {
+                    src.credit -= cost;
+                }
+                let to_friend = friend.filter(|_| src.credit >= cost);
+                if let Some((addr, peer)) = to_friend {
+                    src.credit -= cost;
                     let Body::Request(mut r) = packet.body.clone() else {
                         unreachable!("built as a request")
                     };
                     r.hint = Some(peer);
                     sh.send_to(Dest::Peer(addr), id, Body::Request(r));
                 }
-                sh.send(id, packet.body);
+                if to_group {
+                    sh.send(id, packet.body);
+                } else if to_friend.is_none() {
+                    // Re-armed as if sent: the backoff grows, so an unpaid claim costs little
+                    // work too.
+                    sh.stats.requests_deferred += 1;
+                }
                 src = self.sources.get_mut(&src_id).expect("present");
             }
         }

@@ -273,8 +273,31 @@ impl LobbyState {
         }
     }
 
-    /// A session that came `via`; `share` is its share of the datagram's bytes.
-    pub fn on_session(&mut self, sh: &mut Shared, now: Instant, s: Session, via: Via, share: u64) {
+    /// A session that came `via`; `share` is its share of the datagram's bytes. Returns the
+    /// bytes of it spent on the request credit of sources it introduced (half of it, if it
+    /// introduced any): the rest pays for requests about its sender (6.3).
+    pub fn on_session(
+        &mut self,
+        sh: &mut Shared,
+        now: Instant,
+        s: Session,
+        via: Via,
+        share: u64,
+    ) -> u64 {
+        let mut spent = 0;
+        self.take_session(sh, now, s, via, share, &mut spent);
+        spent
+    }
+
+    fn take_session(
+        &mut self,
+        sh: &mut Shared,
+        now: Instant,
+        s: Session,
+        via: Via,
+        share: u64,
+        spent: &mut u64,
+    ) {
         match via {
             Via::Group => {
                 if self.flood.on_group_session(&s, now) {
@@ -340,7 +363,8 @@ impl LobbyState {
             .filter(|h| !self.sources.contains_key(&h.0))
             .map(|h| (h.0, h.1))
             .collect();
-        let credit_each = share.saturating_mul(sh.cfg.credit_factor) / unknown.len().max(1) as u64;
+        *spent = if unknown.is_empty() { 0 } else { share / 2 };
+        let credit_each = spent.saturating_mul(sh.cfg.credit_factor) / unknown.len().max(1) as u64;
         for (src_id, high) in unknown {
             if high == u64::MAX || !self.make_room_for_source(sh) {
                 continue;
