@@ -499,10 +499,7 @@ impl Flood {
         source: PeerId,
         seq: u64,
         active: bool,
-        now: Instant,
-        peer_timeout: Duration,
     ) -> Option<SocketAddr> {
-        let _ = (now, peer_timeout);
         let first = self.recent_unicast.get(&(source, seq)).copied()?;
         let addr = match via {
             Via::Friend(a) if !same(a, first) => a,

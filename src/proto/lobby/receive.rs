@@ -72,9 +72,7 @@ impl LobbyState {
                     .flood
                     .active_bridge(sh.me, now, self.session_base(sh), sh.cfg.peer_timeout);
             if repairer.is_none()
-                && let Some(a) =
-                    self.flood
-                        .on_duplicate(via, src_id, seq, active, now, sh.cfg.peer_timeout)
+                && let Some(a) = self.flood.on_duplicate(via, src_id, seq, active)
             {
                 sh.stats.prunes += 1;
                 self.send_session_to(sh, now, a);
