@@ -5,6 +5,7 @@
 pub mod proto;
 
 pub mod app;
+pub mod display;
 pub mod history;
 pub mod identity;
 pub mod lease;
