@@ -17,18 +17,10 @@ use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
-use sim::{NetConfig, Sim, node_config};
+use sim::{Sim, lossy, node_config};
 
 /// Mean friend count per node.
 const DEGREE: usize = 6;
-
-fn lossy(loss: f64) -> NetConfig {
-    NetConfig {
-        loss,
-        jitter: Duration::from_micros(300),
-        ..NetConfig::default()
-    }
-}
 
 /// A random connected graph: a random tree, then random extra edges up to `n × degree / 2`.
 fn friend_graph(n: usize, degree: usize, seed: u64) -> Vec<(usize, usize)> {
@@ -50,6 +42,17 @@ fn friend_graph(n: usize, degree: usize, seed: u64) -> Vec<(usize, usize)> {
         }
     }
     edges
+}
+
+/// `messages` messages from writers drawn at random by `seed`, 20 ms apart.
+fn write_from_random_nodes(sim: &mut Sim, messages: usize, seed: u64) {
+    let n = sim.len();
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed);
+    for k in 0..messages {
+        let w = rng.random_range(0..n);
+        sim.send(w, &format!("message {k} of the benchmark from {w}"));
+        sim.run_for(Duration::from_millis(20));
+    }
 }
 
 struct Cell {
@@ -75,12 +78,7 @@ fn flood(n: usize, loss: f64, messages: usize, seed: u64) -> Cell {
     sim.run_for(Duration::from_secs(8));
     let before = sim.total_stats();
     let t0 = sim.traffic.clone();
-    let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed);
-    for k in 0..messages {
-        let w = rng.random_range(0..n);
-        sim.send(w, &format!("message {k} of the benchmark from {w}"));
-        sim.run_for(Duration::from_millis(20));
-    }
+    write_from_random_nodes(&mut sim, messages, seed);
     let done = sim.run_until_delivered(Duration::from_secs(120));
     let after = sim.total_stats();
     let wanted = (messages * (n - 1)) as f64;
@@ -121,12 +119,7 @@ fn multicast(n: usize, loss: f64, messages: usize, seed: u64) -> Cell {
     sim.run_for(Duration::from_secs(1));
     let before = sim.total_stats();
     let t0 = sim.traffic.clone();
-    let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed);
-    for k in 0..messages {
-        let w = rng.random_range(0..n);
-        sim.send(w, &format!("message {k} of the benchmark from {w}"));
-        sim.run_for(Duration::from_millis(20));
-    }
+    write_from_random_nodes(&mut sim, messages, seed);
     sim.run_until_delivered(Duration::from_secs(120));
     let after = sim.total_stats();
     let wanted = (messages * (n - 1)) as f64;

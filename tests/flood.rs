@@ -6,25 +6,7 @@ mod sim;
 
 use std::time::Duration;
 
-use sim::{NetConfig, Sim, node_config};
-
-fn lossy(loss: f64) -> NetConfig {
-    NetConfig {
-        loss,
-        jitter: Duration::from_micros(300),
-        ..NetConfig::default()
-    }
-}
-
-/// Every node sends `per_node` messages, spaced `gap` apart, round robin.
-fn chat(sim: &mut Sim, per_node: usize, gap: Duration) {
-    for k in 0..per_node {
-        for i in 0..sim.len() {
-            sim.send(i, &format!("message {k} from node {i}"));
-            sim.run_for(gap);
-        }
-    }
-}
+use sim::{NetConfig, Sim, chat, lossy, node_config};
 
 fn sim(n: usize, seed: u64, net: NetConfig) -> Sim {
     let cfg = node_config(&net);

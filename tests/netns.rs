@@ -17,25 +17,11 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::lan::{self, Lan};
+use common::lan::{Lan, skip_unless_possible};
 use common::{DEADLINE, Proc, Tally, assert_exactly_once, check_message_fields, has_all};
 
 /// Messages each host sends.
 const PER_HOST: usize = 20;
-
-/// Skips the test with a clear line, or fails it under CI.
-fn skip_unless_possible() -> bool {
-    match lan::can_run() {
-        Ok(()) => false,
-        Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but the namespace test cannot run: {why}")
-        }
-        Err(why) => {
-            println!("skipped: {why}");
-            true
-        }
-    }
-}
 
 /// `lobbycast --pipe` inside host `i`, nicknamed `h{i}`.
 fn node(lan: &Lan, i: usize, lobby: &str, dir: &Path, extra: &[&str]) -> Proc {

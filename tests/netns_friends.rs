@@ -12,24 +12,11 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::lan::{self, Lan};
+use common::lan::{Lan, skip_unless_possible};
 use common::{DEADLINE, Proc, assert_exactly_once, has_all};
 
 /// Port of every host's unicast socket.
 const PORT: u16 = 47300;
-
-fn skip_unless_possible() -> bool {
-    match lan::can_run() {
-        Ok(()) => false,
-        Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but the namespace test cannot run: {why}")
-        }
-        Err(why) => {
-            println!("skipped: {why}");
-            true
-        }
-    }
-}
 
 fn unicast(i: usize) -> String {
     format!("{}:{PORT}", Lan::addr(i))

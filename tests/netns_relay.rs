@@ -15,26 +15,13 @@ use std::process::{Child, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::lan::{self, RoutedLan};
+use common::lan::{RoutedLan, skip_unless_possible};
 use common::{DEADLINE, Proc, assert_exactly_once, has_all};
 
 const PORT: u16 = 47300;
 const LOBBY: &str = "routed";
 /// Messages each chatting host sends.
 const PER_HOST: usize = 25;
-
-fn skip_unless_possible() -> bool {
-    match lan::can_run() {
-        Ok(()) => false,
-        Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but the namespace test cannot run: {why}")
-        }
-        Err(why) => {
-            println!("skipped: {why}");
-            true
-        }
-    }
-}
 
 fn unicast(side: usize, i: usize) -> String {
     format!("{}:{PORT}", RoutedLan::addr(side, i))

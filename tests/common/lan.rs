@@ -35,6 +35,21 @@ pub fn can_run() -> Result<(), String> {
     Ok(())
 }
 
+/// Skips the calling test with a clear line when namespaces cannot be made here (true), or
+/// fails it under CI=true, where they must be.
+pub fn skip_unless_possible() -> bool {
+    match can_run() {
+        Ok(()) => false,
+        Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true but the namespace test cannot run: {why}")
+        }
+        Err(why) => {
+            println!("skipped: {why}");
+            true
+        }
+    }
+}
+
 fn ip(args: &[&str]) {
     run("ip", args, None);
 }

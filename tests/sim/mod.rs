@@ -116,6 +116,25 @@ impl Default for NetConfig {
     }
 }
 
+/// The default network with `loss` of every datagram dropped at random and 0.3 ms of jitter.
+pub fn lossy(loss: f64) -> NetConfig {
+    NetConfig {
+        loss,
+        jitter: Duration::from_micros(300),
+        ..NetConfig::default()
+    }
+}
+
+/// Every node sends `per_node` messages, spaced `gap` apart, round robin.
+pub fn chat(sim: &mut Sim, per_node: usize, gap: Duration) {
+    for k in 0..per_node {
+        for i in 0..sim.len() {
+            sim.send(i, &format!("message {k} from node {i}"));
+            sim.run_for(gap);
+        }
+    }
+}
+
 /// The core configuration the simulator uses: the LAN defaults with the timer floor and
 /// default distance at the simulated one-way delay, so distances are measured in its units.
 pub fn node_config(net: &NetConfig) -> Config {
