@@ -1,7 +1,9 @@
 //! The relay's frontend (`--relay`): no screen and no input. It joins its lobbies, bridges its
 //! multicast segment and its friends, serves repairs from its history, and says what happens
 //! through `tracing` on standard error: friends and members at `info`, each message at `debug`,
-//! losses at `warn`, and its counters at exit, on SIGUSR1 and every report interval.
+//! losses at `warn`, and its counters at exit, on SIGUSR1 and every report interval. Nicks
+//! come from the network: they are logged quoted and escaped (`?`, or a plain `&str` field),
+//! never with `%`, so no control character reaches the log.
 
 use std::io;
 
@@ -24,7 +26,7 @@ impl Frontend for RelayFrontend {
             }
             AppEvent::History { .. } | AppEvent::Sent { .. } => {}
             AppEvent::Message { lobby, msg } => {
-                tracing::debug!(lobby = %lobby.name, nick = %msg.nick, source = %msg.source,
+                tracing::debug!(lobby = %lobby.name, nick = ?msg.nick, source = %msg.source,
                     seq = msg.seq, bytes = msg.text.len(), "message");
             }
             AppEvent::SendFailed { lobby, error } => {
