@@ -5,6 +5,7 @@
 pub mod proto;
 
 pub mod app;
+pub mod command_line;
 pub mod display;
 pub mod history;
 pub mod identity;

@@ -103,6 +103,7 @@ fn config(cli: &Cli, names: &[String], relay: bool) -> Result<AppConfig> {
         friends: cli.friends.clone(),
         multicast: !cli.no_multicast,
         report_every: relay.then_some(RELAY_REPORT),
+        status_every: None,
         unlisted: cli.unlisted,
         core: Config::default(),
     })

@@ -15,7 +15,8 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::app::{AppEvent, Command, Frontend};
-use crate::proto::{LobbyId, Message, Stats};
+use crate::command_line::{self, Input};
+use crate::proto::{Lobby, LobbyId, Message, Stats};
 
 /// Longest input line kept; the rest of a longer line is dropped (the protocol's limit,
 /// 64 KiB, refuses it anyway, with an `error` event).
@@ -141,6 +142,72 @@ struct ErrorLine<'a> {
 }
 
 #[derive(Serialize)]
+struct LobbyLine<'a> {
+    event: &'static str,
+    lobby: &'a str,
+}
+
+#[derive(Serialize)]
+struct CommandErrorLine<'a> {
+    event: &'static str,
+    error: &'a str,
+}
+
+#[derive(Serialize)]
+struct OwnNickLine<'a> {
+    event: &'static str,
+    nick: &'a str,
+}
+
+#[derive(Serialize)]
+struct Member<'a> {
+    peer: Hex,
+    nick: &'a str,
+}
+
+#[derive(Serialize)]
+struct MembersLine<'a> {
+    event: &'static str,
+    lobby: &'a str,
+    members: Vec<Member<'a>>,
+}
+
+#[derive(Serialize)]
+struct Friend<'a> {
+    addr: SocketAddr,
+    up: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer: Option<Hex>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nick: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rtt_ms: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct FriendsLine<'a> {
+    event: &'static str,
+    friends: Vec<Friend<'a>>,
+}
+
+#[derive(Serialize)]
+struct StatusLobby<'a> {
+    lobby: &'a str,
+    members: usize,
+    missing: usize,
+}
+
+#[derive(Serialize)]
+struct StatusLine<'a> {
+    event: &'static str,
+    nick: &'a str,
+    multicast: bool,
+    friends: usize,
+    friends_up: usize,
+    lobbies: Vec<StatusLobby<'a>>,
+}
+
+#[derive(Serialize)]
 struct StatsLine<'a> {
     event: &'static str,
     /// Every counter of the core, by its field name.
@@ -225,6 +292,58 @@ impl<W: Write> Frontend for PipeFrontend<W> {
                 peer: Hex(peer.0),
             }),
             AppEvent::Stats(s) => self.line(&stats_line(s)),
+            AppEvent::Parted { lobby } => self.line(&LobbyLine {
+                event: "parted",
+                lobby: &lobby.name,
+            }),
+            AppEvent::CommandFailed { error } => self.line(&CommandErrorLine {
+                event: "command_error",
+                error: &error,
+            }),
+            AppEvent::OwnNick { nick } => self.line(&OwnNickLine {
+                event: "own_nick",
+                nick,
+            }),
+            AppEvent::Members { lobby, members } => self.line(&MembersLine {
+                event: "members",
+                lobby: &lobby.name,
+                members: members
+                    .iter()
+                    .map(|(p, n)| Member {
+                        peer: Hex(p.0),
+                        nick: n,
+                    })
+                    .collect(),
+            }),
+            AppEvent::Friends { friends } => self.line(&FriendsLine {
+                event: "friends",
+                friends: friends
+                    .iter()
+                    .map(|f| Friend {
+                        addr: f.addr,
+                        up: f.up,
+                        peer: f.peer.map(|p| Hex(p.0)),
+                        nick: f.nick.as_deref(),
+                        rtt_ms: f.rtt.map(|d| d.as_secs_f64() * 1e3),
+                    })
+                    .collect(),
+            }),
+            AppEvent::Status(s) => self.line(&StatusLine {
+                event: "status",
+                nick: &s.nick,
+                multicast: s.multicast,
+                friends: s.friends,
+                friends_up: s.friends_up,
+                lobbies: s
+                    .lobbies
+                    .iter()
+                    .map(|l| StatusLobby {
+                        lobby: &l.lobby.name,
+                        members: l.members,
+                        missing: l.missing,
+                    })
+                    .collect(),
+            }),
         }
     }
 
@@ -248,9 +367,11 @@ fn stats_line(s: &Stats) -> StatsLine<'_> {
     }
 }
 
-/// Reads `input` on a thread of its own and sends its lines to `lobby`, as many per command as
-/// one read returned, so that a burst of lines reaches the core in one wakeup. The channel is
-/// closed when the input ends. Blocking reads keep the event loop free of stdin polling.
+/// Reads `input` on a thread of its own: text lines are sent to the current lobby (`lobby`
+/// at first), as many per command as one read returned, so that a burst of lines reaches the
+/// core in one wakeup; `/command` lines (see [`crate::command_line`]) become commands, in
+/// order with the texts. The channel is closed when the input ends. Blocking reads keep the
+/// event loop free of stdin polling.
 pub fn spawn_reader<R: Read + Send + 'static>(
     mut input: R,
     lobby: LobbyId,
@@ -260,12 +381,7 @@ pub fn spawn_reader<R: Read + Send + 'static>(
         let mut buf = vec![0u8; 64 << 10];
         let mut pending: Vec<u8> = Vec::new();
         let mut skipping = false;
-        let send = |texts: Vec<String>| {
-            texts.is_empty()
-                || tx
-                    .blocking_send(vec![Command::Send { lobby, texts }])
-                    .is_ok()
-        };
+        let mut lines = Lines::new(lobby);
         loop {
             let n = match input.read(&mut buf) {
                 Ok(0) => break,
@@ -276,14 +392,13 @@ pub fn spawn_reader<R: Read + Send + 'static>(
                     break;
                 }
             };
-            let mut texts = Vec::new();
             let mut chunk = &buf[..n];
             while let Some(i) = chunk.iter().position(|&b| b == b'\n') {
                 if skipping {
                     skipping = false;
                 } else {
                     pending.extend_from_slice(&chunk[..i]);
-                    push_line(&mut texts, &pending);
+                    lines.push(&pending);
                 }
                 pending.clear();
                 chunk = &chunk[i + 1..];
@@ -296,22 +411,106 @@ pub fn spawn_reader<R: Read + Send + 'static>(
                     skipping = true;
                 }
             }
-            if !send(texts) {
+            if !lines.send(&tx) {
                 return;
             }
         }
         if !skipping && !pending.is_empty() {
-            let mut texts = Vec::new();
-            push_line(&mut texts, &pending);
-            send(texts);
+            lines.push(&pending);
+            lines.send(&tx);
         }
     })
 }
 
-fn push_line(texts: &mut Vec<String>, line: &[u8]) {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    if !line.is_empty() {
-        texts.push(String::from_utf8_lossy(line).into_owned());
+/// Turns lines into commands, keeping track of the lobby texts go to.
+struct Lines {
+    current: LobbyId,
+    /// The lobbies joined, as the input asked: where `/part` of the current one leads.
+    joined: Vec<LobbyId>,
+    cmds: Vec<Command>,
+}
+
+impl Lines {
+    fn new(lobby: LobbyId) -> Self {
+        Lines {
+            current: lobby,
+            joined: vec![lobby],
+            cmds: Vec::new(),
+        }
+    }
+
+    fn text(&mut self, text: String) {
+        match self.cmds.last_mut() {
+            Some(Command::Send { lobby, texts }) if *lobby == self.current => texts.push(text),
+            _ => self.cmds.push(Command::Send {
+                lobby: self.current,
+                texts: vec![text],
+            }),
+        }
+    }
+
+    fn push(&mut self, line: &[u8]) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return;
+        }
+        let line = String::from_utf8_lossy(line);
+        let input = match command_line::parse(&line) {
+            Ok(Some(i)) => i,
+            Ok(None) => return,
+            Err(error) => return self.cmds.push(Command::Invalid { error }),
+        };
+        let lobby_of = |name: Option<String>, current: LobbyId| match name {
+            None => Ok(current),
+            Some(n) => Lobby::new(&n)
+                .map(|l| l.id)
+                .map_err(|e| format!("bad lobby name {n:?}: {e}")),
+        };
+        let cmd = match input {
+            Input::Text(t) => return self.text(t),
+            Input::Me(t) => return self.text(format!("{}{t}", command_line::ACTION_PREFIX)),
+            Input::Join(name) => {
+                if let Ok(l) = Lobby::new(&name) {
+                    self.joined.retain(|&j| j != l.id);
+                    self.joined.push(l.id);
+                    self.current = l.id;
+                }
+                Command::Join { name }
+            }
+            Input::Part(name) => match lobby_of(name, self.current) {
+                Ok(lobby) => {
+                    self.joined.retain(|&j| j != lobby);
+                    if lobby == self.current
+                        && let Some(&last) = self.joined.last()
+                    {
+                        self.current = last;
+                    }
+                    Command::Part { lobby }
+                }
+                Err(error) => Command::Invalid { error },
+            },
+            Input::Nick(nick) => Command::Nick { nick },
+            Input::Who(name) => match lobby_of(name, self.current) {
+                Ok(lobby) => Command::Who { lobby },
+                Err(error) => Command::Invalid { error },
+            },
+            Input::List | Input::Status => Command::Status,
+            Input::FriendAdd(addr) => Command::AddFriend { addr },
+            Input::FriendDel(addr) => Command::RemoveFriend { addr },
+            Input::FriendList => Command::ListFriends,
+            Input::Clear | Input::Help(_) => Command::Invalid {
+                error: "/clear and /help are for the screen; lobbycast(1) lists the pipe's \
+                        commands"
+                    .into(),
+            },
+            Input::Quit => Command::Quit,
+        };
+        self.cmds.push(cmd);
+    }
+
+    /// Sends what was gathered; false if the runtime is gone.
+    fn send(&mut self, tx: &mpsc::Sender<Vec<Command>>) -> bool {
+        self.cmds.is_empty() || tx.blocking_send(std::mem::take(&mut self.cmds)).is_ok()
     }
 }
 
@@ -324,8 +523,10 @@ mod tests {
         spawn_reader(input, LobbyId(1), tx).unwrap().join().unwrap();
         let mut out = Vec::new();
         while let Ok(cmds) = rx.try_recv() {
-            for Command::Send { texts, .. } in cmds {
-                out.extend(texts);
+            for c in cmds {
+                if let Command::Send { texts, .. } = c {
+                    out.extend(texts);
+                }
             }
         }
         out
@@ -336,6 +537,47 @@ mod tests {
         assert_eq!(
             lines_of(b"one\r\n\ntwo\nthree without newline"),
             ["one", "two", "three without newline"]
+        );
+    }
+
+    fn commands_of(input: &'static [u8]) -> Vec<Command> {
+        let (tx, mut rx) = mpsc::channel(16);
+        spawn_reader(input, LobbyId(1), tx).unwrap().join().unwrap();
+        let mut out = Vec::new();
+        while let Ok(cmds) = rx.try_recv() {
+            out.extend(cmds);
+        }
+        out
+    }
+
+    #[test]
+    fn command_lines_keep_their_order_with_texts_and_move_the_current_lobby() {
+        let ops = Lobby::new("ops").unwrap().id;
+        let cmds =
+            commands_of(b"hi\n/nick ann\n/join Ops\nthere\n/me waves\n//x\n/part\nback\n/bogus\n");
+        assert_eq!(
+            cmds,
+            vec![
+                Command::Send {
+                    lobby: LobbyId(1),
+                    texts: vec!["hi".into()]
+                },
+                Command::Nick { nick: "ann".into() },
+                Command::Join { name: "Ops".into() },
+                Command::Send {
+                    lobby: ops,
+                    texts: vec!["there".into(), "/me waves".into(), "/x".into()]
+                },
+                Command::Part { lobby: ops },
+                Command::Send {
+                    lobby: LobbyId(1),
+                    texts: vec!["back".into()]
+                },
+                Command::Invalid {
+                    error: "unknown command /bogus; /help lists the commands (//text sends /text)"
+                        .into()
+                },
+            ]
         );
     }
 

@@ -24,7 +24,14 @@ impl Frontend for RelayFrontend {
             } => {
                 tracing::info!(lobby = %lobby.name, %peer, ?groups, ?local, "relaying");
             }
-            AppEvent::History { .. } | AppEvent::Sent { .. } => {}
+            AppEvent::History { .. }
+            | AppEvent::Sent { .. }
+            | AppEvent::Members { .. }
+            | AppEvent::Friends { .. }
+            | AppEvent::Status(_) => {}
+            AppEvent::Parted { lobby } => tracing::info!(lobby = %lobby.name, "left"),
+            AppEvent::CommandFailed { error } => tracing::warn!(error, "command failed"),
+            AppEvent::OwnNick { nick } => tracing::info!(nick, "nick changed"),
             AppEvent::Message { lobby, msg } => {
                 tracing::debug!(lobby = %lobby.name, nick = ?msg.nick, source = %msg.source,
                     seq = msg.seq, bytes = msg.text.len(), "message");

@@ -222,6 +222,12 @@ impl Node {
         v
     }
 
+    /// Packets known missing in `lobby` now and being repaired (0 if not joined): what a
+    /// screen shows while losses are being repaired.
+    pub fn missing(&self, lobby: LobbyId) -> usize {
+        self.lobbies.get(&lobby).map_or(0, |l| l.missing())
+    }
+
     /// Sends `text` to `lobby`. Returns the message as others will see it, for the caller
     /// to show and keep in its history.
     pub fn send(&mut self, now: Instant, lobby: LobbyId, text: &str) -> Result<Message, SendError> {

@@ -303,6 +303,11 @@ impl LobbyState {
     pub fn members(&self) -> impl Iterator<Item = (PeerId, &str)> {
         self.peers.iter().map(|(id, p)| (*id, p.nick.as_str()))
     }
+
+    /// Sequence numbers known missing now, being asked for.
+    pub fn missing(&self) -> usize {
+        self.missing_total
+    }
 }
 
 /// Counts packets given up and tells the application, if there are any.

@@ -25,8 +25,12 @@ use crate::net::unicast::SendOptions;
 use crate::net::{Family, GroupSocket, Iface, IfaceError, UnicastSocket};
 use crate::proto::fragment::piece_count;
 use crate::proto::{
-    Config, Dest, Event, Lobby, LobbyId, Message, NickError, Node, Path, PeerId, SendError, Stats,
+    Config, Dest, Event, Lobby, LobbyId, Message, NickError, Node, Path, PeerId, SendError,
 };
+
+mod event;
+
+pub use event::{AppEvent, ChannelFrontend, Command, Frontend, LobbyStatus, OwnedEvent, Status};
 
 /// Everything the runtime needs to start.
 #[derive(Clone, Debug)]
@@ -62,6 +66,9 @@ pub struct AppConfig {
     pub multicast: bool,
     /// Report the counters this often (the relay), besides at exit and on SIGUSR1.
     pub report_every: Option<Duration>,
+    /// Report the transport state this often (the screen's status bar), besides on
+    /// [`Command::Status`].
+    pub status_every: Option<Duration>,
     /// `--unlisted`: the lobbies are not named to friends; friends in them find this node
     /// through the challenge (PROTOCOL.md 7.7).
     pub unlisted: bool,
@@ -113,134 +120,6 @@ pub enum AppError {
     },
 }
 
-/// What the runtime tells its frontend. One stream for every frontend.
-#[derive(Debug)]
-pub enum AppEvent<'a> {
-    /// A lobby was joined: its groups, and the address this node sends from.
-    Joined {
-        /// The lobby.
-        lobby: &'a Lobby,
-        /// This node.
-        peer: PeerId,
-        /// The groups joined.
-        groups: &'a [SocketAddr],
-        /// The unicast addresses sent from.
-        local: &'a [SocketAddr],
-    },
-    /// A message from the history, given again at start (own or others').
-    History {
-        /// Where.
-        lobby: &'a Lobby,
-        /// The message.
-        msg: &'a Message,
-        /// Whether this node wrote it.
-        own: bool,
-    },
-    /// A message from another member, delivered once (and already in the history).
-    Message {
-        /// Where.
-        lobby: &'a Lobby,
-        /// The message.
-        msg: &'a Message,
-    },
-    /// A message this node sent (already in the history).
-    Sent {
-        /// Where.
-        lobby: &'a Lobby,
-        /// The message.
-        msg: &'a Message,
-    },
-    /// A line of input could not be sent.
-    SendFailed {
-        /// Where.
-        lobby: &'a Lobby,
-        /// Why.
-        error: String,
-    },
-    /// A member was heard for the first time, or again after it was gone.
-    PeerJoined {
-        /// Where.
-        lobby: &'a Lobby,
-        /// Who.
-        peer: PeerId,
-        /// Its nick.
-        nick: &'a str,
-    },
-    /// A member changed its nick.
-    NickChanged {
-        /// Where.
-        lobby: &'a Lobby,
-        /// Who.
-        peer: PeerId,
-        /// Its new nick.
-        nick: &'a str,
-    },
-    /// A member left, or was not heard for the peer timeout.
-    PeerLeft {
-        /// Where.
-        lobby: &'a Lobby,
-        /// Who.
-        peer: PeerId,
-    },
-    /// Packets of a member that could not be recovered.
-    Lost {
-        /// Where.
-        lobby: &'a Lobby,
-        /// Whose.
-        source: PeerId,
-        /// How many sequence numbers.
-        count: u64,
-    },
-    /// A friend link came up.
-    FriendUp {
-        /// The friend's address.
-        addr: SocketAddr,
-        /// Its peer id.
-        peer: PeerId,
-        /// Its nick.
-        nick: &'a str,
-    },
-    /// A friend started taking part in a lobby with this node.
-    FriendInLobby {
-        /// Where.
-        lobby: &'a Lobby,
-        /// The friend's address.
-        addr: SocketAddr,
-        /// Its peer id.
-        peer: PeerId,
-    },
-    /// A friend link went down.
-    FriendDown {
-        /// The friend's address.
-        addr: SocketAddr,
-        /// Its peer id, if one was heard.
-        peer: Option<PeerId>,
-    },
-    /// The core's counters: at exit, on SIGUSR1, and every report interval if one is set.
-    Stats(&'a Stats),
-}
-
-/// Something that shows the runtime's events: the pipe, and later a relay or a screen.
-pub trait Frontend {
-    /// Takes one event. Output may be buffered until [`Frontend::flush`]; it must not reach
-    /// the user before flush, because the runtime writes the history just before flushing.
-    fn event(&mut self, ev: AppEvent<'_>);
-    /// Shows what was buffered. An error stops the runtime.
-    fn flush(&mut self) -> io::Result<()>;
-}
-
-/// What a frontend asks the runtime to do.
-#[derive(Debug)]
-pub enum Command {
-    /// Send each text as one message.
-    Send {
-        /// Where.
-        lobby: LobbyId,
-        /// The messages.
-        texts: Vec<String>,
-    },
-}
-
 /// Why the runtime stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopReason {
@@ -250,12 +129,16 @@ pub enum StopReason {
     Linger,
     /// The frontend's output was closed.
     OutputClosed,
+    /// The frontend asked to stop ([`Command::Quit`]).
+    Quit,
 }
 
 struct Joined {
     lobby: Lobby,
     /// The lobby's groups and port: where its datagrams go.
     targets: Vec<SocketAddr>,
+    /// The sockets that joined them.
+    groups: Vec<GroupSocket>,
     history: History,
     lease: SeqLease,
 }
@@ -337,8 +220,18 @@ pub struct App {
     node: Node,
     data_dir: DataDir,
     unicast: Vec<Unicast>,
-    groups: Vec<GroupSocket>,
     lobbies: Vec<Joined>,
+    /// What joining another lobby needs.
+    iface: Iface,
+    v4: bool,
+    v6: bool,
+    port: u16,
+    history_len: usize,
+    use_multicast: bool,
+    unlisted: bool,
+    status_every: Option<Duration>,
+    /// [`Command::Quit`] was taken.
+    quit: bool,
     queued: VecDeque<Queued>,
     /// The head of `queued` waits for send buffer room (not for the pacer).
     socket_full: bool,
@@ -354,9 +247,16 @@ pub struct App {
     report_every: Option<Duration>,
     recv_buf: Vec<u8>,
     loaded: Vec<(usize, Message)>,
-    /// Texts taken from the input but not sent yet: the flow window is full. Input is not
-    /// read while any wait, so a fast writer is slowed down, never dropped.
-    waiting: VecDeque<(LobbyId, String)>,
+    /// Texts and commands taken from the input but not carried out yet: the flow window is
+    /// full. Input is not read while any wait, so a fast writer is slowed down, never
+    /// dropped; commands wait their turn, so `/nick` after a text does not rename it.
+    waiting: VecDeque<Pending>,
+}
+
+/// An input taken but not carried out yet.
+enum Pending {
+    Text(LobbyId, String),
+    Command(Command),
 }
 
 impl App {
@@ -409,72 +309,6 @@ impl App {
         if !cfg.multicast {
             tracing::info!("multicast off: lobbies reach friends only");
         }
-        let mut lobbies = Vec::new();
-        let mut all_groups = Vec::new();
-        let mut loaded = Vec::new();
-        for lobby in &cfg.lobbies {
-            let dir = data_dir.lobby_dir(lobby)?;
-            let (history, got) = History::open(&dir.join("history"), lobby.id, cfg.history)?;
-            if got.torn_bytes > 0 {
-                tracing::warn!(path = %history.path().display(), bytes = got.torn_bytes,
-                    "cut off a torn last history record (a crash during a write)");
-            }
-            if got.skipped > 0 {
-                tracing::warn!(path = %history.path().display(), lines = got.skipped,
-                    "skipped corrupt history records");
-            }
-            // Own records are appended in sending order, so the last one in the tail is the
-            // last one in the file; with none in the tail, only a complete read can tell.
-            let own_end = got
-                .messages
-                .iter()
-                .filter(|(m, _)| m.source == me)
-                .map(|(m, _)| m.seq + piece_count(m.text.len()) as u64)
-                .max()
-                .or(got.complete.then_some(0));
-            let lease_path = dir.join("seq");
-            let lease =
-                SeqLease::acquire(&lease_path, own_end).map_err(|source| AppError::Lease {
-                    path: lease_path.clone(),
-                    source,
-                })?;
-            let mut targets = Vec::new();
-            let addrs: Vec<IpAddr> = [
-                v4.then(|| IpAddr::V4(lobby.ipv4_group())),
-                v6.then(|| IpAddr::V6(lobby.ipv6_group())),
-            ]
-            .into_iter()
-            .flatten()
-            .filter(|_| cfg.multicast)
-            .collect();
-            for g in addrs {
-                let sock =
-                    GroupSocket::join(g, cfg.port, &iface).map_err(|source| AppError::Socket {
-                        what: format!("joining {g} port {} on {}", cfg.port, iface.name),
-                        source,
-                    })?;
-                tracing::info!(lobby = %lobby.name, group = %sock.group(), "joined");
-                targets.push(sock.group());
-                all_groups.push(sock);
-            }
-            node.join(now, lobby, lease.next());
-            if cfg.unlisted {
-                node.set_listed(now, lobby.id, false);
-            }
-            for (m, _) in &got.messages {
-                node.restore(now, m);
-            }
-            tracing::info!(lobby = %lobby.name, first_seq = lease.next(),
-                restored = got.messages.len(), "lobby ready");
-            let i = lobbies.len();
-            loaded.extend(got.messages.into_iter().map(|(m, _)| (i, m)));
-            lobbies.push(Joined {
-                lobby: lobby.clone(),
-                targets,
-                history,
-                lease,
-            });
-        }
         let own = unicast
             .iter()
             .flat_map(|u| {
@@ -491,28 +325,21 @@ impl App {
                 }
             })
             .collect();
-        for &addr in &cfg.friends {
-            if !unicast.iter().any(|u| u.v6 == addr.is_ipv6()) {
-                return Err(AppError::Friend {
-                    addr,
-                    why: format!(
-                        "the node has no IPv{} socket (see --family and --bind)",
-                        if addr.is_ipv6() { 6 } else { 4 }
-                    ),
-                });
-            }
-            node.add_friend(now, addr).map_err(|e| AppError::Friend {
-                addr,
-                why: e.to_string(),
-            })?;
-        }
-        Ok(App {
+        let mut app = App {
             own,
             node,
             data_dir,
             unicast,
-            groups: all_groups,
-            lobbies,
+            lobbies: Vec::new(),
+            iface,
+            v4,
+            v6,
+            port: cfg.port,
+            history_len: cfg.history,
+            use_multicast: cfg.multicast,
+            unlisted: cfg.unlisted,
+            status_every: cfg.status_every,
+            quit: false,
             queued: VecDeque::new(),
             socket_full: false,
             pacer: Pacer::new(cfg.max_rate, Instant::now()),
@@ -521,9 +348,111 @@ impl App {
             linger: cfg.linger,
             report_every: cfg.report_every,
             recv_buf: vec![0; RECV_BUF],
-            loaded,
+            loaded: Vec::new(),
             waiting: VecDeque::new(),
-        })
+        };
+        for lobby in &cfg.lobbies {
+            let (i, got) = app.open_lobby(lobby, now)?;
+            app.loaded.extend(got.into_iter().map(|m| (i, m)));
+        }
+        for &addr in &cfg.friends {
+            app.add_friend(now, addr)?;
+        }
+        Ok(app)
+    }
+
+    /// Adds a friend, if the node has a socket of its address family.
+    fn add_friend(&mut self, now: Instant, addr: SocketAddr) -> Result<(), AppError> {
+        if !self.unicast.iter().any(|u| u.v6 == addr.is_ipv6()) {
+            return Err(AppError::Friend {
+                addr,
+                why: format!(
+                    "the node has no IPv{} socket (see --family and --bind)",
+                    if addr.is_ipv6() { 6 } else { 4 }
+                ),
+            });
+        }
+        self.node
+            .add_friend(now, addr)
+            .map_err(|e| AppError::Friend {
+                addr,
+                why: e.to_string(),
+            })
+    }
+
+    /// Joins `lobby`: its history file, its sequence lease, its groups, and the core.
+    /// Returns its index in `lobbies` and the messages restored from its history.
+    fn open_lobby(
+        &mut self,
+        lobby: &Lobby,
+        now: Instant,
+    ) -> Result<(usize, Vec<Message>), AppError> {
+        let me = self.node.peer_id();
+        let dir = self.data_dir.lobby_dir(lobby)?;
+        let (history, got) = History::open(&dir.join("history"), lobby.id, self.history_len)?;
+        if got.torn_bytes > 0 {
+            tracing::warn!(path = %history.path().display(), bytes = got.torn_bytes,
+                "cut off a torn last history record (a crash during a write)");
+        }
+        if got.skipped > 0 {
+            tracing::warn!(path = %history.path().display(), lines = got.skipped,
+                "skipped corrupt history records");
+        }
+        // Own records are appended in sending order, so the last one in the tail is the
+        // last one in the file; with none in the tail, only a complete read can tell.
+        let own_end = got
+            .messages
+            .iter()
+            .filter(|(m, _)| m.source == me)
+            .map(|(m, _)| m.seq + piece_count(m.text.len()) as u64)
+            .max()
+            .or(got.complete.then_some(0));
+        let lease_path = dir.join("seq");
+        let lease = SeqLease::acquire(&lease_path, own_end).map_err(|source| AppError::Lease {
+            path: lease_path.clone(),
+            source,
+        })?;
+        let mut targets = Vec::new();
+        let mut groups = Vec::new();
+        let addrs: Vec<IpAddr> = [
+            self.v4.then(|| IpAddr::V4(lobby.ipv4_group())),
+            self.v6.then(|| IpAddr::V6(lobby.ipv6_group())),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|_| self.use_multicast)
+        .collect();
+        for g in addrs {
+            let sock = GroupSocket::join(g, self.port, &self.iface).map_err(|source| {
+                AppError::Socket {
+                    what: format!("joining {g} port {} on {}", self.port, self.iface.name),
+                    source,
+                }
+            })?;
+            tracing::info!(lobby = %lobby.name, group = %sock.group(), "joined");
+            targets.push(sock.group());
+            groups.push(sock);
+        }
+        self.node.join(now, lobby, lease.next());
+        if self.unlisted {
+            self.node.set_listed(now, lobby.id, false);
+        }
+        for (m, _) in &got.messages {
+            self.node.restore(now, m);
+        }
+        tracing::info!(lobby = %lobby.name, first_seq = lease.next(),
+            restored = got.messages.len(), "lobby ready");
+        self.lobbies.push(Joined {
+            lobby: lobby.clone(),
+            targets,
+            groups,
+            history,
+            lease,
+        });
+        Ok((
+            self.lobbies.len() - 1,
+            got.messages.into_iter().map(|(m, _)| m).collect(),
+        ))
     }
 
     /// This node's peer id.
@@ -548,6 +477,7 @@ impl App {
         let mut sigterm = sig(SignalKind::terminate())?;
         let mut sigusr1 = sig(SignalKind::user_defined1())?;
         let mut report_at = self.report_every.map(|d| Instant::now() + d);
+        let mut status_at = self.status_every.map(|d| Instant::now() + d);
         self.announce(frontend);
         let mut input_open = true;
         let mut linger_at: Option<Instant> = None;
@@ -564,10 +494,18 @@ impl App {
             let timeout = self.node.poll_timeout();
             let paced =
                 (!self.queued.is_empty() && !self.socket_full).then(|| self.pacer.ready_at());
-            let wake = [timeout, linger_at, sync_at, Some(wall_at), paced, report_at]
-                .into_iter()
-                .flatten()
-                .min();
+            let wake = [
+                timeout,
+                linger_at,
+                sync_at,
+                Some(wall_at),
+                paced,
+                report_at,
+                status_at,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let woke = {
                 let socks: Vec<&UdpSocket> = self.sockets().collect();
                 let senders: Vec<&UdpSocket> =
@@ -621,6 +559,12 @@ impl App {
                 self.report(frontend);
                 report_at = Some(now + every);
             }
+            if let (Some(at), Some(every)) = (status_at, self.status_every)
+                && now >= at
+            {
+                self.status(frontend);
+                status_at = Some(now + every);
+            }
             if timeout.is_some_and(|t| t <= now) {
                 self.node.handle_timeout(now);
             }
@@ -663,6 +607,9 @@ impl App {
             if linger_at.is_some_and(|t| t <= now) {
                 break StopReason::Linger;
             }
+            if self.quit {
+                break StopReason::Quit;
+            }
         };
         if let Some(t) = syncing {
             let _ = t.await;
@@ -692,10 +639,11 @@ impl App {
     }
 
     fn sockets(&self) -> impl Iterator<Item = &UdpSocket> {
-        self.unicast
-            .iter()
-            .map(|u| u.sock.socket())
-            .chain(self.groups.iter().map(|g| g.socket()))
+        self.unicast.iter().map(|u| u.sock.socket()).chain(
+            self.lobbies
+                .iter()
+                .flat_map(|j| j.groups.iter().map(|g| g.socket())),
+        )
     }
 
     /// Takes the datagrams waiting on every socket, in batches, at most
@@ -703,14 +651,23 @@ impl App {
     /// the timers due.
     fn receive(&mut self, frontend: &mut dyn Frontend) {
         let n_unicast = self.unicast.len();
-        for i in 0..n_unicast + self.groups.len() {
+        let groups: Vec<(usize, usize)> = self
+            .lobbies
+            .iter()
+            .enumerate()
+            .flat_map(|(l, j)| (0..j.groups.len()).map(move |g| (l, g)))
+            .collect();
+        for i in 0..n_unicast + groups.len() {
             for _ in 0..RECV_BATCHES_PER_WAKEUP {
                 let mut got = 0;
                 let mut more = true;
                 while got < RECV_BATCH {
                     let sock = match i.checked_sub(n_unicast) {
                         None => self.unicast[i].sock.socket(),
-                        Some(g) => self.groups[g].socket(),
+                        Some(g) => {
+                            let (l, g) = groups[g];
+                            self.lobbies[l].groups[g].socket()
+                        }
                     };
                     match sock.try_recv_from(&mut self.recv_buf) {
                         Ok((n, from)) => {
@@ -746,26 +703,38 @@ impl App {
         }
     }
 
-    /// Queues the texts of `cmds` to be sent; returns how many there were.
+    /// Queues the texts and commands of `cmds`; returns how many texts there were.
     fn take_commands(&mut self, cmds: Vec<Command>) -> usize {
         let mut n = 0;
         for cmd in cmds {
             match cmd {
                 Command::Send { lobby, texts } => {
                     n += texts.len();
-                    self.waiting.extend(texts.into_iter().map(|t| (lobby, t)));
+                    self.waiting
+                        .extend(texts.into_iter().map(|t| Pending::Text(lobby, t)));
                 }
+                cmd => self.waiting.push_back(Pending::Command(cmd)),
             }
         }
         n
     }
 
-    /// Sends waiting texts in order until none is left or the flow window is full. A history
-    /// write failure stops the runtime before any datagram of an unrecorded message leaves.
+    /// Carries out waiting texts and commands in order until none is left or the flow window
+    /// is full. A history write failure stops the runtime before any datagram of an
+    /// unrecorded message leaves.
     fn send_waiting(&mut self, frontend: &mut dyn Frontend) -> Result<(), AppError> {
-        while let Some((lobby, text)) = self.waiting.pop_front() {
+        while let Some(p) = self.waiting.pop_front() {
+            let (lobby, text) = match p {
+                Pending::Text(lobby, text) => (lobby, text),
+                Pending::Command(cmd) => {
+                    self.command(frontend, cmd)?;
+                    continue;
+                }
+            };
             let Some(j) = self.lobbies.iter_mut().find(|j| j.lobby.id == lobby) else {
-                tracing::warn!(lobby = %lobby, "send to a lobby not joined");
+                frontend.event(AppEvent::CommandFailed {
+                    error: format!("cannot send to lobby {lobby}: not joined"),
+                });
                 continue;
             };
             if let Err(e) = j.lease.ensure() {
@@ -788,7 +757,7 @@ impl App {
                 Err(SendError::WindowFull) => {
                     // Members are behind: wait for their reports (the loop retries on every
                     // wakeup), keeping the order.
-                    self.waiting.push_front((lobby, text));
+                    self.waiting.push_front(Pending::Text(lobby, text));
                     break;
                 }
                 Err(e) => {
@@ -808,6 +777,149 @@ impl App {
         self.write_history()?;
         self.pump(frontend);
         Ok(())
+    }
+
+    /// Carries out a command other than a send. Only a history failure of a lobby being
+    /// joined is an error of the runtime; bad arguments are told to the frontend.
+    fn command(&mut self, frontend: &mut dyn Frontend, cmd: Command) -> Result<(), AppError> {
+        if let Err(error) = self.try_command(frontend, cmd)? {
+            frontend.event(AppEvent::CommandFailed { error });
+        }
+        Ok(())
+    }
+
+    /// [`App::command`], with bad arguments as the inner error.
+    fn try_command(
+        &mut self,
+        frontend: &mut dyn Frontend,
+        cmd: Command,
+    ) -> Result<Result<(), String>, AppError> {
+        let now = Instant::now();
+        match cmd {
+            Command::Send { lobby, texts } => {
+                // Not reached: texts are queued one by one; keep them in order anyway.
+                for t in texts.into_iter().rev() {
+                    self.waiting.push_front(Pending::Text(lobby, t));
+                }
+            }
+            Command::Join { name } => {
+                let lobby = match Lobby::new(&name) {
+                    Ok(l) => l,
+                    Err(e) => return Ok(Err(format!("bad lobby name {name:?}: {e}"))),
+                };
+                if self.lobbies.iter().any(|j| j.lobby.id == lobby.id) {
+                    return Ok(Err(format!("already in lobby {}", lobby.name)));
+                }
+                let got = match self.open_lobby(&lobby, now) {
+                    Ok((_, got)) => got,
+                    // A socket that cannot join, a lease held by another process: the
+                    // other lobbies go on.
+                    Err(e @ (AppError::Socket { .. } | AppError::Lease { .. })) => {
+                        return Ok(Err(format!("cannot join {}: {e}", lobby.name)));
+                    }
+                    Err(e) => return Err(e),
+                };
+                let j = self.lobbies.last().expect("just pushed");
+                let local: Vec<SocketAddr> =
+                    self.unicast.iter().map(|u| u.sock.local_addr()).collect();
+                let peer = self.node.peer_id();
+                frontend.event(AppEvent::Joined {
+                    lobby: &j.lobby,
+                    peer,
+                    groups: &j.targets,
+                    local: &local,
+                });
+                for m in &got {
+                    frontend.event(AppEvent::History {
+                        lobby: &j.lobby,
+                        msg: m,
+                        own: m.source == peer,
+                    });
+                }
+            }
+            Command::Part { lobby } => {
+                let Some(i) = self.lobbies.iter().position(|j| j.lobby.id == lobby) else {
+                    return Ok(Err(format!("not in lobby {lobby}")));
+                };
+                self.node.leave(lobby);
+                // The leaving session and heartbeat go out before the groups are left.
+                self.pump(frontend);
+                let mut j = self.lobbies.remove(i);
+                self.waiting
+                    .retain(|p| !matches!(p, Pending::Text(l, _) if *l == lobby));
+                if let Err(e) = j.history.sync_now() {
+                    tracing::error!(error = %e, "history not flushed");
+                }
+                if let Err(e) = j.lease.release() {
+                    tracing::warn!(error = %e, "sequence lease not shrunk; a rejoin skips a block");
+                }
+                for g in &mut j.groups {
+                    if let Err(e) = g.leave() {
+                        tracing::debug!(group = %g.group(), error = %e, "leaving the group failed");
+                    }
+                }
+                tracing::info!(lobby = %j.lobby.name, "left");
+                frontend.event(AppEvent::Parted { lobby: &j.lobby });
+            }
+            Command::Nick { nick } => match self.node.set_nick(now, &nick) {
+                Ok(()) => frontend.event(AppEvent::OwnNick {
+                    nick: self.node.nick(),
+                }),
+                Err(e) => return Ok(Err(format!("bad nick {nick:?}: {e}"))),
+            },
+            Command::Who { lobby } => {
+                let Some(j) = self.lobbies.iter().find(|j| j.lobby.id == lobby) else {
+                    return Ok(Err(format!("not in lobby {lobby}")));
+                };
+                let members = self.node.members(lobby);
+                frontend.event(AppEvent::Members {
+                    lobby: &j.lobby,
+                    members: &members,
+                });
+            }
+            Command::AddFriend { addr } => match self.add_friend(now, addr) {
+                Ok(()) => self.friends(frontend),
+                Err(e) => return Ok(Err(e.to_string())),
+            },
+            Command::RemoveFriend { addr } => {
+                if self.node.remove_friend(addr) {
+                    self.friends(frontend);
+                } else {
+                    return Ok(Err(format!("{addr} is not a friend")));
+                }
+            }
+            Command::ListFriends => self.friends(frontend),
+            Command::Status => self.status(frontend),
+            Command::Quit => self.quit = true,
+            Command::Invalid { error } => return Ok(Err(error)),
+        }
+        Ok(Ok(()))
+    }
+
+    fn friends(&mut self, frontend: &mut dyn Frontend) {
+        let friends = self.node.friends();
+        frontend.event(AppEvent::Friends { friends: &friends });
+    }
+
+    /// Tells the frontend the transport state.
+    fn status(&mut self, frontend: &mut dyn Frontend) {
+        let friends = self.node.friends();
+        let status = Status {
+            nick: self.node.nick().to_owned(),
+            multicast: self.node.multicast(),
+            friends: friends.len(),
+            friends_up: friends.iter().filter(|f| f.up).count(),
+            lobbies: self
+                .lobbies
+                .iter()
+                .map(|j| LobbyStatus {
+                    lobby: j.lobby.clone(),
+                    members: self.node.members(j.lobby.id).len(),
+                    missing: self.node.missing(j.lobby.id),
+                })
+                .collect(),
+        };
+        frontend.event(AppEvent::Status(&status));
     }
 
     /// Drains the core: transmits to the sockets, events to the history and the frontend.
@@ -1050,9 +1162,9 @@ impl App {
                 tracing::warn!(error = %e, "sequence lease not shrunk; a restart skips a block");
             }
         }
-        for g in &mut self.groups {
+        for g in self.lobbies.iter_mut().flat_map(|j| j.groups.iter_mut()) {
             if let Err(e) = g.leave() {
-                tracing::debug!(group = %g.group(), error = %e, "leaving failed");
+                tracing::debug!(group = %g.group(), error = %e, "leaving the group failed");
             }
         }
         let stats = self.node.stats();

@@ -1,0 +1,440 @@
+//! The runtime's two streams, shared by every frontend (pipe, relay, screen): [`Command`]s in,
+//! [`AppEvent`]s out.
+
+use std::io;
+use std::net::SocketAddr;
+
+use tokio::sync::mpsc;
+
+use crate::proto::{FriendInfo, Lobby, LobbyId, Message, PeerId, Stats};
+
+/// What a frontend asks the runtime to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Send each text as one message. Each text is answered, in order, by
+    /// [`AppEvent::Sent`] or [`AppEvent::SendFailed`].
+    Send {
+        /// Where.
+        lobby: LobbyId,
+        /// The messages.
+        texts: Vec<String>,
+    },
+    /// Join a lobby by name (answered by [`AppEvent::Joined`] and its history, or
+    /// [`AppEvent::CommandFailed`]). Joining a lobby already joined changes nothing.
+    Join {
+        /// The lobby's name, as typed.
+        name: String,
+    },
+    /// Leave a lobby (answered by [`AppEvent::Parted`]).
+    Part {
+        /// Which.
+        lobby: LobbyId,
+    },
+    /// Change the nick in every lobby (answered by [`AppEvent::OwnNick`]).
+    Nick {
+        /// The new nick, as typed.
+        nick: String,
+    },
+    /// Ask for a lobby's members (answered by [`AppEvent::Members`]).
+    Who {
+        /// Which.
+        lobby: LobbyId,
+    },
+    /// Add a friend (PROTOCOL.md 7.1); answered by [`AppEvent::Friends`].
+    AddFriend {
+        /// Its unicast address.
+        addr: SocketAddr,
+    },
+    /// Remove a friend; answered by [`AppEvent::Friends`].
+    RemoveFriend {
+        /// Its unicast address.
+        addr: SocketAddr,
+    },
+    /// Ask for the friends and their links (answered by [`AppEvent::Friends`]).
+    ListFriends,
+    /// Ask for the transport state (answered by [`AppEvent::Status`]).
+    Status,
+    /// Stop, as SIGTERM does: history flushed, groups left.
+    Quit,
+    /// Input the frontend could not understand: reported back as
+    /// [`AppEvent::CommandFailed`], in order with the commands around it.
+    Invalid {
+        /// Why, in one line.
+        error: String,
+    },
+}
+
+/// The transport state: what a status bar shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// This node's nick.
+    pub nick: String,
+    /// Whether lobbies use their multicast groups (false with `--no-multicast`, or while the
+    /// network refuses multicast).
+    pub multicast: bool,
+    /// Friends configured.
+    pub friends: usize,
+    /// Friend links up.
+    pub friends_up: usize,
+    /// Per joined lobby: members heard, and packets missing now (being repaired).
+    pub lobbies: Vec<LobbyStatus>,
+}
+
+/// One lobby's line of [`Status`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LobbyStatus {
+    /// Which.
+    pub lobby: Lobby,
+    /// Members heard recently (not counting this node).
+    pub members: usize,
+    /// Packets known missing and being repaired.
+    pub missing: usize,
+}
+
+/// What the runtime tells its frontend. One stream for every frontend; borrowed so that the
+/// pipe's hot path allocates nothing ([`OwnedEvent`] is the owned copy).
+#[derive(Debug)]
+pub enum AppEvent<'a> {
+    /// A lobby was joined: its groups, and the address this node sends from.
+    Joined {
+        /// The lobby.
+        lobby: &'a Lobby,
+        /// This node.
+        peer: PeerId,
+        /// The groups joined.
+        groups: &'a [SocketAddr],
+        /// The unicast addresses sent from.
+        local: &'a [SocketAddr],
+    },
+    /// A lobby was left.
+    Parted {
+        /// The lobby.
+        lobby: &'a Lobby,
+    },
+    /// A message from the history, given again at start or on joining (own or others').
+    History {
+        /// Where.
+        lobby: &'a Lobby,
+        /// The message.
+        msg: &'a Message,
+        /// Whether this node wrote it.
+        own: bool,
+    },
+    /// A message from another member, delivered once (and already in the history).
+    Message {
+        /// Where.
+        lobby: &'a Lobby,
+        /// The message.
+        msg: &'a Message,
+    },
+    /// A message this node sent (already in the history, its datagrams handed to the
+    /// network).
+    Sent {
+        /// Where.
+        lobby: &'a Lobby,
+        /// The message.
+        msg: &'a Message,
+    },
+    /// A text could not be sent.
+    SendFailed {
+        /// Where.
+        lobby: &'a Lobby,
+        /// Why.
+        error: String,
+    },
+    /// A command could not be carried out (a bad lobby name, nick or friend address).
+    CommandFailed {
+        /// Why, in one line.
+        error: String,
+    },
+    /// This node's nick changed.
+    OwnNick {
+        /// The new nick.
+        nick: &'a str,
+    },
+    /// A member was heard for the first time, or again after it was gone.
+    PeerJoined {
+        /// Where.
+        lobby: &'a Lobby,
+        /// Who.
+        peer: PeerId,
+        /// Its nick.
+        nick: &'a str,
+    },
+    /// A member changed its nick.
+    NickChanged {
+        /// Where.
+        lobby: &'a Lobby,
+        /// Who.
+        peer: PeerId,
+        /// Its new nick.
+        nick: &'a str,
+    },
+    /// A member left, or was not heard for the peer timeout.
+    PeerLeft {
+        /// Where.
+        lobby: &'a Lobby,
+        /// Who.
+        peer: PeerId,
+    },
+    /// The members of a lobby, sorted by peer id (the answer to [`Command::Who`]).
+    Members {
+        /// Where.
+        lobby: &'a Lobby,
+        /// Who, with their nicks.
+        members: &'a [(PeerId, String)],
+    },
+    /// Packets of a member that could not be recovered.
+    Lost {
+        /// Where.
+        lobby: &'a Lobby,
+        /// Whose.
+        source: PeerId,
+        /// How many sequence numbers.
+        count: u64,
+    },
+    /// A friend link came up.
+    FriendUp {
+        /// The friend's address.
+        addr: SocketAddr,
+        /// Its peer id.
+        peer: PeerId,
+        /// Its nick.
+        nick: &'a str,
+    },
+    /// A friend started taking part in a lobby with this node.
+    FriendInLobby {
+        /// Where.
+        lobby: &'a Lobby,
+        /// The friend's address.
+        addr: SocketAddr,
+        /// Its peer id.
+        peer: PeerId,
+    },
+    /// A friend link went down.
+    FriendDown {
+        /// The friend's address.
+        addr: SocketAddr,
+        /// Its peer id, if one was heard.
+        peer: Option<PeerId>,
+    },
+    /// The friends and their links (the answer to the friend commands).
+    Friends {
+        /// Every friend configured.
+        friends: &'a [FriendInfo],
+    },
+    /// The transport state: on [`Command::Status`], and every status interval if one is set.
+    Status(&'a Status),
+    /// The core's counters: at exit, on SIGUSR1, and every report interval if one is set.
+    Stats(&'a Stats),
+}
+
+/// Something that shows the runtime's events: the pipe, the relay, the screen.
+pub trait Frontend {
+    /// Takes one event. Output may be buffered until [`Frontend::flush`]; it must not reach
+    /// the user before flush, because the runtime writes the history just before flushing.
+    fn event(&mut self, ev: AppEvent<'_>);
+    /// Shows what was buffered. An error stops the runtime.
+    fn flush(&mut self) -> io::Result<()>;
+}
+
+/// An owned [`AppEvent`], for a frontend on another thread (the screen).
+#[derive(Clone, Debug, PartialEq)]
+#[allow(missing_docs)] // The variants and fields are those of `AppEvent`.
+pub enum OwnedEvent {
+    Joined {
+        lobby: Lobby,
+        peer: PeerId,
+        groups: Vec<SocketAddr>,
+        local: Vec<SocketAddr>,
+    },
+    Parted {
+        lobby: Lobby,
+    },
+    History {
+        lobby: Lobby,
+        msg: Message,
+        own: bool,
+    },
+    Message {
+        lobby: Lobby,
+        msg: Message,
+    },
+    Sent {
+        lobby: Lobby,
+        msg: Message,
+    },
+    SendFailed {
+        lobby: Lobby,
+        error: String,
+    },
+    CommandFailed {
+        error: String,
+    },
+    OwnNick {
+        nick: String,
+    },
+    PeerJoined {
+        lobby: Lobby,
+        peer: PeerId,
+        nick: String,
+    },
+    NickChanged {
+        lobby: Lobby,
+        peer: PeerId,
+        nick: String,
+    },
+    PeerLeft {
+        lobby: Lobby,
+        peer: PeerId,
+    },
+    Members {
+        lobby: Lobby,
+        members: Vec<(PeerId, String)>,
+    },
+    Lost {
+        lobby: Lobby,
+        source: PeerId,
+        count: u64,
+    },
+    FriendUp {
+        addr: SocketAddr,
+        peer: PeerId,
+        nick: String,
+    },
+    FriendInLobby {
+        lobby: Lobby,
+        addr: SocketAddr,
+        peer: PeerId,
+    },
+    FriendDown {
+        addr: SocketAddr,
+        peer: Option<PeerId>,
+    },
+    Friends {
+        friends: Vec<FriendInfo>,
+    },
+    Status(Status),
+    Stats(Box<Stats>),
+}
+
+impl From<AppEvent<'_>> for OwnedEvent {
+    fn from(ev: AppEvent<'_>) -> Self {
+        match ev {
+            AppEvent::Joined {
+                lobby,
+                peer,
+                groups,
+                local,
+            } => OwnedEvent::Joined {
+                lobby: lobby.clone(),
+                peer,
+                groups: groups.to_vec(),
+                local: local.to_vec(),
+            },
+            AppEvent::Parted { lobby } => OwnedEvent::Parted {
+                lobby: lobby.clone(),
+            },
+            AppEvent::History { lobby, msg, own } => OwnedEvent::History {
+                lobby: lobby.clone(),
+                msg: msg.clone(),
+                own,
+            },
+            AppEvent::Message { lobby, msg } => OwnedEvent::Message {
+                lobby: lobby.clone(),
+                msg: msg.clone(),
+            },
+            AppEvent::Sent { lobby, msg } => OwnedEvent::Sent {
+                lobby: lobby.clone(),
+                msg: msg.clone(),
+            },
+            AppEvent::SendFailed { lobby, error } => OwnedEvent::SendFailed {
+                lobby: lobby.clone(),
+                error,
+            },
+            AppEvent::CommandFailed { error } => OwnedEvent::CommandFailed { error },
+            AppEvent::OwnNick { nick } => OwnedEvent::OwnNick {
+                nick: nick.to_owned(),
+            },
+            AppEvent::PeerJoined { lobby, peer, nick } => OwnedEvent::PeerJoined {
+                lobby: lobby.clone(),
+                peer,
+                nick: nick.to_owned(),
+            },
+            AppEvent::NickChanged { lobby, peer, nick } => OwnedEvent::NickChanged {
+                lobby: lobby.clone(),
+                peer,
+                nick: nick.to_owned(),
+            },
+            AppEvent::PeerLeft { lobby, peer } => OwnedEvent::PeerLeft {
+                lobby: lobby.clone(),
+                peer,
+            },
+            AppEvent::Members { lobby, members } => OwnedEvent::Members {
+                lobby: lobby.clone(),
+                members: members.to_vec(),
+            },
+            AppEvent::Lost {
+                lobby,
+                source,
+                count,
+            } => OwnedEvent::Lost {
+                lobby: lobby.clone(),
+                source,
+                count,
+            },
+            AppEvent::FriendUp { addr, peer, nick } => OwnedEvent::FriendUp {
+                addr,
+                peer,
+                nick: nick.to_owned(),
+            },
+            AppEvent::FriendInLobby { lobby, addr, peer } => OwnedEvent::FriendInLobby {
+                lobby: lobby.clone(),
+                addr,
+                peer,
+            },
+            AppEvent::FriendDown { addr, peer } => OwnedEvent::FriendDown { addr, peer },
+            AppEvent::Friends { friends } => OwnedEvent::Friends {
+                friends: friends.to_vec(),
+            },
+            AppEvent::Status(s) => OwnedEvent::Status(s.clone()),
+            AppEvent::Stats(s) => OwnedEvent::Stats(Box::new(s.clone())),
+        }
+    }
+}
+
+/// A frontend that hands owned events, one batch per flush, to another thread (the screen).
+/// Batches only leave on flush, so the receiver never sees a message before it is in the
+/// history. The channel is unbounded because the runtime must never wait for a screen (a
+/// terminal stopped with Ctrl-S would stall repairs for everyone); the screen drains it
+/// without blocking and keeps a bounded scrollback.
+#[derive(Debug)]
+pub struct ChannelFrontend {
+    batch: Vec<OwnedEvent>,
+    tx: mpsc::UnboundedSender<Vec<OwnedEvent>>,
+}
+
+impl ChannelFrontend {
+    /// A frontend sending its batches to `tx`.
+    pub fn new(tx: mpsc::UnboundedSender<Vec<OwnedEvent>>) -> Self {
+        ChannelFrontend {
+            batch: Vec::new(),
+            tx,
+        }
+    }
+}
+
+impl Frontend for ChannelFrontend {
+    fn event(&mut self, ev: AppEvent<'_>) {
+        self.batch.push(ev.into());
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.tx
+            .send(std::mem::take(&mut self.batch))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the screen has closed"))
+    }
+}
