@@ -340,3 +340,66 @@ fn after_a_crash_the_restarted_node_is_still_heard() {
     assert_eq!(stats["gaps_detected"], 0, "{stats}");
     assert_eq!(stats["requests_sent"], 0, "{stats}");
 }
+
+/// The pipe takes the screen's `/command` lines while it runs: join a second lobby and talk
+/// there, change the nick (the other side hears it), ask who is there, leave the first
+/// lobby, get a one-line error for a bad command, and quit with status 0.
+#[test]
+fn pipe_commands_join_nick_who_part_and_quit() {
+    let deadline = Instant::now() + DEADLINE;
+    let tmp = tempfile::tempdir().unwrap();
+    let (first, second, port) = (lobby("cmd-a"), lobby("cmd-b"), port());
+    let mut ann = node("ann", &first, &port, &tmp.path().join("ann"), &[]);
+    let mut bob = node("bob", &second, &port, &tmp.path().join("bob"), &[]);
+    ann.wait_joined(deadline);
+    let bob_id = bob.wait_joined(deadline);
+
+    ann.send_lines([format!("/join {second}"), "hello in b".into()]);
+    bob.wait_for(deadline, "ann's message in the joined lobby", |s| {
+        s.iter()
+            .any(|v| v["event"] == "message" && v["text"] == "hello in b" && v["lobby"] == second)
+    });
+    bob.send_lines(["hi ann"]);
+    ann.wait_for(deadline, "bob's answer", |s| {
+        s.iter()
+            .any(|v| v["event"] == "message" && v["text"] == "hi ann")
+    });
+
+    ann.send_lines(["/nick anne", "/who", "/bogus", &format!("/part {first}")]);
+    ann.wait_for(deadline, "own_nick, members, command_error, parted", |s| {
+        let has = |k: &str| s.iter().any(|v| v["event"] == k);
+        has("own_nick") && has("members") && has("command_error") && has("parted")
+    });
+    assert_eq!(ann.events("own_nick")[0]["nick"], "anne");
+    let members = &ann.events("members")[0];
+    assert_eq!(
+        members["lobby"],
+        second.as_str(),
+        "/who asks the current lobby"
+    );
+    assert!(
+        members["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["peer"] == bob_id.as_str() && m["nick"] == "bob"),
+        "{members}"
+    );
+    assert!(
+        ann.events("command_error")[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("/bogus")
+    );
+    assert_eq!(ann.events("parted")[0]["lobby"], first.as_str());
+    bob.wait_for(deadline, "ann's new nick", |s| {
+        s.iter()
+            .any(|v| v["event"] == "nick" && v["nick"] == "anne")
+    });
+
+    ann.send_lines(["/quit"]);
+    assert!(ann.wait_exit(deadline).success(), "/quit exits 0");
+    bob.close_stdin();
+    bob.signal(libc::SIGTERM);
+    bob.wait_exit(deadline);
+}

@@ -188,12 +188,12 @@ impl Proc {
         self.seen.iter().filter(|v| v["event"] == kind).collect()
     }
 
-    /// Texts of the delivered messages.
     /// Every line seen with when it was read.
     pub fn seen_with_times(&self) -> impl Iterator<Item = (&Value, Instant)> {
         self.seen.iter().zip(self.seen_at.iter().copied())
     }
 
+    /// Texts of the delivered messages.
     pub fn message_texts(&self) -> Vec<String> {
         self.events("message")
             .iter()
