@@ -475,6 +475,9 @@ impl App {
         };
         let mut sigint = sig(SignalKind::interrupt())?;
         let mut sigterm = sig(SignalKind::terminate())?;
+        // The terminal went away (a closed ssh session, a killed tmux): stop cleanly, with
+        // the history synced and the groups left, rather than die of the default action.
+        let mut sighup = sig(SignalKind::hangup())?;
         let mut sigusr1 = sig(SignalKind::user_defined1())?;
         let mut report_at = self.report_every.map(|d| Instant::now() + d);
         let mut status_at = self.status_every.map(|d| Instant::now() + d);
@@ -514,6 +517,7 @@ impl App {
                 tokio::select! {
                     _ = sigint.recv() => Woke::Stop(StopReason::Signal),
                     _ = sigterm.recv() => Woke::Stop(StopReason::Signal),
+                    _ = sighup.recv() => Woke::Stop(StopReason::Signal),
                     _ = sigusr1.recv() => Woke::Report,
                     _ = any_ready(&socks, false) => Woke::Readable,
                     _ = any_ready(&senders, true), if self.socket_full => Woke::Writable,
