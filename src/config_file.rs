@@ -159,12 +159,13 @@ impl Default for ScreenConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read (for a `--config FILE`, also when it does not exist).
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
-        /// What failed.
-        source: io::Error,
+        /// What failed. Part of the message rather than a `source`, so that a printed error
+        /// chain does not say it twice.
+        error: io::Error,
     },
     /// The file is not valid TOML, or a key is unknown or has a bad value.
     #[error("{}:{line}:{column}: {message}", path.display())]
@@ -193,9 +194,9 @@ pub fn default_path() -> Option<PathBuf> {
 /// Reads and checks the configuration file at `path`. A missing file is an error here: the
 /// caller decides whether a missing default file is fine (see [`load_default`]).
 pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     parse(&text, path)
 }
@@ -207,7 +208,7 @@ pub fn load_default() -> Result<FileConfig, ConfigError> {
         return Ok(FileConfig::default());
     };
     match load(&path) {
-        Err(ConfigError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+        Err(ConfigError::Read { error, .. }) if error.kind() == io::ErrorKind::NotFound => {
             Ok(FileConfig::default())
         }
         r => r,
