@@ -4,20 +4,31 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
+use clap_complete::Shell;
 use lobbycast::net::Family;
-use lobbycast::proto::ids::DEFAULT_PORT;
 
 /// Serverless chat for a LAN: each lobby is an IP multicast group, made reliable with
 /// SRM-style repair.
 ///
+/// Screen mode (the default, `lobbycast [LOBBY...]`): a full-screen terminal client in the
+/// LOBBYs given, else in the config file's `lobbies`, else in "general".
 /// Pipe mode (--pipe LOBBY): each line of standard input is sent to the lobby, and every
 /// message from another node is printed to standard output as one JSON object per line.
 /// Relay mode (--relay LOBBY...): headless, it bridges its multicast segment and its friends
 /// and serves repairs, logging to standard error. Logs go to standard error (RUST_LOG sets the
-/// level).
+/// level). Settings not given as flags come from the config file (see lobbycast.conf(5)).
+//
+// Flags that the config file may also set are `Option`s without a clap default: a clap
+// default would be indistinguishable from a flag given on the command line, and would hide
+// the file's value. The defaults are applied after the merge (src/main.rs) and shown in the
+// help text by hand; a test checks that the text matches the constants.
 #[derive(Debug, Parser)]
 #[command(name = "lobbycast", version, about, long_about)]
 pub struct Cli {
+    /// Screen mode: lobbies to join [default: the config file's `lobbies`, else general].
+    #[arg(value_name = "LOBBY", conflicts_with_all = ["pipe", "relay"])]
+    pub lobbies: Vec<String>,
+
     /// Pipe mode: send stdin lines to LOBBY, print deliveries as JSON lines on stdout.
     #[arg(long, value_name = "LOBBY", conflicts_with = "relay")]
     pub pipe: Option<String>,
@@ -31,9 +42,9 @@ pub struct Cli {
     #[arg(long, value_name = "NAME")]
     pub nick: Option<String>,
 
-    /// UDP port of the lobby's multicast group.
-    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_PORT)]
-    pub port: u16,
+    /// UDP port of the lobby's multicast group [default: 47110].
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
 
     /// Network interface, by name or by one of its addresses [default: the interface of the
     /// default route, which must have the MULTICAST flag].
@@ -41,9 +52,9 @@ pub struct Cli {
     pub iface: Option<String>,
 
     /// IP version: auto (IPv4 if the interface has an IPv4 address, else IPv6), ipv4, ipv6,
-    /// or both.
-    #[arg(long, value_name = "FAMILY", default_value_t = Family::Auto)]
-    pub family: Family,
+    /// or both [default: auto].
+    #[arg(long, value_name = "FAMILY")]
+    pub family: Option<Family>,
 
     /// Data directory: peer id, per-lobby history and sequence leases
     /// [default: $XDG_DATA_HOME/lobbycast, else ~/.local/share/lobbycast].
@@ -60,23 +71,24 @@ pub struct Cli {
     #[arg(long, value_name = "SECS")]
     pub linger: Option<f64>,
 
-    /// Multicast TTL (IPv4) or hop limit (IPv6); 1 keeps lobbies on the local segment.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=255))]
-    pub ttl: u32,
+    /// Multicast TTL (IPv4) or hop limit (IPv6); 1 keeps lobbies on the local segment
+    /// [default: 1].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=255))]
+    pub ttl: Option<u32>,
 
     /// Messages per lobby loaded from history at start: shown again and served to late
-    /// joiners.
-    #[arg(long, value_name = "N", default_value_t = 1000)]
-    pub history: usize,
+    /// joiners [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub history: Option<usize>,
 
     /// Most datagrams sent per second (0: no limit). Input waits rather than flooding
-    /// receivers faster than they can take it.
-    #[arg(long, value_name = "N", default_value_t = 40_000)]
-    pub max_rate: u32,
+    /// receivers faster than they can take it [default: 40000].
+    #[arg(long, value_name = "N")]
+    pub max_rate: Option<u32>,
 
     /// A friend's unicast address (its --bind): lobby traffic also flows to and from it by
     /// unicast where multicast does not reach. Repeatable; friendship must be configured on
-    /// both sides.
+    /// both sides. Any --friend replaces the config file's `friends`.
     #[arg(long = "friend", value_name = "ADDR:PORT")]
     pub friends: Vec<SocketAddr>,
 
@@ -89,4 +101,52 @@ pub struct Cli {
     /// other friends); a friend outside it learns nothing.
     #[arg(long)]
     pub unlisted: bool,
+
+    /// Read settings from FILE instead of the default config file
+    /// [default: $XDG_CONFIG_HOME/lobbycast/config.toml, else ~/.config/lobbycast/config.toml;
+    /// a missing default file is no error, a missing FILE is].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell) to standard
+    /// output and exit.
+    #[arg(long, value_name = "SHELL")]
+    pub completions: Option<Shell>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use lobbycast::config_file::{DEFAULT_HISTORY, DEFAULT_MAX_RATE, DEFAULT_TTL};
+    use lobbycast::proto::ids::DEFAULT_PORT;
+
+    use super::*;
+
+    /// The defaults written in the help text are the ones the program applies.
+    #[test]
+    fn help_shows_the_real_defaults() {
+        let help = Cli::command().render_long_help().to_string();
+        for (flag, default) in [
+            ("--port", DEFAULT_PORT.to_string()),
+            ("--ttl", DEFAULT_TTL.to_string()),
+            ("--history", DEFAULT_HISTORY.to_string()),
+            ("--max-rate", DEFAULT_MAX_RATE.to_string()),
+            ("--family", Family::default().to_string()),
+        ] {
+            let at = help.find(&format!("{flag} <")).expect(flag);
+            let next = help[at + 2..]
+                .find("\n  --")
+                .map_or(help.len(), |i| at + 2 + i);
+            assert!(
+                help[at..next].contains(&format!("[default: {default}]")),
+                "{flag}: {}",
+                &help[at..next]
+            );
+        }
+    }
+
+    #[test]
+    fn the_arguments_are_consistent() {
+        Cli::command().debug_assert();
+    }
 }

@@ -2,14 +2,19 @@
 
 mod cli;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use lobbycast::app::{App, AppConfig};
+use lobbycast::config_file::{
+    self, DEFAULT_HISTORY, DEFAULT_LOBBY, DEFAULT_MAX_RATE, DEFAULT_TTL, FileConfig, ScreenConfig,
+};
 use lobbycast::pipe::{PipeFrontend, spawn_reader};
+use lobbycast::proto::ids::DEFAULT_PORT;
 use lobbycast::proto::{Config, Lobby, node::check_nick};
 use lobbycast::relay::RelayFrontend;
 use tokio::sync::mpsc;
@@ -17,11 +22,14 @@ use tracing_subscriber::EnvFilter;
 
 use cli::Cli;
 
-/// Exit status for bad arguments, as clap uses.
+/// Exit status for bad arguments, as clap uses; also for a bad config file.
 const USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(shell) = cli.completions {
+        return completions(shell);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -29,26 +37,20 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let relay = !cli.relay.is_empty();
-    let lobbies = match (&cli.pipe, relay) {
-        (Some(lobby), _) => vec![lobby.clone()],
-        (None, true) => cli.relay.clone(),
-        (None, false) => {
-            eprintln!(
-                "lobbycast: the terminal interface is not built yet; run `lobbycast --pipe \
-                 LOBBY` or `lobbycast --relay LOBBY...` (see `lobbycast --help`)"
-            );
-            return ExitCode::from(USAGE);
-        }
-    };
-    let cfg = match config(&cli, &lobbies, relay) {
-        Ok(c) => c,
+    // The config file is read and checked in every mode, before anything starts, so that a
+    // mistake in it is reported at once and never half-applied.
+    let settings = match read_config(&cli).and_then(|file| settings(&cli, file)) {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("lobbycast: {e:#}");
             return ExitCode::from(USAGE);
         }
     };
-    let ran = if relay { run_relay(cfg) } else { run_pipe(cfg) };
+    let ran = match settings.mode {
+        Mode::Screen => return run_screen(settings.app, settings.screen),
+        Mode::Pipe => run_pipe(settings.app),
+        Mode::Relay => run_relay(settings.app),
+    };
     match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -58,20 +60,98 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--completions SHELL`: the script goes to stdout. It is rendered into memory first because
+/// clap_complete panics when its writer fails (e.g. `| head`), and a closed stdout is no
+/// reason for a backtrace.
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "lobbycast", &mut script);
+    match std::io::stdout().lock().write_all(&script) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lobbycast: writing the completion script: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The full-screen terminal client, in `app.lobbies`, looking and behaving as `screen` says.
+/// Not built yet: it says so and exits with the usage status, after the arguments and the
+/// config file were checked.
+fn run_screen(app: AppConfig, screen: ScreenConfig) -> ExitCode {
+    tracing::debug!(?app, ?screen, "screen settings");
+    eprintln!(
+        "lobbycast: the terminal interface is not built yet; run `lobbycast --pipe LOBBY` or \
+         `lobbycast --relay LOBBY...` (see `lobbycast --help`)"
+    );
+    ExitCode::from(USAGE)
+}
+
 /// How often a relay logs its counters.
 const RELAY_REPORT: Duration = Duration::from_secs(60);
 
-/// Checks the arguments and fills in the defaults.
-fn config(cli: &Cli, names: &[String], relay: bool) -> Result<AppConfig> {
+/// How often the runtime tells the screen the transport state (its status bar: peers, friends
+/// up, packets being repaired).
+const SCREEN_STATUS: Duration = Duration::from_secs(1);
+
+/// Which frontend runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// The full-screen terminal client (no --pipe, no --relay): not built yet.
+    Screen,
+    /// `--pipe LOBBY`.
+    Pipe,
+    /// `--relay LOBBY...`.
+    Relay,
+}
+
+/// Everything the program runs with: the command line merged over the config file, with the
+/// defaults filled in. This is what the screen receives: `app` for the runtime
+/// ([`App::start`]) and `screen`, the file's `[screen]` table, for the terminal client itself.
+#[derive(Debug)]
+struct Settings {
+    /// Which frontend runs.
+    mode: Mode,
+    /// The runtime's configuration: lobbies to join at start, nick, transport, data dir.
+    app: AppConfig,
+    /// How the screen looks and behaves, from the config file's `[screen]` table, with
+    /// `colours` turned off when `NO_COLOR` is set.
+    screen: ScreenConfig,
+}
+
+/// The config file: `--config FILE` (which must exist), else the default path (which may
+/// not).
+fn read_config(cli: &Cli) -> Result<FileConfig> {
+    let file = match &cli.config {
+        Some(path) => config_file::load(path),
+        None => config_file::load_default(),
+    };
+    file.context("config file")
+}
+
+/// Checks the arguments, merges them over the config file (a flag given wins) and fills in
+/// the defaults.
+fn settings(cli: &Cli, file: FileConfig) -> Result<Settings> {
+    let (mode, names) = match (&cli.pipe, cli.relay.is_empty()) {
+        (Some(lobby), _) => (Mode::Pipe, vec![lobby.clone()]),
+        (None, false) => (Mode::Relay, cli.relay.clone()),
+        (None, true) if !cli.lobbies.is_empty() => (Mode::Screen, cli.lobbies.clone()),
+        (None, true) => (
+            Mode::Screen,
+            file.lobbies
+                .clone()
+                .unwrap_or_else(|| vec![DEFAULT_LOBBY.to_owned()]),
+        ),
+    };
     let mut lobbies: Vec<Lobby> = Vec::new();
-    for name in names {
+    for name in &names {
         let lobby = Lobby::new(name).with_context(|| format!("bad lobby name {name:?}"))?;
         if lobbies.iter().any(|l| l.id == lobby.id) {
             bail!("lobby {name:?} is named twice");
         }
         lobbies.push(lobby);
     }
-    let nick = match &cli.nick {
+    let nick = match cli.nick.as_ref().or(file.nick.as_ref()) {
         Some(n) => n.clone(),
         None => std::env::var("USER")
             .ok()
@@ -84,29 +164,43 @@ fn config(cli: &Cli, names: &[String], relay: bool) -> Result<AppConfig> {
         Some(s) if (0.0..1e9).contains(&s) => Some(Duration::from_secs_f64(s)),
         Some(s) => bail!("--linger {s}: expected a number of seconds"),
     };
-    let data_dir = match &cli.data_dir {
+    let data_dir: PathBuf = match cli.data_dir.as_ref().or(file.data_dir.as_ref()) {
         Some(d) => d.clone(),
         None => lobbycast::identity::default_data_dir()?,
     };
-    Ok(AppConfig {
+    // A list on the command line replaces the file's rather than adding to it, like every
+    // other flag: `--friend` is how to try a different set without editing the file.
+    let friends = if cli.friends.is_empty() {
+        file.friends.clone().unwrap_or_default()
+    } else {
+        cli.friends.clone()
+    };
+    let mut screen = file.screen;
+    // https://no-color.org: set and not empty means no colours, whatever the file says.
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        screen.colours = false;
+    }
+    let app = AppConfig {
         lobbies,
         nick,
-        port: cli.port,
-        iface: cli.iface.clone(),
-        family: cli.family,
-        bind: cli.bind,
-        ttl: cli.ttl,
+        port: cli.port.or(file.port).unwrap_or(DEFAULT_PORT),
+        iface: cli.iface.clone().or(file.interface),
+        family: cli.family.or(file.family).unwrap_or_default(),
+        bind: cli.bind.or(file.bind),
+        ttl: cli.ttl.or(file.ttl).unwrap_or(DEFAULT_TTL),
         data_dir,
-        history: cli.history,
+        history: cli.history.or(file.history).unwrap_or(DEFAULT_HISTORY),
         linger,
-        max_rate: cli.max_rate,
-        friends: cli.friends.clone(),
-        multicast: !cli.no_multicast,
-        report_every: relay.then_some(RELAY_REPORT),
-        status_every: None,
-        unlisted: cli.unlisted,
+        max_rate: cli.max_rate.or(file.max_rate).unwrap_or(DEFAULT_MAX_RATE),
+        friends,
+        // These flags can only turn the setting on: the file's `true` stays unless edited.
+        multicast: !(cli.no_multicast || file.no_multicast == Some(true)),
+        report_every: (mode == Mode::Relay).then_some(RELAY_REPORT),
+        status_every: (mode == Mode::Screen).then_some(SCREEN_STATUS),
+        unlisted: cli.unlisted || file.unlisted == Some(true),
         core: Config::default(),
-    })
+    };
+    Ok(Settings { mode, app, screen })
 }
 
 fn run_pipe(cfg: AppConfig) -> Result<()> {
@@ -140,4 +234,106 @@ fn run_relay(cfg: AppConfig) -> Result<()> {
         tracing::info!(?reason, "relay stopped");
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn merged(args: &[&str], file: &str) -> Settings {
+        let cli = Cli::try_parse_from(
+            [
+                "lobbycast",
+                "--data-dir",
+                "/tmp/lobbycast-test",
+                "--nick",
+                "me",
+            ]
+            .iter()
+            .chain(args),
+        )
+        .unwrap();
+        let file = config_file::parse(file, Path::new("config.toml")).unwrap();
+        settings(&cli, file).unwrap()
+    }
+
+    #[test]
+    fn defaults_apply_when_neither_flag_nor_file_sets_a_value() {
+        let s = merged(&["--pipe", "x"], "");
+        assert_eq!(s.mode, Mode::Pipe);
+        assert_eq!(s.app.port, DEFAULT_PORT);
+        assert_eq!(s.app.ttl, DEFAULT_TTL);
+        assert_eq!(s.app.history, DEFAULT_HISTORY);
+        assert_eq!(s.app.max_rate, DEFAULT_MAX_RATE);
+        assert!(s.app.multicast && !s.app.unlisted && s.app.friends.is_empty());
+        assert_eq!(
+            s.screen.paste_confirm_lines,
+            ScreenConfig::default().paste_confirm_lines
+        );
+    }
+
+    #[test]
+    fn the_file_fills_in_and_flags_win() {
+        let file = "port = 5000\nttl = 3\nhistory = 7\nmax_rate = 9\ninterface = \"eth9\"\n\
+                    friends = [\"192.0.2.1:1\"]\nunlisted = true\nnick = \"filenick\"\n\
+                    [screen]\nmouse = true\n";
+        let s = merged(&["--pipe", "x"], file);
+        assert_eq!(
+            (s.app.port, s.app.ttl, s.app.history, s.app.max_rate),
+            (5000, 3, 7, 9)
+        );
+        assert_eq!(s.app.iface.as_deref(), Some("eth9"));
+        assert_eq!(s.app.friends, ["192.0.2.1:1".parse().unwrap()]);
+        assert!(s.app.unlisted);
+        assert_eq!(s.app.nick, "me", "--nick wins");
+        assert!(s.screen.mouse);
+        let s = merged(
+            &[
+                "--pipe",
+                "x",
+                "--port",
+                "6000",
+                "--ttl",
+                "4",
+                "--friend",
+                "192.0.2.2:2",
+            ],
+            file,
+        );
+        assert_eq!((s.app.port, s.app.ttl), (6000, 4));
+        assert_eq!(s.app.friends, ["192.0.2.2:2".parse().unwrap()]);
+    }
+
+    #[test]
+    fn screen_lobbies_come_from_the_arguments_else_the_file_else_general() {
+        let names = |s: &Settings| {
+            s.app
+                .lobbies
+                .iter()
+                .map(|l| l.name.clone())
+                .collect::<Vec<_>>()
+        };
+        let s = merged(&[], "");
+        assert_eq!(
+            (s.mode, names(&s)),
+            (Mode::Screen, vec![DEFAULT_LOBBY.to_owned()])
+        );
+        assert!(s.app.status_every.is_some());
+        let s = merged(&[], "lobbies = [\"a\", \"b\"]");
+        assert_eq!(names(&s), ["a", "b"]);
+        let s = merged(&["c"], "lobbies = [\"a\", \"b\"]");
+        assert_eq!(names(&s), ["c"]);
+        let s = merged(&["--relay", "r1", "r2"], "lobbies = [\"a\"]");
+        assert_eq!(
+            (s.mode, names(&s)),
+            (Mode::Relay, vec!["r1".to_owned(), "r2".to_owned()])
+        );
+    }
+
+    #[test]
+    fn positional_lobbies_do_not_mix_with_pipe_or_relay() {
+        assert!(Cli::try_parse_from(["lobbycast", "--pipe", "x", "y"]).is_err());
+    }
 }
