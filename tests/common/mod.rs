@@ -43,6 +43,11 @@ impl Proc {
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "warn");
         }
+        // A developer's own config file must not change what a test runs; a missing one is
+        // an empty config.
+        if !cmd.get_envs().any(|(k, _)| k == "XDG_CONFIG_HOME") {
+            cmd.env("XDG_CONFIG_HOME", "/nonexistent/lobbycast-test-config");
+        }
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
