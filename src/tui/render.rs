@@ -208,24 +208,12 @@ fn status_bar(screen: &mut Screen, buf: &mut Buffer, r: Rect, below: usize) {
     let style = screen.theme.bar();
     buf.set_style(r, style);
     let mut parts = vec![format!(" {}", screen.nick)];
-    match (screen.current, screen.current_lobby()) {
-        (Some(i), Some(l)) => {
-            parts.push(format!("{}:{}", i + 1, l.name));
-            if let Some(s) = &screen.status {
-                parts.push(transport(s).to_owned());
-            }
-            parts.push(format!("{} peer(s)", l.members.len()));
-            if l.missing > 0 {
-                parts.push(format!("repairing {}", l.missing));
-            }
-        }
-        _ => {
-            parts.push("no lobby: /join LOBBY".to_owned());
-            if let Some(s) = &screen.status {
-                parts.push(transport(s).to_owned());
-            }
-        }
+    let lobby = screen.current.zip(screen.current_lobby());
+    match lobby {
+        Some((i, l)) => parts.push(format!("{}:{}", i + 1, l.name)),
+        None => parts.push("no lobby: /join LOBBY".to_owned()),
     }
+    // Most useful first: a narrow bar cuts off the end.
     let active: Vec<String> = screen
         .lobbies
         .iter()
@@ -235,6 +223,18 @@ fn status_bar(screen: &mut Screen, buf: &mut Buffer, r: Rect, below: usize) {
         .collect();
     if !active.is_empty() {
         parts.push(format!("act: {}", active.join(",")));
+    }
+    if let Some((_, l)) = lobby
+        && l.missing > 0
+    {
+        parts.push(format!("repairing {}", l.missing));
+    }
+    if let Some(s) = &screen.status {
+        parts.push(transport(s).to_owned());
+    }
+    if let Some((_, l)) = lobby {
+        let n = l.members.len();
+        parts.push(format!("{n} peer{}", if n == 1 { "" } else { "s" }));
     }
     if screen.mouse {
         parts.push("mouse".to_owned());
