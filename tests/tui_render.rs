@@ -678,3 +678,107 @@ fn redraw_is_cheap_with_a_full_scrollback() {
         "{each:?} a frame at the top"
     );
 }
+
+#[test]
+fn the_screen_can_move_to_the_terminal_thread() {
+    fn send<T: Send>() {}
+    send::<Screen>();
+}
+
+#[test]
+fn without_colours_no_cell_has_a_colour() {
+    let mut s = Screen::new(ScreenSettings {
+        colours: false,
+        ..settings()
+    });
+    let l = lobby("general");
+    joined(&mut s, &l);
+    peer_joined(&mut s, &l, BOB, "bob", T0);
+    message(&mut s, &l, msg(&l, BOB, "bob", "alice: colourless", T0));
+    let t = draw(&mut s, 100, 12);
+    for cell in t.backend().buffer().content() {
+        assert_eq!(cell.fg, ratatui::style::Color::Reset);
+        assert_eq!(cell.bg, ratatui::style::Color::Reset);
+    }
+}
+
+#[test]
+fn participants_follow_joins_nick_changes_and_leaves() {
+    let (mut s, [general, ..]) = scene();
+    s.on_event(
+        OwnedEvent::NickChanged {
+            lobby: general.clone(),
+            peer: BOB,
+            nick: "robert".into(),
+        },
+        T0 + 8 * MINUTE,
+    );
+    s.on_event(
+        OwnedEvent::PeerLeft {
+            lobby: general.clone(),
+            peer: CAROL,
+        },
+        T0 + 9 * MINUTE,
+    );
+    let text = screen_text(&mut s, 100, 20);
+    assert!(text.contains("bob is now known as robert"), "{text}");
+    assert!(text.contains("carol left"), "{text}");
+    assert!(text.contains("2 here"), "{text}");
+    assert!(text.contains("│robert"), "{text}");
+    s.on_event(
+        OwnedEvent::Members {
+            lobby: general.clone(),
+            members: vec![
+                (BOB, "bob".into()),
+                (CAROL, "carol".into()),
+                (ME, "alice".into()),
+            ],
+        },
+        T0 + 10 * MINUTE,
+    );
+    let text = screen_text(&mut s, 100, 20);
+    assert!(
+        text.contains("members of general (3): alice, bob, carol"),
+        "{text}"
+    );
+    assert!(text.contains("3 here"), "{text}");
+}
+
+#[test]
+fn the_status_reply_and_friends_are_system_lines() {
+    let (mut s, [general, ..]) = scene();
+    type_text(&mut s, "/status");
+    enter(&mut s);
+    s.on_event(
+        OwnedEvent::Status(Status {
+            nick: "alice".into(),
+            multicast: true,
+            friends: 1,
+            friends_up: 1,
+            lobbies: vec![LobbyStatus {
+                lobby: general.clone(),
+                members: 2,
+                missing: 0,
+            }],
+        }),
+        T0 + 8 * MINUTE,
+    );
+    s.on_event(
+        OwnedEvent::FriendUp {
+            addr: "192.0.2.7:4747".parse().expect("an address"),
+            peer: CAROL,
+            nick: "carol".into(),
+        },
+        T0 + 8 * MINUTE,
+    );
+    let text = screen_text(&mut s, 100, 20);
+    assert!(
+        text.contains("transport: mixed; friends 1 of 1 up"),
+        "{text}"
+    );
+    assert!(
+        text.contains("friend carol (192.0.2.7:4747) is up"),
+        "{text}"
+    );
+    assert!(!text.contains("repairing"), "{text}");
+}

@@ -247,7 +247,7 @@ impl Pane {
             // Keep what the reader is looking at still: the new rows go below the view.
             let w = self.width.get();
             if w > 0 {
-                self.scroll += entry.rows(w);
+                self.scroll = self.scroll.saturating_add(entry.rows(w));
             }
         }
         self.entries.push_back(entry);
