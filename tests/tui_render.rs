@@ -782,3 +782,104 @@ fn the_status_reply_and_friends_are_system_lines() {
     );
     assert!(!text.contains("repairing"), "{text}");
 }
+
+#[test]
+fn a_storm_of_keys_pastes_and_events_never_panics() {
+    use crossterm::event::{MouseEvent, MouseEventKind};
+    let (mut s, lobbies) = scene();
+    // A fixed linear congruential generator: the same storm every run.
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move |n: u64| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % n
+    };
+    let codes = [
+        KeyCode::Enter,
+        KeyCode::Tab,
+        KeyCode::Up,
+        KeyCode::Down,
+        KeyCode::Left,
+        KeyCode::Right,
+        KeyCode::Home,
+        KeyCode::End,
+        KeyCode::PageUp,
+        KeyCode::PageDown,
+        KeyCode::Backspace,
+        KeyCode::Delete,
+        KeyCode::Esc,
+    ];
+    let mods = [
+        KeyModifiers::NONE,
+        KeyModifiers::CONTROL,
+        KeyModifiers::ALT,
+        KeyModifiers::SHIFT,
+    ];
+    let texts = [
+        "/",
+        "/j",
+        "/part",
+        "/who nowhere",
+        "b",
+        "日本",
+        "😀",
+        " ",
+        "\u{1b}[2J",
+        "/clear",
+        "/help",
+        "/list",
+        "/me x",
+        "line\nline",
+    ];
+    for i in 0..5_000u64 {
+        match next(6) {
+            0 => {
+                let code = codes[next(codes.len() as u64) as usize];
+                let m = mods[next(mods.len() as u64) as usize];
+                let _ = s.on_key(KeyEvent::new(code, m));
+            }
+            1 => {
+                let c = char::from_u32(next(0x3000) as u32).unwrap_or('x');
+                let m = mods[next(mods.len() as u64) as usize];
+                let _ = s.on_key(KeyEvent::new(KeyCode::Char(c), m));
+            }
+            2 => {
+                let t = texts[next(texts.len() as u64) as usize];
+                let _ = s.on_paste(&t.repeat(1 + next(8) as usize));
+            }
+            3 => {
+                let kind = if next(2) == 0 {
+                    MouseEventKind::ScrollUp
+                } else {
+                    MouseEventKind::ScrollDown
+                };
+                let _ = s.on_mouse(MouseEvent {
+                    kind,
+                    column: 0,
+                    row: 0,
+                    modifiers: KeyModifiers::NONE,
+                });
+            }
+            4 => {
+                let l = &lobbies[next(3) as usize];
+                let t = texts[next(texts.len() as u64) as usize];
+                message(&mut s, l, msg(l, BOB, "bob", t, T0 + i * 1000));
+                if next(4) == 0 {
+                    s.on_event(
+                        OwnedEvent::Sent {
+                            lobby: l.clone(),
+                            msg: msg(l, ME, "alice", t, T0 + i * 1000),
+                        },
+                        T0,
+                    );
+                }
+            }
+            _ => {
+                let (w, h) = (next(130) as u16, next(45) as u16);
+                draw(&mut s, w, h);
+            }
+        }
+    }
+    draw(&mut s, 100, 30);
+}
