@@ -883,3 +883,17 @@ fn a_storm_of_keys_pastes_and_events_never_panics() {
     }
     draw(&mut s, 100, 30);
 }
+
+#[test]
+fn too_many_participants_end_in_a_count() {
+    let mut s = Screen::new(settings());
+    let l = lobby("crowd");
+    joined(&mut s, &l);
+    for i in 0..30 {
+        peer_joined(&mut s, &l, PeerId(1000 + i), &format!("peer{i:02}"), T0);
+    }
+    let text = screen_text(&mut s, 100, 12);
+    assert!(text.contains("31 here"), "{text}");
+    // 10 message rows: the header, 8 nicks, and the count of the 23 others.
+    assert!(text.contains("+23 more"), "{text}");
+}

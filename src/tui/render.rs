@@ -183,12 +183,21 @@ fn participants(screen: &Screen, buf: &mut Buffer, r: Rect) {
     nicks.sort_by_key(|(n, _)| n.to_lowercase());
     let header = format!("{} here", nicks.len());
     buf.set_stringn(r.x, r.y, header, r.width.into(), screen.theme.system());
-    for (row, (nick, style)) in nicks
-        .into_iter()
-        .take(usize::from(r.height) - 1)
-        .enumerate()
-    {
+    let rows = usize::from(r.height).saturating_sub(1);
+    // When they do not all fit, the last row says how many are left out.
+    let shown = if nicks.len() > rows {
+        rows.saturating_sub(1)
+    } else {
+        rows
+    };
+    let hidden = nicks.len().saturating_sub(shown);
+    for (row, (nick, style)) in nicks.into_iter().take(shown).enumerate() {
         buf.set_stringn(r.x, r.y + 1 + row as u16, nick, r.width.into(), style);
+    }
+    if hidden > 0 {
+        let more = format!("+{hidden} more");
+        let y = r.y + 1 + shown as u16;
+        buf.set_stringn(r.x, y, more, r.width.into(), screen.theme.system());
     }
 }
 
