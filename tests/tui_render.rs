@@ -897,3 +897,15 @@ fn too_many_participants_end_in_a_count() {
     // 10 message rows: the header, 8 nicks, and the count of the 23 others.
     assert!(text.contains("+23 more"), "{text}");
 }
+
+#[test]
+fn the_terminal_cursor_follows_the_input() {
+    let (mut s, _) = scene();
+    type_text(&mut s, "日本 ab");
+    let mut t = draw(&mut s, 100, 20);
+    // Two wide characters, a space and two letters: column 7 of the last row.
+    t.backend_mut().assert_cursor_position((7, 19));
+    s.on_key(ctrl('a'));
+    let mut t = draw(&mut s, 100, 20);
+    t.backend_mut().assert_cursor_position((0, 19));
+}

@@ -213,6 +213,19 @@ impl InputLine {
         self.completion = keep;
     }
 
+    /// Where the cursor is inside the drawn input area, `(column, row)`, after a draw: the
+    /// terminal's own cursor goes there, so that input methods put their window at it.
+    pub fn cursor_position(&self) -> (u16, u16) {
+        let at = self.area.screen_cursor();
+        let (top, left) = self.area.scroll_offset();
+        let col = at.col.saturating_sub(left.into());
+        let row = at.row.saturating_sub(top.into());
+        (
+            u16::try_from(col).unwrap_or(u16::MAX),
+            u16::try_from(row).unwrap_or(u16::MAX),
+        )
+    }
+
     /// The editor, to draw.
     pub fn widget(&self) -> &TextArea<'static> {
         &self.area

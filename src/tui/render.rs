@@ -72,7 +72,13 @@ pub fn draw(screen: &mut Screen, frame: &mut Frame) {
                 screen.theme.highlight(),
             );
         }
-        None => frame.render_widget(screen.input.widget(), input),
+        None => {
+            frame.render_widget(screen.input.widget(), input);
+            let (col, row) = screen.input.cursor_position();
+            if col < input.width && row < input.height {
+                frame.set_cursor_position((input.x + col, input.y + row));
+            }
+        }
     }
 }
 
