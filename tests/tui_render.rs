@@ -909,3 +909,32 @@ fn the_terminal_cursor_follows_the_input() {
     let mut t = draw(&mut s, 100, 20);
     t.backend_mut().assert_cursor_position((0, 19));
 }
+
+#[test]
+fn emacs_editing_and_input_history() {
+    let (mut s, [general, ..]) = scene();
+    let sent = |texts: &str| {
+        [Effect::Command(Command::Send {
+            lobby: general.id,
+            texts: vec![texts.into()],
+        })]
+    };
+    type_text(&mut s, "two three");
+    s.on_key(ctrl('a'));
+    type_text(&mut s, "one ");
+    // The editor's Alt-f stops at the start of the next word, as its docs say.
+    s.on_key(alt('f'));
+    s.on_key(ctrl('k'));
+    assert_eq!(enter(&mut s), sent("one two "));
+    s.on_key(ctrl('y'));
+    assert_eq!(enter(&mut s), sent("three"));
+    type_text(&mut s, "scrap this");
+    s.on_key(ctrl('u'));
+    type_text(&mut s, "keep");
+    s.on_key(ctrl('w'));
+    type_text(&mut s, "kept");
+    assert_eq!(enter(&mut s), sent("kept"));
+    s.on_key(key(KeyCode::Up));
+    s.on_key(key(KeyCode::Up));
+    assert_eq!(enter(&mut s), sent("three"));
+}

@@ -76,7 +76,7 @@ impl InputLine {
     /// Replaces the text, with the cursor at its end.
     pub fn set_text(&mut self, text: &str) {
         let lines: Vec<String> = text.split('\n').map(str::to_owned).collect();
-        self.area = styled(TextArea::new(lines));
+        self.replace_area(lines);
         self.area.move_cursor(CursorMove::Bottom);
         self.area.move_cursor(CursorMove::End);
         self.completion = None;
@@ -205,7 +205,7 @@ impl InputLine {
         *line = format!("{head}{word}{tail}");
         let col = start + word.chars().count();
         let keep = self.completion.take();
-        self.area = styled(TextArea::new(lines));
+        self.replace_area(lines);
         self.area.move_cursor(CursorMove::Jump(
             u16::try_from(row).unwrap_or(u16::MAX),
             u16::try_from(col).unwrap_or(u16::MAX),
@@ -224,6 +224,13 @@ impl InputLine {
             u16::try_from(col).unwrap_or(u16::MAX),
             u16::try_from(row).unwrap_or(u16::MAX),
         )
+    }
+
+    /// A new text in the editor, keeping what Ctrl-y yanks across lines sent.
+    fn replace_area(&mut self, lines: Vec<String>) {
+        let yank = self.area.yank_text();
+        self.area = styled(TextArea::new(lines));
+        self.area.set_yank_text(yank);
     }
 
     /// The editor, to draw.
