@@ -938,3 +938,11 @@ fn emacs_editing_and_input_history() {
     s.on_key(key(KeyCode::Up));
     assert_eq!(enter(&mut s), sent("three"));
 }
+
+#[test]
+fn a_member_heard_again_is_not_announced_twice() {
+    let (mut s, [general, ..]) = scene();
+    peer_joined(&mut s, &general, BOB, "bob", T0 + 8 * MINUTE);
+    let text = screen_text(&mut s, 100, 20);
+    assert_eq!(text.matches("bob joined").count(), 1, "{text}");
+}

@@ -471,8 +471,14 @@ impl Screen {
                     return;
                 }
                 let nick = terminal_safe(&nick).into_owned();
-                self.lobbies[idx].members.insert(peer, nick.clone());
-                self.say_in(idx, &format!("{nick} joined"), false);
+                // A member heard again while still listed is no news (unless renamed).
+                match self.lobbies[idx].members.insert(peer, nick.clone()) {
+                    None => self.say_in(idx, &format!("{nick} joined"), false),
+                    Some(old) if old != nick => {
+                        self.say_in(idx, &format!("{old} is now known as {nick}"), false);
+                    }
+                    Some(_) => {}
+                }
             }
             OwnedEvent::NickChanged { lobby, peer, nick } => {
                 let Some(idx) = self.find(lobby.id) else {
