@@ -946,3 +946,9 @@ fn a_member_heard_again_is_not_announced_twice() {
     let text = screen_text(&mut s, 100, 20);
     assert_eq!(text.matches("bob joined").count(), 1, "{text}");
 }
+
+#[test]
+fn medium_terminal_keeps_a_compact_lobby_list() {
+    let (mut s, _) = scene();
+    insta::assert_snapshot!(screen_text(&mut s, 70, 14));
+}

@@ -17,8 +17,13 @@ use super::screen::{Screen, transport};
 pub const MIN_WIDTH: u16 = 40;
 /// See [`MIN_WIDTH`].
 pub const MIN_HEIGHT: u16 = 10;
-/// Below this width the side panes give their room to the messages.
+/// Below this width the lobby list shows only numbers and marks, and the participants
+/// give their room to the messages.
 pub const SIDE_PANES_WIDTH: u16 = 80;
+/// Below this width the lobby list goes too (the status bar still lists activity).
+pub const COMPACT_LIST_WIDTH: u16 = 60;
+/// Columns of the compact lobby list: a two-digit number and a mark.
+const COMPACT_LIST: u16 = 3;
 
 /// Draws `screen` into the whole frame.
 pub fn draw(screen: &mut Screen, frame: &mut Frame) {
@@ -84,8 +89,15 @@ pub fn draw(screen: &mut Screen, frame: &mut Frame) {
 
 /// The lobby list, the messages and the participants: side panes only on a wide terminal.
 fn columns(screen: &Screen, main: Rect) -> (Option<Rect>, Rect, Option<Rect>) {
-    if main.width < SIDE_PANES_WIDTH {
+    if main.width < COMPACT_LIST_WIDTH {
         return (None, main, None);
+    }
+    if main.width < SIDE_PANES_WIDTH {
+        // Numbers and marks only: "12!" is enough to pick a lobby with Alt-digit.
+        let list = Rect::new(main.x, main.y, COMPACT_LIST, main.height);
+        let msg_x = list.right() + 1;
+        let messages = Rect::new(msg_x, main.y, main.right() - msg_x, main.height);
+        return (Some(list), messages, None);
     }
     let longest_name = screen
         .lobbies
@@ -132,6 +144,7 @@ fn lobby_list(screen: &Screen, buf: &mut Buffer, r: Rect) {
     let current = screen.current.unwrap_or(0);
     // Keep the current lobby in sight when there are more lobbies than rows.
     let first = (current + 1).saturating_sub(height);
+    let compact = r.width <= COMPACT_LIST;
     for (row, (i, l)) in screen
         .lobbies
         .iter()
@@ -141,6 +154,24 @@ fn lobby_list(screen: &Screen, buf: &mut Buffer, r: Rect) {
         .enumerate()
     {
         let y = r.y + row as u16;
+        let base = if screen.current == Some(i) {
+            screen.theme.current()
+        } else {
+            Style::new()
+        };
+        if compact {
+            let (mark, style) = match (l.pane.unread, l.pane.highlight) {
+                (_, true) => ("!", screen.theme.highlight()),
+                (0, false) => (" ", Style::new()),
+                (_, false) => ("+", screen.theme.unread()),
+            };
+            let line = Line::from(vec![
+                Span::styled(format!("{:>2}", i + 1), base),
+                Span::styled(mark, style.patch(base)),
+            ]);
+            buf.set_line(r.x, y, &line, r.width);
+            continue;
+        }
         let count = match (l.pane.unread, l.pane.highlight) {
             (0, false) => String::new(),
             (n, false) => format!(" {n}"),
@@ -150,11 +181,6 @@ fn lobby_list(screen: &Screen, buf: &mut Buffer, r: Rect) {
         let room = usize::from(r.width).saturating_sub(number.width() + count.width());
         let name = truncate(&l.name, room);
         let pad = room - name.width();
-        let base = if screen.current == Some(i) {
-            screen.theme.current()
-        } else {
-            Style::new()
-        };
         let count_style = if l.pane.highlight {
             screen.theme.highlight()
         } else {
