@@ -14,3 +14,4 @@ pub mod lease;
 pub mod net;
 pub mod pipe;
 pub mod relay;
+pub mod tui;

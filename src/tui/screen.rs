@@ -1,0 +1,1000 @@
+//! The screen's state and how runtime events and user input change it.
+
+use std::collections::BTreeMap;
+
+use crossterm::event::{KeyEvent, MouseEvent, MouseEventKind};
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, ZonedDateTime};
+use ratatui::text::Span;
+
+use super::input::InputLine;
+use super::keys::{self, Action};
+use super::pane::{Entry, Kind, Pane};
+use super::theme::Theme;
+use crate::app::{Command, OwnedEvent, Status};
+use crate::command_line::{self, ACTION_PREFIX, COMMANDS, Input};
+use crate::display::terminal_safe;
+use crate::proto::{FriendInfo, Lobby, LobbyId, Message, PeerId};
+
+/// Rows a mouse wheel step scrolls.
+const WHEEL_ROWS: isize = 3;
+
+/// When the bell rings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BellSettings {
+    /// On a message that mentions own nick or a highlight word.
+    pub highlight: bool,
+    /// On a message addressed to own nick (`nick: ...` or `nick, ...`).
+    pub direct: bool,
+}
+
+impl Default for BellSettings {
+    fn default() -> Self {
+        BellSettings {
+            highlight: true,
+            direct: true,
+        }
+    }
+}
+
+/// Settings from the config file and the command line.
+#[derive(Clone, Debug)]
+pub struct ScreenSettings {
+    /// Own nick at start.
+    pub nick: String,
+    /// Extra highlight words (own nick always highlights), case-insensitive.
+    pub highlights: Vec<String>,
+    /// When the bell rings.
+    pub bell: BellSettings,
+    /// strftime-like format of timestamps, as jiff takes it.
+    pub timestamp_format: String,
+    /// The zone timestamps are shown in: the system's, or UTC in tests.
+    pub time_zone: TimeZone,
+    /// Lines kept per pane; older ones are dropped.
+    pub scrollback: usize,
+    /// A paste of more lines than this asks for confirmation.
+    pub paste_confirm_lines: usize,
+    /// False: no colours at all (NO_COLOR, the config); bold, dim and reverse remain.
+    pub colours: bool,
+    /// Mouse capture at start.
+    pub mouse: bool,
+}
+
+impl Default for ScreenSettings {
+    fn default() -> Self {
+        ScreenSettings {
+            nick: String::new(),
+            highlights: Vec::new(),
+            bell: BellSettings::default(),
+            timestamp_format: "%H:%M".to_owned(),
+            time_zone: TimeZone::system(),
+            scrollback: 10_000,
+            paste_confirm_lines: 5,
+            colours: true,
+            mouse: false,
+        }
+    }
+}
+
+/// What the screen asks its caller to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Hand this command to the runtime.
+    Command(Command),
+    /// `/quit` or Ctrl-c: send [`Command::Quit`] and exit.
+    Quit,
+    /// Ring the terminal bell.
+    Bell,
+    /// Turn the terminal's mouse capture on or off.
+    SetMouseCapture(bool),
+}
+
+/// A joined lobby: its scrollback and who is in it.
+#[derive(Debug)]
+pub(super) struct LobbyView {
+    pub lobby: Lobby,
+    /// The name as shown: terminal-safe.
+    pub name: String,
+    pub pane: Pane,
+    /// Other members and their nicks, terminal-safe.
+    pub members: BTreeMap<PeerId, String>,
+    /// Packets being repaired, from the last status.
+    pub missing: usize,
+}
+
+/// The chat screen: see the [module documentation](super).
+#[derive(Debug)]
+pub struct Screen {
+    pub(super) nick: String,
+    /// Highlight words, lower-cased.
+    highlights: Vec<String>,
+    bell: BellSettings,
+    timestamp_format: String,
+    time_zone: TimeZone,
+    scrollback: usize,
+    paste_confirm_lines: usize,
+    pub(super) theme: Theme,
+    pub(super) mouse: bool,
+    pub(super) own_peer: Option<PeerId>,
+    pub(super) lobbies: Vec<LobbyView>,
+    /// Index into `lobbies`; `None` shows the status pane.
+    pub(super) current: Option<usize>,
+    /// Where output goes while no lobby is joined.
+    pub(super) status_pane: Pane,
+    pub(super) input: InputLine,
+    /// A paste waiting for Enter or Esc, and its line count.
+    pub(super) paste: Option<(String, usize)>,
+    /// Lobby names (normalised) joined from here: the screen switches to them on `Joined`.
+    pending_joins: Vec<String>,
+    pub(super) status: Option<Status>,
+    /// `/status` requests not yet answered: only those answers are printed.
+    status_wanted: usize,
+    /// The wall clock of the last event or [`Screen::set_clock`], unix ms; 0 if unknown.
+    now_ms: u64,
+    /// Columns a timestamp takes, so that lines without one still line up.
+    time_width: usize,
+    pub(super) dirty: bool,
+    /// Rows of the message area at the last draw: a page.
+    pub(super) page: u16,
+    effects: Vec<Effect>,
+}
+
+impl Screen {
+    /// A screen with no lobby yet.
+    pub fn new(settings: ScreenSettings) -> Screen {
+        let mut s = Screen {
+            nick: terminal_safe(&settings.nick).into_owned(),
+            highlights: settings
+                .highlights
+                .iter()
+                .map(|h| h.trim().to_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            bell: settings.bell,
+            timestamp_format: settings.timestamp_format,
+            time_zone: settings.time_zone,
+            scrollback: settings.scrollback,
+            paste_confirm_lines: settings.paste_confirm_lines,
+            theme: Theme::new(settings.colours),
+            mouse: settings.mouse,
+            own_peer: None,
+            lobbies: Vec::new(),
+            current: None,
+            status_pane: Pane::new(settings.scrollback),
+            input: InputLine::new(),
+            paste: None,
+            pending_joins: Vec::new(),
+            status: None,
+            status_wanted: 0,
+            now_ms: 0,
+            time_width: 0,
+            dirty: true,
+            page: 10,
+            effects: Vec::new(),
+        };
+        // 2001-09-09 01:46:40 UTC: a sample with two-digit fields everywhere.
+        s.time_width = unicode_width::UnicodeWidthStr::width(
+            s.format_time(1_000_000_000_000)
+                .unwrap_or_default()
+                .as_str(),
+        );
+        s
+    }
+
+    /// Sets the wall clock (unix ms) used to timestamp lines made by keys (errors, command
+    /// output, own texts before the runtime confirms them). Events set it too.
+    pub fn set_clock(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+    }
+
+    /// Whether something changed since the last [`Screen::render`].
+    pub fn dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Effects that events caused (the bell), taken: call after [`Screen::on_event`].
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// Whether mouse capture is meant to be on.
+    pub fn mouse_capture(&self) -> bool {
+        self.mouse
+    }
+
+    /// Draws the whole screen. Never panics, at any size.
+    pub fn render(&mut self, frame: &mut ratatui::Frame) {
+        super::render::draw(self, frame);
+        self.dirty = false;
+    }
+
+    // ---- time ----
+
+    fn local(&self, ms: u64) -> Option<ZonedDateTime> {
+        let ts = Timestamp::from_millisecond(i64::try_from(ms).ok()?).ok()?;
+        Some(ts.to_zoned_datetime(self.time_zone.clone()))
+    }
+
+    fn format_time(&self, ms: u64) -> Option<String> {
+        let z = self.local(ms)?;
+        jiff::fmt::strtime::format(&self.timestamp_format, &z)
+            .or_else(|_| jiff::fmt::strtime::format("%H:%M", &z))
+            .ok()
+            .map(|t| terminal_safe(&t).into_owned())
+    }
+
+    /// The timestamp span (with its trailing space) and the local date of `ms`; blank when
+    /// the time is unknown (0), so the line still lines up.
+    fn stamp(&self, ms: u64) -> (Span<'static>, Option<Date>) {
+        let (text, date) = if ms == 0 {
+            (String::new(), None)
+        } else {
+            (
+                self.format_time(ms).unwrap_or_default(),
+                self.local(ms).map(|z| z.date()),
+            )
+        };
+        let pad = self
+            .time_width
+            .saturating_sub(unicode_width::UnicodeWidthStr::width(text.as_str()));
+        let span = if self.time_width == 0 {
+            Span::raw("")
+        } else {
+            Span::styled(format!("{text}{} ", " ".repeat(pad)), self.theme.time())
+        };
+        (span, date)
+    }
+
+    // ---- building lines ----
+
+    /// A chat line from a message: own or another's, with its tags.
+    fn chat_entry(&self, msg: &Message, kind: Kind, highlight: bool) -> (Entry, Option<Date>) {
+        let (time, date) = self.stamp(msg.sent_at);
+        let own = matches!(kind, Kind::Own | Kind::Pending | Kind::Failed);
+        let nick = terminal_safe(&msg.nick).into_owned();
+        let nick_style = if own {
+            self.theme.own_nick(Some(msg.source))
+        } else {
+            self.theme.nick(msg.source)
+        };
+        let mut prefix = vec![time];
+        if msg.late {
+            prefix.push(Span::styled("late ", self.theme.late()));
+        }
+        let text = match command_line::action(&msg.text) {
+            Some(action) => {
+                prefix.push(Span::styled("* ", nick_style));
+                prefix.push(Span::styled(nick, nick_style));
+                prefix.push(Span::raw(" "));
+                action
+            }
+            None => {
+                prefix.push(Span::raw("<"));
+                prefix.push(Span::styled(nick, nick_style));
+                prefix.push(Span::raw("> "));
+                msg.text.as_str()
+            }
+        };
+        let style = match kind {
+            Kind::Pending => self.theme.pending(),
+            Kind::Failed => self.theme.error(),
+            _ if highlight => self.theme.highlight(),
+            _ => self.theme.text(),
+        };
+        (Entry::new(kind, prefix, body_lines(text), style), date)
+    }
+
+    /// A system line (joins, errors, command output), timestamped now.
+    fn system_entry(&self, text: &str, error: bool) -> (Entry, Option<Date>) {
+        let (time, date) = self.stamp(self.now_ms);
+        let style = if error {
+            self.theme.error()
+        } else {
+            self.theme.system()
+        };
+        let prefix = vec![time, Span::styled(if error { "!! " } else { "-- " }, style)];
+        (
+            Entry::new(Kind::System, prefix, body_lines(text), style),
+            date,
+        )
+    }
+
+    /// Adds a system line to the pane shown now.
+    fn say(&mut self, text: &str, error: bool) {
+        let (e, d) = self.system_entry(text, error);
+        let marker = self.theme.marker();
+        self.current_pane_mut().push_live(e, d, marker);
+        self.dirty = true;
+    }
+
+    /// Adds a system line to a lobby's pane.
+    fn say_in(&mut self, idx: usize, text: &str, error: bool) {
+        let (e, d) = self.system_entry(text, error);
+        let marker = self.theme.marker();
+        if let Some(l) = self.lobbies.get_mut(idx) {
+            l.pane.push_live(e, d, marker);
+        }
+        self.dirty = true;
+    }
+
+    pub(super) fn current_pane_mut(&mut self) -> &mut Pane {
+        match self.current.and_then(|i| self.lobbies.get_mut(i)) {
+            Some(l) => &mut l.pane,
+            None => &mut self.status_pane,
+        }
+    }
+
+    pub(super) fn current_lobby(&self) -> Option<&LobbyView> {
+        self.current.and_then(|i| self.lobbies.get(i))
+    }
+
+    fn find(&self, id: LobbyId) -> Option<usize> {
+        self.lobbies.iter().position(|l| l.lobby.id == id)
+    }
+
+    /// The lobby's index, adding it if it is new (a message for a lobby the screen has not
+    /// heard joined is still shown).
+    fn ensure(&mut self, lobby: &Lobby) -> usize {
+        if let Some(i) = self.find(lobby.id) {
+            return i;
+        }
+        self.lobbies.push(LobbyView {
+            lobby: lobby.clone(),
+            name: terminal_safe(&lobby.name).into_owned(),
+            pane: Pane::new(self.scrollback),
+            members: BTreeMap::new(),
+            missing: 0,
+        });
+        self.lobbies.len() - 1
+    }
+
+    fn nick_of(&self, idx: usize, peer: PeerId) -> String {
+        self.lobbies
+            .get(idx)
+            .and_then(|l| l.members.get(&peer))
+            .cloned()
+            .unwrap_or_else(|| peer.to_string())
+    }
+
+    /// Shows the lobby with this index.
+    fn switch_to(&mut self, idx: usize) {
+        if idx >= self.lobbies.len() || self.current == Some(idx) {
+            return;
+        }
+        self.current_pane_mut().leave();
+        self.current = Some(idx);
+        self.current_pane_mut().enter();
+        self.dirty = true;
+    }
+
+    // ---- highlights ----
+
+    /// Whether `text` mentions own nick or a highlight word, as a whole word.
+    fn mentions(&self, text: &str) -> bool {
+        let text = text.to_lowercase();
+        let nick = self.nick.to_lowercase();
+        std::iter::once(&nick)
+            .chain(self.highlights.iter())
+            .any(|w| has_word(&text, w))
+    }
+
+    /// Whether `text` is addressed to own nick: `nick: ...` or `nick, ...`.
+    fn addressed(&self, text: &str) -> bool {
+        let nick = self.nick.to_lowercase();
+        if nick.is_empty() {
+            return false;
+        }
+        let text = text.to_lowercase();
+        text.strip_prefix(&nick)
+            .is_some_and(|rest| rest.starts_with(':') || rest.starts_with(','))
+    }
+
+    // ---- runtime events ----
+
+    /// Takes a runtime event; `now_ms` is the wall clock (unix ms), which timestamps system
+    /// lines and decides day changes.
+    pub fn on_event(&mut self, ev: OwnedEvent, now_ms: u64) {
+        self.now_ms = now_ms;
+        self.dirty = true;
+        let marker = self.theme.marker();
+        match ev {
+            OwnedEvent::Joined { lobby, peer, .. } => {
+                self.own_peer = Some(peer);
+                let idx = self.ensure(&lobby);
+                let wanted = self.pending_joins.iter().position(|n| *n == lobby.name);
+                if let Some(w) = wanted {
+                    self.pending_joins.remove(w);
+                }
+                if wanted.is_some() || self.current.is_none() {
+                    self.switch_to(idx);
+                }
+            }
+            OwnedEvent::Parted { lobby } => {
+                let Some(idx) = self.find(lobby.id) else {
+                    return;
+                };
+                let name = self.lobbies[idx].name.clone();
+                self.lobbies.remove(idx);
+                self.current = match self.current {
+                    _ if self.lobbies.is_empty() => None,
+                    Some(c) if c > idx => Some(c - 1),
+                    Some(c) if c == idx => Some(idx.min(self.lobbies.len() - 1)),
+                    c => c,
+                };
+                self.current_pane_mut().enter();
+                self.say(&format!("left {name}"), false);
+            }
+            OwnedEvent::History { lobby, msg, own } => {
+                let idx = self.ensure(&lobby);
+                let kind = if own { Kind::Own } else { Kind::Chat };
+                let (e, d) = self.chat_entry(&msg, kind, false);
+                self.lobbies[idx].pane.push_history(e, d, marker);
+            }
+            OwnedEvent::Message { lobby, msg } => self.message(&lobby, &msg),
+            OwnedEvent::Sent { lobby, msg } => {
+                let idx = self.ensure(&lobby);
+                let (e, d) = self.chat_entry(&msg, Kind::Own, false);
+                let pane = &mut self.lobbies[idx].pane;
+                match pane.take_pending() {
+                    Some(line) => *line = e,
+                    None => {
+                        pane.push_live(e, d, marker);
+                    }
+                }
+            }
+            OwnedEvent::SendFailed { lobby, error } => {
+                let idx = self.ensure(&lobby);
+                let why = format!("not sent: {}", terminal_safe(&error));
+                let style = self.theme.error();
+                match self.lobbies[idx].pane.take_pending() {
+                    Some(line) => {
+                        line.kind = Kind::Failed;
+                        line.style = style;
+                        line.note = Some((why, style));
+                        line.changed();
+                    }
+                    None => self.say_in(idx, &why, true),
+                }
+            }
+            OwnedEvent::CommandFailed { error } => self.say(&error, true),
+            OwnedEvent::OwnNick { nick } => {
+                self.nick = terminal_safe(&nick).into_owned();
+                let text = format!("you are now known as {}", self.nick);
+                self.say(&text, false);
+            }
+            OwnedEvent::PeerJoined { lobby, peer, nick } => {
+                let Some(idx) = self.find(lobby.id) else {
+                    return;
+                };
+                if Some(peer) == self.own_peer {
+                    return;
+                }
+                let nick = terminal_safe(&nick).into_owned();
+                // A member heard again while still listed is no news (unless renamed).
+                match self.lobbies[idx].members.insert(peer, nick.clone()) {
+                    None => self.say_in(idx, &format!("{nick} joined"), false),
+                    Some(old) if old != nick => {
+                        self.say_in(idx, &format!("{old} is now known as {nick}"), false);
+                    }
+                    Some(_) => {}
+                }
+            }
+            OwnedEvent::NickChanged { lobby, peer, nick } => {
+                let Some(idx) = self.find(lobby.id) else {
+                    return;
+                };
+                if Some(peer) == self.own_peer {
+                    return;
+                }
+                let old = self.nick_of(idx, peer);
+                let nick = terminal_safe(&nick).into_owned();
+                self.lobbies[idx].members.insert(peer, nick.clone());
+                self.say_in(idx, &format!("{old} is now known as {nick}"), false);
+            }
+            OwnedEvent::PeerLeft { lobby, peer } => {
+                let Some(idx) = self.find(lobby.id) else {
+                    return;
+                };
+                let nick = self.nick_of(idx, peer);
+                if self.lobbies[idx].members.remove(&peer).is_some() {
+                    self.say_in(idx, &format!("{nick} left"), false);
+                }
+            }
+            OwnedEvent::Members { lobby, members } => {
+                let Some(idx) = self.find(lobby.id) else {
+                    return;
+                };
+                let own = self.own_peer;
+                let l = &mut self.lobbies[idx];
+                l.members = members
+                    .iter()
+                    .filter(|(p, _)| Some(*p) != own)
+                    .map(|(p, n)| (*p, terminal_safe(n).into_owned()))
+                    .collect();
+                let mut nicks: Vec<String> = l.members.values().cloned().collect();
+                nicks.push(self.nick.clone());
+                nicks.sort_by_key(|n| n.to_lowercase());
+                let text = format!(
+                    "members of {} ({}): {}",
+                    l.name,
+                    nicks.len(),
+                    nicks.join(", ")
+                );
+                self.say(&text, false);
+            }
+            OwnedEvent::Lost {
+                lobby,
+                source,
+                count,
+            } => {
+                let Some(idx) = self.find(lobby.id) else {
+                    return;
+                };
+                let nick = self.nick_of(idx, source);
+                let text = format!("{count} message(s) from {nick} could not be recovered");
+                self.say_in(idx, &text, true);
+            }
+            OwnedEvent::FriendUp { addr, nick, .. } => {
+                let text = format!("friend {} ({addr}) is up", terminal_safe(&nick));
+                self.say(&text, false);
+            }
+            OwnedEvent::FriendInLobby { lobby, addr, .. } => {
+                if let Some(idx) = self.find(lobby.id) {
+                    self.say_in(idx, &format!("friend {addr} takes part here"), false);
+                }
+            }
+            OwnedEvent::FriendDown { addr, .. } => {
+                self.say(&format!("friend {addr} is down"), false);
+            }
+            OwnedEvent::Friends { friends } => self.show_friends(&friends),
+            OwnedEvent::Status(status) => {
+                for l in &mut self.lobbies {
+                    l.missing = status
+                        .lobbies
+                        .iter()
+                        .find(|s| s.lobby.id == l.lobby.id)
+                        .map_or(0, |s| s.missing);
+                }
+                if self.status_wanted > 0 {
+                    self.status_wanted -= 1;
+                    self.show_status(&status);
+                }
+                self.status = Some(status);
+            }
+            OwnedEvent::Stats(_) => {}
+        }
+    }
+
+    fn message(&mut self, lobby: &Lobby, msg: &Message) {
+        let idx = self.ensure(lobby);
+        let from_other = Some(msg.source) != self.own_peer;
+        let text = command_line::action(&msg.text).unwrap_or(&msg.text);
+        let highlight = from_other && self.mentions(text);
+        let direct = from_other && self.addressed(text);
+        if (highlight && self.bell.highlight) || (direct && self.bell.direct) {
+            self.effects.push(Effect::Bell);
+        }
+        let (e, d) = self.chat_entry(msg, Kind::Chat, highlight || direct);
+        let marker = self.theme.marker();
+        let shown = self.current == Some(idx);
+        let l = &mut self.lobbies[idx];
+        l.pane.push_live(e, d, marker);
+        if !shown && from_other {
+            l.pane.unread += 1;
+            l.pane.highlight |= highlight || direct;
+        }
+    }
+
+    fn show_friends(&mut self, friends: &[FriendInfo]) {
+        if friends.is_empty() {
+            self.say("no friends (/friend add ADDR:PORT adds one)", false);
+            return;
+        }
+        self.say(&format!("friends ({}):", friends.len()), false);
+        for f in friends {
+            let nick = f
+                .nick
+                .as_deref()
+                .map_or_else(|| "?".to_owned(), |n| terminal_safe(n).into_owned());
+            let rtt = f
+                .rtt
+                .map_or(String::new(), |r| format!(", rtt {} ms", r.as_millis()));
+            let state = if f.up { "up" } else { "down" };
+            self.say(&format!("  {} {nick}: {state}{rtt}", f.addr), false);
+        }
+    }
+
+    fn show_status(&mut self, s: &Status) {
+        let text = format!(
+            "transport: {}; friends {} of {} up",
+            transport(s),
+            s.friends_up,
+            s.friends
+        );
+        self.say(&text, false);
+        for l in &s.lobbies {
+            let text = format!(
+                "  {}: {} member(s) heard, {} packet(s) being repaired",
+                terminal_safe(&l.lobby.name),
+                l.members,
+                l.missing
+            );
+            self.say(&text, false);
+        }
+    }
+
+    // ---- user input ----
+
+    /// Takes a key; returns what the caller must do.
+    pub fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        let Some(action) = keys::action(&key) else {
+            return Vec::new();
+        };
+        self.dirty = true;
+        if let Some((text, _)) = self.paste.take() {
+            return match action {
+                Action::Submit => {
+                    self.input.insert(&text);
+                    self.submit()
+                }
+                Action::Quit => vec![Effect::Quit],
+                Action::Cancel => Vec::new(),
+                _ => {
+                    // Anything else leaves the question open.
+                    let lines = text.split('\n').count();
+                    self.paste = Some((text, lines));
+                    Vec::new()
+                }
+            };
+        }
+        match action {
+            Action::Quit => return vec![Effect::Quit],
+            Action::Submit => return self.submit(),
+            Action::Newline => self.input.newline(),
+            Action::Complete => self.complete(),
+            Action::Up => {
+                if self.input.on_first_row() {
+                    self.input.history_prev();
+                } else {
+                    self.input.move_row(true);
+                }
+            }
+            Action::Down => {
+                if self.input.on_last_row() {
+                    self.input.history_next();
+                } else {
+                    self.input.move_row(false);
+                }
+            }
+            Action::Select(n) => self.switch_to(n - 1),
+            Action::NextLobby => self.cycle(1),
+            Action::PrevLobby => self.cycle(-1),
+            Action::NextActive => self.next_active(),
+            Action::PageUp => {
+                let page = self.page_rows();
+                self.current_pane_mut().scroll_by(page);
+            }
+            Action::PageDown => {
+                let page = self.page_rows();
+                self.current_pane_mut().scroll_by(-page);
+            }
+            Action::Top => self.current_pane_mut().scroll_top(),
+            Action::Bottom => self.current_pane_mut().scroll_bottom(),
+            Action::ToggleMouse => {
+                self.mouse = !self.mouse;
+                return vec![Effect::SetMouseCapture(self.mouse)];
+            }
+            Action::Cancel | Action::Redraw => {}
+            Action::KillToHead => self.input.kill_to_head(),
+            Action::Edit => {
+                self.input.edit(key);
+            }
+        }
+        Vec::new()
+    }
+
+    /// Takes a bracketed paste: into the input line, as one multi-line text; a long one
+    /// waits for Enter (send) or Esc (drop).
+    pub fn on_paste(&mut self, text: &str) -> Vec<Effect> {
+        let text = clean_paste(text);
+        if text.is_empty() {
+            return Vec::new();
+        }
+        self.dirty = true;
+        let lines = text.split('\n').count();
+        if lines > self.paste_confirm_lines {
+            self.paste = Some((text, lines));
+        } else {
+            self.input.insert(&text);
+        }
+        Vec::new()
+    }
+
+    /// Takes a mouse event (only delivered while capture is on): the wheel scrolls.
+    pub fn on_mouse(&mut self, m: MouseEvent) -> Vec<Effect> {
+        match m.kind {
+            MouseEventKind::ScrollUp => self.current_pane_mut().scroll_by(WHEEL_ROWS),
+            MouseEventKind::ScrollDown => self.current_pane_mut().scroll_by(-WHEEL_ROWS),
+            _ => return Vec::new(),
+        }
+        self.dirty = true;
+        Vec::new()
+    }
+
+    fn page_rows(&self) -> isize {
+        isize::try_from(self.page.saturating_sub(1).max(1)).unwrap_or(1)
+    }
+
+    fn cycle(&mut self, step: isize) {
+        let n = self.lobbies.len();
+        if n == 0 {
+            return;
+        }
+        let at = self.current.unwrap_or(0) as isize;
+        let next = (at + step).rem_euclid(n as isize) as usize;
+        self.switch_to(next);
+    }
+
+    fn next_active(&mut self) {
+        let n = self.lobbies.len();
+        let start = self.current.map_or(0, |c| c + 1);
+        let order = (0..n).map(|k| (start + k) % n);
+        let pick = order
+            .clone()
+            .find(|&i| self.lobbies[i].pane.highlight)
+            .or_else(|| order.clone().find(|&i| self.lobbies[i].pane.unread > 0));
+        if let Some(i) = pick {
+            self.switch_to(i);
+        }
+    }
+
+    fn complete(&mut self) {
+        let nicks: Vec<String> = self
+            .current_lobby()
+            .map(|l| l.members.values().cloned().collect())
+            .unwrap_or_default();
+        self.input
+            .complete(|word, at_start| candidates(word, at_start, &nicks));
+    }
+
+    /// Enter: the input line, understood and carried out.
+    fn submit(&mut self) -> Vec<Effect> {
+        let line = self.input.take();
+        match command_line::parse(&line) {
+            Err(e) => {
+                self.say(&e, true);
+                Vec::new()
+            }
+            Ok(None) => Vec::new(),
+            Ok(Some(input)) => self.run(input),
+        }
+    }
+
+    fn run(&mut self, input: Input) -> Vec<Effect> {
+        let cmd = match input {
+            Input::Text(t) => return self.send(t),
+            Input::Me(t) => return self.send(format!("{ACTION_PREFIX}{t}")),
+            Input::Join(name) => {
+                if let Ok(lobby) = Lobby::new(&name) {
+                    match self.lobbies.iter().position(|l| l.lobby.id == lobby.id) {
+                        Some(i) => self.switch_to(i),
+                        None => self.pending_joins.push(lobby.name),
+                    }
+                }
+                Command::Join { name }
+            }
+            Input::Part(name) => match self.lobby_named(name.as_deref()) {
+                Some(lobby) => Command::Part { lobby },
+                None => return Vec::new(),
+            },
+            Input::Nick(nick) => Command::Nick { nick },
+            Input::Who(name) => match self.lobby_named(name.as_deref()) {
+                Some(lobby) => Command::Who { lobby },
+                None => return Vec::new(),
+            },
+            Input::List => {
+                self.list();
+                return Vec::new();
+            }
+            Input::FriendAdd(addr) => Command::AddFriend { addr },
+            Input::FriendDel(addr) => Command::RemoveFriend { addr },
+            Input::FriendList => Command::ListFriends,
+            Input::Status => {
+                self.status_wanted += 1;
+                Command::Status
+            }
+            Input::Clear => {
+                self.current_pane_mut().clear();
+                return Vec::new();
+            }
+            Input::Help(name) => {
+                self.help(name.as_deref());
+                return Vec::new();
+            }
+            Input::Quit => return vec![Effect::Quit],
+        };
+        vec![Effect::Command(cmd)]
+    }
+
+    /// The named lobby, or the current one; says why not if there is none.
+    fn lobby_named(&mut self, name: Option<&str>) -> Option<LobbyId> {
+        let found = match name {
+            None => self.current_lobby().map(|l| l.lobby.id),
+            Some(n) => Lobby::new(n)
+                .ok()
+                .and_then(|l| self.find(l.id).map(|_| l.id)),
+        };
+        if found.is_none() {
+            let why = match name {
+                None => "not in a lobby: /join LOBBY first".to_owned(),
+                Some(n) => format!("not in lobby {}", terminal_safe(n)),
+            };
+            self.say(&why, true);
+        }
+        found
+    }
+
+    /// Sends a text to the current lobby, showing it at once, dimmed until `Sent`.
+    fn send(&mut self, text: String) -> Vec<Effect> {
+        let Some(idx) = self.current else {
+            self.say("not in a lobby: /join LOBBY first", true);
+            return Vec::new();
+        };
+        let msg = Message {
+            lobby: self.lobbies[idx].lobby.id,
+            source: self.own_peer.unwrap_or_default(),
+            seq: 0,
+            msg_id: Default::default(),
+            sent_at: self.now_ms,
+            nick: self.nick.clone(),
+            text: text.clone(),
+            late: false,
+        };
+        let (e, d) = self.chat_entry(&msg, Kind::Pending, false);
+        let marker = self.theme.marker();
+        let pane = &mut self.lobbies[idx].pane;
+        pane.scroll_bottom();
+        let id = pane.push_live(e, d, marker);
+        pane.add_pending(id);
+        self.dirty = true;
+        vec![Effect::Command(Command::Send {
+            lobby: msg.lobby,
+            texts: vec![text],
+        })]
+    }
+
+    fn list(&mut self) {
+        if self.lobbies.is_empty() {
+            self.say("no lobby joined: /join LOBBY", false);
+            return;
+        }
+        let lines: Vec<String> = self
+            .lobbies
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                format!(
+                    "  {} {}: {} member(s), {} unread",
+                    i + 1,
+                    l.name,
+                    l.members.len() + 1,
+                    l.pane.unread
+                )
+            })
+            .collect();
+        self.say(&format!("lobbies ({}):", lines.len()), false);
+        for l in lines {
+            self.say(&l, false);
+        }
+    }
+
+    fn help(&mut self, name: Option<&str>) {
+        match name {
+            None => {
+                self.say("commands:", false);
+                for c in COMMANDS {
+                    self.say(&format!("  {:<34} {}", c.usage, c.help), false);
+                }
+                self.say("keys: Alt-1..9 lobby, Ctrl-n/p next/previous, Alt-a activity, PgUp/PgDn scroll, Tab complete, Alt-Enter newline, Alt-m mouse, Ctrl-c quit", false);
+            }
+            Some(n) => match command_line::help(n) {
+                Some(c) => self.say(&format!("{}: {}", c.usage, c.help), false),
+                None => self.say(
+                    &format!("no command /{}; /help lists them", terminal_safe(n)),
+                    true,
+                ),
+            },
+        }
+    }
+}
+
+/// The transport as the status bar names it.
+pub(super) fn transport(s: &Status) -> &'static str {
+    match (s.multicast, s.friends_up > 0) {
+        (true, true) => "mixed",
+        (true, false) => "multicast",
+        (false, _) => "friends only",
+    }
+}
+
+/// A text's lines, each terminal-safe. Carriage returns before a newline go with it; a tab
+/// becomes a space rather than a control picture, since pasted code is full of them.
+fn body_lines(text: &str) -> Vec<String> {
+    text.split('\n')
+        .map(|l| {
+            let l = l.strip_suffix('\r').unwrap_or(l).replace('\t', "    ");
+            terminal_safe(&l).into_owned()
+        })
+        .collect()
+}
+
+/// A paste as the input line takes it: newlines normalised, a final newline dropped, no
+/// control characters (a terminal may deliver escape sequences inside a paste).
+fn clean_paste(text: &str) -> String {
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    body_lines(text).join("\n")
+}
+
+/// Whether `word` occurs in `text` (both lower-cased) not inside a longer word.
+fn has_word(text: &str, word: &str) -> bool {
+    if word.is_empty() {
+        return false;
+    }
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    text.match_indices(word).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + word.len()..].chars().next();
+        !before.is_some_and(is_word) && !after.is_some_and(is_word)
+    })
+}
+
+/// Completions of `word`: commands after a `/` at the line's start, else nicks (`nick: `
+/// at the start, `nick ` elsewhere), in alphabetical order.
+fn candidates(word: &str, at_start: bool, nicks: &[String]) -> Vec<String> {
+    if at_start && let Some(cmd) = word.strip_prefix('/') {
+        let cmd = cmd.to_lowercase();
+        return COMMANDS
+            .iter()
+            .filter(|c| c.name.starts_with(&cmd))
+            .map(|c| format!("/{} ", c.name))
+            .collect();
+    }
+    let lower = word.to_lowercase();
+    let mut found: Vec<&String> = nicks
+        .iter()
+        .filter(|n| n.to_lowercase().starts_with(&lower))
+        .collect();
+    found.sort_by_key(|n| n.to_lowercase());
+    found.dedup();
+    let suffix = if at_start { ": " } else { " " };
+    found.into_iter().map(|n| format!("{n}{suffix}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_match_whole() {
+        assert!(has_word("hi alice!", "alice"));
+        assert!(!has_word("malice", "alice"));
+        assert!(has_word("alice", "alice"));
+        assert!(!has_word("alice_2", "alice"));
+    }
+
+    #[test]
+    fn completion_candidates() {
+        let nicks = vec!["Bob".to_owned(), "bea".to_owned(), "carol".to_owned()];
+        assert_eq!(candidates("b", true, &nicks), ["bea: ", "Bob: "]);
+        assert_eq!(candidates("ca", false, &nicks), ["carol "]);
+        assert_eq!(candidates("/jo", true, &nicks), ["/join "]);
+    }
+
+    #[test]
+    fn pastes_are_cleaned() {
+        assert_eq!(clean_paste("a\r\nb\rc\n"), "a\nb\nc");
+        assert_eq!(clean_paste("\u{1b}[2J"), "\u{241b}[2J");
+    }
+}

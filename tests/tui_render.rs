@@ -1,0 +1,954 @@
+//! The chat screen drawn into ratatui's TestBackend: snapshots of what a person sees, and
+//! the behaviour of keys and pastes. Deterministic: UTC, fixed times, fixed peer ids.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use jiff::tz::TimeZone;
+use lobbycast::app::{Command, LobbyStatus, OwnedEvent, Status};
+use lobbycast::command_line::ACTION_PREFIX;
+use lobbycast::proto::{Lobby, Message, MsgId, PeerId};
+use lobbycast::tui::{Effect, Screen, ScreenSettings};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+
+/// Monday 30 November 2026, 09:00 UTC.
+const T0: u64 = 1_796_029_200_000;
+const MINUTE: u64 = 60_000;
+
+const ME: PeerId = PeerId(0x1111_2222_3333_4444);
+const BOB: PeerId = PeerId(0x3b1f_0c9e_5a27_d481);
+const CAROL: PeerId = PeerId(0x9d04_e6a2_17c3_5bf0);
+
+fn settings() -> ScreenSettings {
+    ScreenSettings {
+        nick: "alice".into(),
+        highlights: vec!["deploy".into()],
+        time_zone: TimeZone::UTC,
+        ..ScreenSettings::default()
+    }
+}
+
+fn lobby(name: &str) -> Lobby {
+    Lobby::new(name).expect("a good lobby name")
+}
+
+fn msg(lobby: &Lobby, source: PeerId, nick: &str, text: &str, at: u64) -> Message {
+    Message {
+        lobby: lobby.id,
+        source,
+        seq: at,
+        msg_id: MsgId(at ^ source.0),
+        sent_at: at,
+        nick: nick.into(),
+        text: text.into(),
+        late: false,
+    }
+}
+
+fn joined(s: &mut Screen, l: &Lobby) {
+    s.on_event(
+        OwnedEvent::Joined {
+            lobby: l.clone(),
+            peer: ME,
+            groups: Vec::new(),
+            local: Vec::new(),
+        },
+        T0,
+    );
+}
+
+fn peer_joined(s: &mut Screen, l: &Lobby, peer: PeerId, nick: &str, at: u64) {
+    s.on_event(
+        OwnedEvent::PeerJoined {
+            lobby: l.clone(),
+            peer,
+            nick: nick.into(),
+        },
+        at,
+    );
+}
+
+fn message(s: &mut Screen, l: &Lobby, m: Message) {
+    let at = m.sent_at;
+    s.on_event(
+        OwnedEvent::Message {
+            lobby: l.clone(),
+            msg: m,
+        },
+        at,
+    );
+}
+
+fn key(code: KeyCode) -> KeyEvent {
+    KeyEvent::new(code, KeyModifiers::NONE)
+}
+
+fn ctrl(c: char) -> KeyEvent {
+    KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL)
+}
+
+fn alt(c: char) -> KeyEvent {
+    KeyEvent::new(KeyCode::Char(c), KeyModifiers::ALT)
+}
+
+fn type_text(s: &mut Screen, text: &str) {
+    for c in text.chars() {
+        assert!(s.on_key(key(KeyCode::Char(c))).is_empty());
+    }
+}
+
+fn enter(s: &mut Screen) -> Vec<Effect> {
+    s.on_key(key(KeyCode::Enter))
+}
+
+fn draw(s: &mut Screen, w: u16, h: u16) -> Terminal<TestBackend> {
+    let mut t = Terminal::new(TestBackend::new(w, h)).expect("a test terminal");
+    t.draw(|f| s.render(f)).expect("drawn");
+    t
+}
+
+fn text_of(buf: &Buffer) -> String {
+    let mut out = String::new();
+    for y in 0..buf.area.height {
+        // The cell after a wide character is its other half, not a space of its own.
+        let mut skip = 0;
+        for x in 0..buf.area.width {
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            let symbol = buf[(x, y)].symbol();
+            out.push_str(symbol);
+            skip = unicode_width::UnicodeWidthStr::width(symbol).saturating_sub(1);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn screen_text(s: &mut Screen, w: u16, h: u16) -> String {
+    let t = draw(s, w, h);
+    text_of(t.backend().buffer())
+}
+
+/// The main scene: three lobbies, members, messages of every kind.
+fn scene() -> (Screen, [Lobby; 3]) {
+    let mut s = Screen::new(settings());
+    let [general, ops, random] = [lobby("general"), lobby("ops"), lobby("random")];
+    joined(&mut s, &general);
+    s.on_event(
+        OwnedEvent::History {
+            lobby: general.clone(),
+            msg: msg(&general, BOB, "bob", "yesterday's news", T0 - 20 * MINUTE),
+            own: false,
+        },
+        T0,
+    );
+    s.on_event(
+        OwnedEvent::History {
+            lobby: general.clone(),
+            msg: msg(&general, ME, "alice", "and mine", T0 - 19 * MINUTE),
+            own: true,
+        },
+        T0,
+    );
+    joined(&mut s, &ops);
+    joined(&mut s, &random);
+    peer_joined(&mut s, &general, BOB, "bob", T0 + MINUTE);
+    peer_joined(&mut s, &general, CAROL, "carol", T0 + MINUTE);
+    peer_joined(&mut s, &ops, CAROL, "carol", T0 + MINUTE);
+    message(
+        &mut s,
+        &general,
+        msg(&general, BOB, "bob", "hello everyone", T0 + 2 * MINUTE),
+    );
+    message(
+        &mut s,
+        &general,
+        msg(
+            &general,
+            CAROL,
+            "carol",
+            &format!("{ACTION_PREFIX}waves at the room"),
+            T0 + 3 * MINUTE,
+        ),
+    );
+    let mut late = msg(&general, BOB, "bob", "this one took a detour", T0 + MINUTE);
+    late.late = true;
+    message(&mut s, &general, late);
+    message(
+        &mut s,
+        &ops,
+        msg(
+            &ops,
+            CAROL,
+            "carol",
+            "alice: can you look at the deploy?",
+            T0 + 4 * MINUTE,
+        ),
+    );
+    message(
+        &mut s,
+        &random,
+        msg(&random, BOB, "bob", "cat pictures", T0 + 5 * MINUTE),
+    );
+    s.on_event(
+        OwnedEvent::Status(Status {
+            nick: "alice".into(),
+            multicast: true,
+            friends: 1,
+            friends_up: 0,
+            lobbies: vec![LobbyStatus {
+                lobby: general.clone(),
+                members: 2,
+                missing: 3,
+            }],
+        }),
+        T0 + 5 * MINUTE,
+    );
+    s.set_clock(T0 + 6 * MINUTE);
+    type_text(&mut s, "good morning");
+    let sent = enter(&mut s);
+    assert_eq!(sent.len(), 1);
+    (s, [general, ops, random])
+}
+
+#[test]
+fn main_screen() {
+    let (mut s, _) = scene();
+    insta::assert_snapshot!(screen_text(&mut s, 100, 20));
+}
+
+#[test]
+fn own_text_is_confirmed_or_fails() {
+    let (mut s, [general, ..]) = scene();
+    let before = screen_text(&mut s, 100, 20);
+    s.on_event(
+        OwnedEvent::Sent {
+            lobby: general.clone(),
+            msg: msg(&general, ME, "alice", "good morning", T0 + 6 * MINUTE),
+        },
+        T0 + 6 * MINUTE,
+    );
+    // Same text, no longer dimmed: the line stays where it was.
+    assert_eq!(screen_text(&mut s, 100, 20), before);
+    type_text(&mut s, "this will fail");
+    enter(&mut s);
+    s.on_event(
+        OwnedEvent::SendFailed {
+            lobby: general.clone(),
+            error: "window full".into(),
+        },
+        T0 + 7 * MINUTE,
+    );
+    let after = screen_text(&mut s, 100, 20);
+    assert!(after.contains("this will fail"), "{after}");
+    assert!(after.contains("not sent: window full"), "{after}");
+}
+
+#[test]
+fn narrow_terminal() {
+    let (mut s, _) = scene();
+    insta::assert_snapshot!(screen_text(&mut s, 50, 20));
+}
+
+#[test]
+fn tiny_terminal_shows_a_notice() {
+    let (mut s, _) = scene();
+    let text = screen_text(&mut s, 30, 8);
+    assert!(text.contains("terminal too small"), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn every_size_draws_without_panicking() {
+    let (mut s, _) = scene();
+    for w in (0..=120).step_by(3) {
+        for h in (0..=40).step_by(2) {
+            draw(&mut s, w, h);
+        }
+    }
+    for (w, h) in [
+        (0, 0),
+        (1, 1),
+        (39, 9),
+        (40, 10),
+        (79, 24),
+        (80, 24),
+        (1, 40),
+        (120, 1),
+    ] {
+        draw(&mut s, w, h);
+    }
+}
+
+#[test]
+fn scrollback_shows_more_after_page_up() {
+    let mut s = Screen::new(settings());
+    let l = lobby("general");
+    joined(&mut s, &l);
+    for i in 0..40 {
+        message(
+            &mut s,
+            &l,
+            msg(&l, BOB, "bob", &format!("line number {i}"), T0 + i * MINUTE),
+        );
+    }
+    draw(&mut s, 80, 16);
+    s.on_key(key(KeyCode::PageUp));
+    let text = screen_text(&mut s, 80, 16);
+    assert!(text.contains("-MORE("), "{text}");
+    insta::assert_snapshot!(text);
+    s.on_key(KeyEvent::new(KeyCode::End, KeyModifiers::ALT));
+    let text = screen_text(&mut s, 80, 16);
+    assert!(!text.contains("-MORE("), "{text}");
+    assert!(text.contains("line number 39"), "{text}");
+    s.on_key(KeyEvent::new(KeyCode::Home, KeyModifiers::ALT));
+    let text = screen_text(&mut s, 80, 16);
+    assert!(text.contains("line number 0 "), "{text}");
+}
+
+#[test]
+fn unread_and_highlight_marks() {
+    let (mut s, [general, ops, random]) = scene();
+    message(
+        &mut s,
+        &random,
+        msg(&random, CAROL, "carol", "more cats", T0 + 7 * MINUTE),
+    );
+    let text = screen_text(&mut s, 100, 12);
+    insta::assert_snapshot!(text);
+    // ops has the highlight, so Alt-a goes there first, and its counts are then read.
+    s.on_key(alt('a'));
+    let text = screen_text(&mut s, 100, 12);
+    assert!(text.contains("2:ops"), "{text}");
+    s.on_key(alt('a'));
+    assert!(screen_text(&mut s, 100, 12).contains("3:random"));
+    let _ = (general, ops);
+}
+
+#[test]
+fn wide_characters_wrap_by_display_width() {
+    let mut s = Screen::new(settings());
+    let l = lobby("general");
+    joined(&mut s, &l);
+    message(
+        &mut s,
+        &l,
+        msg(
+            &l,
+            BOB,
+            "bob",
+            "日本語のテキストはとても長いので折り返す必要があります 🎉🎉🎉 emoji 😀 too",
+            T0,
+        ),
+    );
+    message(
+        &mut s,
+        &l,
+        msg(
+            &l,
+            CAROL,
+            "キャロル",
+            "first line\nsecond line\n  indented",
+            T0 + MINUTE,
+        ),
+    );
+    let t = draw(&mut s, 44, 12);
+    let text = text_of(t.backend().buffer());
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn escape_sequences_never_reach_the_buffer() {
+    let mut s = Screen::new(settings());
+    let evil = lobby("general");
+    joined(&mut s, &evil);
+    peer_joined(&mut s, &evil, BOB, "b\u{1b}[31mob", T0);
+    message(
+        &mut s,
+        &evil,
+        msg(
+            &evil,
+            BOB,
+            "b\u{1b}[31mob\u{7}",
+            "\u{1b}[2J\u{1b}]0;pwned\u{7} over\rwrite \u{202e}desrever\u{9b}1m",
+            T0,
+        ),
+    );
+    s.on_event(
+        OwnedEvent::CommandFailed {
+            error: "bad \u{1b}[H thing".into(),
+        },
+        T0,
+    );
+    s.on_paste("pasted \u{1b}[1;1H\u{8}");
+    let t = draw(&mut s, 100, 12);
+    let buf = t.backend().buffer();
+    for cell in buf.content() {
+        for c in cell.symbol().chars() {
+            assert!(
+                !c.is_control() && !matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'),
+                "{c:?} reached the buffer"
+            );
+        }
+    }
+    insta::assert_snapshot!(text_of(buf));
+}
+
+#[test]
+fn enter_sends_text_to_the_current_lobby() {
+    let (mut s, [general, ..]) = scene();
+    type_text(&mut s, "hi bob");
+    assert_eq!(
+        enter(&mut s),
+        [Effect::Command(Command::Send {
+            lobby: general.id,
+            texts: vec!["hi bob".into()],
+        })]
+    );
+    assert!(screen_text(&mut s, 100, 20).contains("<alice> hi bob"));
+    type_text(&mut s, "/me dances");
+    assert_eq!(
+        enter(&mut s),
+        [Effect::Command(Command::Send {
+            lobby: general.id,
+            texts: vec![format!("{ACTION_PREFIX}dances")],
+        })]
+    );
+    assert!(screen_text(&mut s, 100, 20).contains("* alice dances"));
+}
+
+#[test]
+fn commands_become_runtime_commands() {
+    let (mut s, [general, ops, _]) = scene();
+    type_text(&mut s, "/join Dev");
+    assert_eq!(
+        enter(&mut s),
+        [Effect::Command(Command::Join { name: "Dev".into() })]
+    );
+    // The screen switches when the runtime says the lobby was joined.
+    let dev = lobby("dev");
+    joined(&mut s, &dev);
+    assert!(screen_text(&mut s, 100, 20).contains("4:dev"));
+    type_text(&mut s, "/part ops");
+    assert_eq!(
+        enter(&mut s),
+        [Effect::Command(Command::Part { lobby: ops.id })]
+    );
+    type_text(&mut s, "/nick al");
+    assert_eq!(
+        enter(&mut s),
+        [Effect::Command(Command::Nick { nick: "al".into() })]
+    );
+    s.on_key(alt('1'));
+    type_text(&mut s, "/who");
+    assert_eq!(
+        enter(&mut s),
+        [Effect::Command(Command::Who { lobby: general.id })]
+    );
+    type_text(&mut s, "/friend add 192.0.2.7:4747");
+    assert_eq!(
+        enter(&mut s),
+        [Effect::Command(Command::AddFriend {
+            addr: "192.0.2.7:4747".parse().expect("an address"),
+        })]
+    );
+    type_text(&mut s, "/status");
+    assert_eq!(enter(&mut s), [Effect::Command(Command::Status)]);
+    type_text(&mut s, "/list");
+    assert!(enter(&mut s).is_empty());
+    assert!(screen_text(&mut s, 100, 20).contains("1 general: 3 member(s)"));
+    type_text(&mut s, "/help nick");
+    assert!(enter(&mut s).is_empty());
+    assert!(screen_text(&mut s, 100, 20).contains("/nick NAME: change your nick"));
+    type_text(&mut s, "/clear");
+    assert!(enter(&mut s).is_empty());
+    assert!(!screen_text(&mut s, 100, 20).contains("/nick NAME"));
+    type_text(&mut s, "/quit");
+    assert_eq!(enter(&mut s), [Effect::Quit]);
+}
+
+#[test]
+fn a_bad_command_is_an_error_line_and_nothing_else() {
+    let (mut s, _) = scene();
+    type_text(&mut s, "/frobnicate now");
+    assert!(enter(&mut s).is_empty());
+    let text = screen_text(&mut s, 100, 20);
+    assert!(text.contains("!! unknown command /frobnicate"), "{text}");
+}
+
+#[test]
+fn tab_completes_nicks_and_commands() {
+    let (mut s, [general, ..]) = scene();
+    peer_joined(&mut s, &general, PeerId(99), "bea", T0);
+    type_text(&mut s, "b");
+    s.on_key(key(KeyCode::Tab));
+    s.on_key(key(KeyCode::Tab));
+    type_text(&mut s, "hi");
+    assert_eq!(
+        enter(&mut s),
+        [Effect::Command(Command::Send {
+            lobby: general.id,
+            texts: vec!["bob: hi".into()],
+        })]
+    );
+    type_text(&mut s, "thanks car");
+    s.on_key(key(KeyCode::Tab));
+    let sent = enter(&mut s);
+    assert_eq!(
+        sent,
+        [Effect::Command(Command::Send {
+            lobby: general.id,
+            texts: vec!["thanks carol ".into()],
+        })]
+    );
+    type_text(&mut s, "/jo");
+    s.on_key(key(KeyCode::Tab));
+    type_text(&mut s, "x");
+    assert_eq!(
+        enter(&mut s),
+        [Effect::Command(Command::Join { name: "x".into() })]
+    );
+}
+
+#[test]
+fn lobbies_switch_with_alt_digits_and_ctrl_n_p() {
+    let (mut s, _) = scene();
+    assert!(screen_text(&mut s, 100, 20).contains("1:general"));
+    s.on_key(alt('2'));
+    assert!(screen_text(&mut s, 100, 20).contains("2:ops"));
+    s.on_key(ctrl('n'));
+    assert!(screen_text(&mut s, 100, 20).contains("3:random"));
+    s.on_key(ctrl('n'));
+    assert!(screen_text(&mut s, 100, 20).contains("1:general"));
+    s.on_key(ctrl('p'));
+    assert!(screen_text(&mut s, 100, 20).contains("3:random"));
+    s.on_key(alt('9'));
+    assert!(screen_text(&mut s, 100, 20).contains("3:random"));
+}
+
+#[test]
+fn a_long_paste_asks_then_sends_one_text() {
+    let (mut s, [general, ..]) = scene();
+    let paste: String = (1..=12).map(|i| format!("line {i}\r\n")).collect();
+    assert!(s.on_paste(&paste).is_empty());
+    let text = screen_text(&mut s, 100, 20);
+    assert!(
+        text.contains("paste 12 lines? Enter to send, Esc to cancel"),
+        "{text}"
+    );
+    let want: Vec<String> = (1..=12).map(|i| format!("line {i}")).collect();
+    assert_eq!(
+        enter(&mut s),
+        [Effect::Command(Command::Send {
+            lobby: general.id,
+            texts: vec![want.join("\n")],
+        })]
+    );
+    // Esc drops a paste.
+    s.on_paste(&paste);
+    assert!(s.on_key(key(KeyCode::Esc)).is_empty());
+    assert!(enter(&mut s).is_empty());
+    // A short paste goes into the input; Alt-Enter adds a line.
+    s.on_paste("one\ntwo");
+    s.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::ALT));
+    type_text(&mut s, "three");
+    assert_eq!(
+        enter(&mut s),
+        [Effect::Command(Command::Send {
+            lobby: general.id,
+            texts: vec!["one\ntwo\nthree".into()],
+        })]
+    );
+}
+
+#[test]
+fn ctrl_c_quits_and_alt_m_toggles_the_mouse() {
+    let (mut s, _) = scene();
+    assert_eq!(s.on_key(ctrl('c')), [Effect::Quit]);
+    assert_eq!(s.on_key(alt('m')), [Effect::SetMouseCapture(true)]);
+    assert_eq!(s.on_key(alt('m')), [Effect::SetMouseCapture(false)]);
+}
+
+#[test]
+fn highlights_ring_the_bell() {
+    let (mut s, [general, ..]) = scene();
+    // The scene's highlight in ops rang once.
+    assert_eq!(s.take_effects(), [Effect::Bell]);
+    message(
+        &mut s,
+        &general,
+        msg(&general, BOB, "bob", "nothing to see", T0 + 10 * MINUTE),
+    );
+    assert!(s.take_effects().is_empty());
+    message(
+        &mut s,
+        &general,
+        msg(&general, BOB, "bob", "ALICE look", T0 + 11 * MINUTE),
+    );
+    assert_eq!(s.take_effects(), [Effect::Bell]);
+    // Own messages never ring.
+    message(
+        &mut s,
+        &general,
+        msg(
+            &general,
+            ME,
+            "alice",
+            "alice talks to herself",
+            T0 + 12 * MINUTE,
+        ),
+    );
+    assert!(s.take_effects().is_empty());
+}
+
+#[test]
+fn day_changes_and_read_marker() {
+    let mut s = Screen::new(settings());
+    let [a, b] = [lobby("a"), lobby("b")];
+    joined(&mut s, &a);
+    joined(&mut s, &b);
+    message(
+        &mut s,
+        &a,
+        msg(&a, BOB, "bob", "late on monday", T0 + 14 * 60 * MINUTE),
+    );
+    s.on_key(alt('2'));
+    message(
+        &mut s,
+        &a,
+        msg(&a, BOB, "bob", "early on tuesday", T0 + 16 * 60 * MINUTE),
+    );
+    s.on_key(alt('1'));
+    let text = screen_text(&mut s, 60, 10);
+    insta::assert_snapshot!(text);
+    assert!(text.contains("-- Tuesday 1 December 2026 --"), "{text}");
+}
+
+#[test]
+fn dirty_until_drawn() {
+    let (mut s, [general, ..]) = scene();
+    assert!(s.dirty());
+    draw(&mut s, 80, 24);
+    assert!(!s.dirty());
+    message(&mut s, &general, msg(&general, BOB, "bob", "x", T0));
+    assert!(s.dirty());
+}
+
+#[test]
+fn redraw_is_cheap_with_a_full_scrollback() {
+    let mut s = Screen::new(settings());
+    let lobbies: Vec<Lobby> = (0..100).map(|i| lobby(&format!("lobby{i}"))).collect();
+    for l in &lobbies {
+        joined(&mut s, l);
+    }
+    for i in 0..10_000u64 {
+        let text = format!("message {i} with some words to wrap around the pane now and then");
+        message(
+            &mut s,
+            &lobbies[0],
+            msg(&lobbies[0], BOB, "bob", &text, T0 + i),
+        );
+    }
+    let mut t = Terminal::new(TestBackend::new(200, 60)).expect("a test terminal");
+    t.draw(|f| s.render(f)).expect("drawn");
+    let start = std::time::Instant::now();
+    let rounds = 50;
+    for _ in 0..rounds {
+        t.draw(|f| s.render(f)).expect("drawn");
+    }
+    let each = start.elapsed() / rounds;
+    println!("{each:?} a frame at the bottom");
+    // Generous for an unoptimised build on a shared machine; release is far below.
+    assert!(
+        each < std::time::Duration::from_millis(50),
+        "{each:?} a frame"
+    );
+    s.on_key(KeyEvent::new(KeyCode::Home, KeyModifiers::ALT));
+    t.draw(|f| s.render(f)).expect("drawn");
+    let start = std::time::Instant::now();
+    for _ in 0..rounds {
+        t.draw(|f| s.render(f)).expect("drawn");
+    }
+    let each = start.elapsed() / rounds;
+    println!("{each:?} a frame at the top");
+    assert!(
+        each < std::time::Duration::from_millis(50),
+        "{each:?} a frame at the top"
+    );
+}
+
+#[test]
+fn the_screen_can_move_to_the_terminal_thread() {
+    fn send<T: Send>() {}
+    send::<Screen>();
+}
+
+#[test]
+fn without_colours_no_cell_has_a_colour() {
+    let mut s = Screen::new(ScreenSettings {
+        colours: false,
+        ..settings()
+    });
+    let l = lobby("general");
+    joined(&mut s, &l);
+    peer_joined(&mut s, &l, BOB, "bob", T0);
+    message(&mut s, &l, msg(&l, BOB, "bob", "alice: colourless", T0));
+    let t = draw(&mut s, 100, 12);
+    for cell in t.backend().buffer().content() {
+        assert_eq!(cell.fg, ratatui::style::Color::Reset);
+        assert_eq!(cell.bg, ratatui::style::Color::Reset);
+    }
+}
+
+#[test]
+fn participants_follow_joins_nick_changes_and_leaves() {
+    let (mut s, [general, ..]) = scene();
+    s.on_event(
+        OwnedEvent::NickChanged {
+            lobby: general.clone(),
+            peer: BOB,
+            nick: "robert".into(),
+        },
+        T0 + 8 * MINUTE,
+    );
+    s.on_event(
+        OwnedEvent::PeerLeft {
+            lobby: general.clone(),
+            peer: CAROL,
+        },
+        T0 + 9 * MINUTE,
+    );
+    let text = screen_text(&mut s, 100, 20);
+    assert!(text.contains("bob is now known as robert"), "{text}");
+    assert!(text.contains("carol left"), "{text}");
+    assert!(text.contains("2 here"), "{text}");
+    assert!(text.contains("│robert"), "{text}");
+    s.on_event(
+        OwnedEvent::Members {
+            lobby: general.clone(),
+            members: vec![
+                (BOB, "bob".into()),
+                (CAROL, "carol".into()),
+                (ME, "alice".into()),
+            ],
+        },
+        T0 + 10 * MINUTE,
+    );
+    let text = screen_text(&mut s, 100, 20);
+    assert!(
+        text.contains("members of general (3): alice, bob, carol"),
+        "{text}"
+    );
+    assert!(text.contains("3 here"), "{text}");
+}
+
+#[test]
+fn the_status_reply_and_friends_are_system_lines() {
+    let (mut s, [general, ..]) = scene();
+    type_text(&mut s, "/status");
+    enter(&mut s);
+    s.on_event(
+        OwnedEvent::Status(Status {
+            nick: "alice".into(),
+            multicast: true,
+            friends: 1,
+            friends_up: 1,
+            lobbies: vec![LobbyStatus {
+                lobby: general.clone(),
+                members: 2,
+                missing: 0,
+            }],
+        }),
+        T0 + 8 * MINUTE,
+    );
+    s.on_event(
+        OwnedEvent::FriendUp {
+            addr: "192.0.2.7:4747".parse().expect("an address"),
+            peer: CAROL,
+            nick: "carol".into(),
+        },
+        T0 + 8 * MINUTE,
+    );
+    let text = screen_text(&mut s, 100, 20);
+    assert!(
+        text.contains("transport: mixed; friends 1 of 1 up"),
+        "{text}"
+    );
+    assert!(
+        text.contains("friend carol (192.0.2.7:4747) is up"),
+        "{text}"
+    );
+    assert!(!text.contains("repairing"), "{text}");
+}
+
+#[test]
+fn a_storm_of_keys_pastes_and_events_never_panics() {
+    use crossterm::event::{MouseEvent, MouseEventKind};
+    let (mut s, lobbies) = scene();
+    // A fixed linear congruential generator: the same storm every run.
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move |n: u64| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % n
+    };
+    let codes = [
+        KeyCode::Enter,
+        KeyCode::Tab,
+        KeyCode::Up,
+        KeyCode::Down,
+        KeyCode::Left,
+        KeyCode::Right,
+        KeyCode::Home,
+        KeyCode::End,
+        KeyCode::PageUp,
+        KeyCode::PageDown,
+        KeyCode::Backspace,
+        KeyCode::Delete,
+        KeyCode::Esc,
+    ];
+    let mods = [
+        KeyModifiers::NONE,
+        KeyModifiers::CONTROL,
+        KeyModifiers::ALT,
+        KeyModifiers::SHIFT,
+    ];
+    let texts = [
+        "/",
+        "/j",
+        "/part",
+        "/who nowhere",
+        "b",
+        "日本",
+        "😀",
+        " ",
+        "\u{1b}[2J",
+        "/clear",
+        "/help",
+        "/list",
+        "/me x",
+        "line\nline",
+    ];
+    for i in 0..5_000u64 {
+        match next(6) {
+            0 => {
+                let code = codes[next(codes.len() as u64) as usize];
+                let m = mods[next(mods.len() as u64) as usize];
+                let _ = s.on_key(KeyEvent::new(code, m));
+            }
+            1 => {
+                let c = char::from_u32(next(0x3000) as u32).unwrap_or('x');
+                let m = mods[next(mods.len() as u64) as usize];
+                let _ = s.on_key(KeyEvent::new(KeyCode::Char(c), m));
+            }
+            2 => {
+                let t = texts[next(texts.len() as u64) as usize];
+                let _ = s.on_paste(&t.repeat(1 + next(8) as usize));
+            }
+            3 => {
+                let kind = if next(2) == 0 {
+                    MouseEventKind::ScrollUp
+                } else {
+                    MouseEventKind::ScrollDown
+                };
+                let _ = s.on_mouse(MouseEvent {
+                    kind,
+                    column: 0,
+                    row: 0,
+                    modifiers: KeyModifiers::NONE,
+                });
+            }
+            4 => {
+                let l = &lobbies[next(3) as usize];
+                let t = texts[next(texts.len() as u64) as usize];
+                message(&mut s, l, msg(l, BOB, "bob", t, T0 + i * 1000));
+                if next(4) == 0 {
+                    s.on_event(
+                        OwnedEvent::Sent {
+                            lobby: l.clone(),
+                            msg: msg(l, ME, "alice", t, T0 + i * 1000),
+                        },
+                        T0,
+                    );
+                }
+            }
+            _ => {
+                let (w, h) = (next(130) as u16, next(45) as u16);
+                draw(&mut s, w, h);
+            }
+        }
+    }
+    draw(&mut s, 100, 30);
+}
+
+#[test]
+fn too_many_participants_end_in_a_count() {
+    let mut s = Screen::new(settings());
+    let l = lobby("crowd");
+    joined(&mut s, &l);
+    for i in 0..30 {
+        peer_joined(&mut s, &l, PeerId(1000 + i), &format!("peer{i:02}"), T0);
+    }
+    let text = screen_text(&mut s, 100, 12);
+    assert!(text.contains("31 here"), "{text}");
+    // 10 message rows: the header, 8 nicks, and the count of the 23 others.
+    assert!(text.contains("+23 more"), "{text}");
+}
+
+#[test]
+fn the_terminal_cursor_follows_the_input() {
+    let (mut s, _) = scene();
+    type_text(&mut s, "日本 ab");
+    let mut t = draw(&mut s, 100, 20);
+    // Two wide characters, a space and two letters: column 7 of the last row.
+    t.backend_mut().assert_cursor_position((7, 19));
+    s.on_key(ctrl('a'));
+    let mut t = draw(&mut s, 100, 20);
+    t.backend_mut().assert_cursor_position((0, 19));
+}
+
+#[test]
+fn emacs_editing_and_input_history() {
+    let (mut s, [general, ..]) = scene();
+    let sent = |texts: &str| {
+        [Effect::Command(Command::Send {
+            lobby: general.id,
+            texts: vec![texts.into()],
+        })]
+    };
+    type_text(&mut s, "two three");
+    s.on_key(ctrl('a'));
+    type_text(&mut s, "one ");
+    // The editor's Alt-f stops at the start of the next word, as its docs say.
+    s.on_key(alt('f'));
+    s.on_key(ctrl('k'));
+    assert_eq!(enter(&mut s), sent("one two "));
+    s.on_key(ctrl('y'));
+    assert_eq!(enter(&mut s), sent("three"));
+    type_text(&mut s, "scrap this");
+    s.on_key(ctrl('u'));
+    type_text(&mut s, "keep");
+    s.on_key(ctrl('w'));
+    type_text(&mut s, "kept");
+    assert_eq!(enter(&mut s), sent("kept"));
+    s.on_key(key(KeyCode::Up));
+    s.on_key(key(KeyCode::Up));
+    assert_eq!(enter(&mut s), sent("three"));
+}
+
+#[test]
+fn a_member_heard_again_is_not_announced_twice() {
+    let (mut s, [general, ..]) = scene();
+    peer_joined(&mut s, &general, BOB, "bob", T0 + 8 * MINUTE);
+    let text = screen_text(&mut s, 100, 20);
+    assert_eq!(text.matches("bob joined").count(), 1, "{text}");
+}
+
+#[test]
+fn medium_terminal_keeps_a_compact_lobby_list() {
+    let (mut s, _) = scene();
+    insta::assert_snapshot!(screen_text(&mut s, 70, 14));
+}
