@@ -332,7 +332,7 @@ mod tests {
             sent_at: 1_700_000_000_000 + i,
             nick: "ann \"the\" tester".into(),
             text: text.into(),
-            late: i % 2 == 0,
+            late: i.is_multiple_of(2),
         }
     }
 

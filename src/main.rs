@@ -5,7 +5,7 @@ mod cli;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, Parser};
@@ -17,6 +17,7 @@ use lobbycast::pipe::{PipeFrontend, spawn_reader};
 use lobbycast::proto::ids::DEFAULT_PORT;
 use lobbycast::proto::{Config, Lobby, node::check_nick};
 use lobbycast::relay::RelayFrontend;
+use lobbycast::tui::{BellSettings, ScreenSettings};
 use tokio::sync::mpsc;
 use tracing_subscriber::EnvFilter;
 
@@ -26,17 +27,11 @@ use cli::Cli;
 const USAGE: u8 = 2;
 
 fn main() -> ExitCode {
+    let started = Instant::now();
     let cli = Cli::parse();
     if let Some(shell) = cli.completions {
         return completions(shell);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     // The config file is read and checked in every mode, before anything starts, so that a
     // mistake in it is reported at once and never half-applied.
     let settings = match read_config(&cli).and_then(|file| settings(&cli, file)) {
@@ -46,8 +41,47 @@ fn main() -> ExitCode {
             return ExitCode::from(USAGE);
         }
     };
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if settings.mode == Mode::Screen {
+        if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
+            eprintln!(
+                "lobbycast: the chat screen needs a terminal; for scripts use `lobbycast --pipe \
+                 LOBBY` (see `lobbycast --help`)"
+            );
+            return ExitCode::from(USAGE);
+        }
+        // The screen owns the terminal: logs go to a file in the data directory, never onto
+        // the screen.
+        let dir = &settings.app.data_dir;
+        let log = std::fs::create_dir_all(dir).and_then(|()| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(LOG_FILE))
+        });
+        match log {
+            Ok(file) => tracing_subscriber::fmt()
+                .with_env_filter(filter())
+                .with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false)
+                .init(),
+            Err(e) => {
+                eprintln!(
+                    "lobbycast: cannot open the log file {}: {e}",
+                    dir.join(LOG_FILE).display()
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .init();
+    }
     let ran = match settings.mode {
-        Mode::Screen => return run_screen(settings.app, settings.screen),
+        Mode::Screen => run_screen(settings.app, settings.screen, started),
         Mode::Pipe => run_pipe(settings.app),
         Mode::Relay => run_relay(settings.app),
     };
@@ -75,16 +109,29 @@ fn completions(shell: clap_complete::Shell) -> ExitCode {
     }
 }
 
-/// The full-screen terminal client, in `app.lobbies`, looking and behaving as `screen` says.
-/// Not built yet: it says so and exits with the usage status, after the arguments and the
-/// config file were checked.
-fn run_screen(app: AppConfig, screen: ScreenConfig) -> ExitCode {
-    tracing::debug!(?app, ?screen, "screen settings");
-    eprintln!(
-        "lobbycast: the terminal interface is not built yet; run `lobbycast --pipe LOBBY` or \
-         `lobbycast --relay LOBBY...` (see `lobbycast --help`)"
-    );
-    ExitCode::from(USAGE)
+/// The screen's log file, in the data directory.
+const LOG_FILE: &str = "lobbycast.log";
+
+/// The full-screen terminal client, joined to `app.lobbies`, looking and behaving as
+/// `screen` says.
+fn run_screen(app: AppConfig, screen: ScreenConfig, started: Instant) -> Result<()> {
+    let settings = ScreenSettings {
+        nick: app.nick.clone(),
+        highlights: screen.highlights,
+        bell: BellSettings {
+            highlight: screen.bell_on_highlight,
+            direct: screen.bell_on_direct,
+        },
+        timestamp_format: screen.timestamp_format,
+        time_zone: jiff::tz::TimeZone::system(),
+        scrollback: screen.scrollback,
+        paste_confirm_lines: screen.paste_confirm_lines,
+        colours: screen.colours,
+        mouse: screen.mouse,
+    };
+    let reason = lobbycast::tui::run::run(app, settings, started)?;
+    tracing::info!(?reason, "screen closed");
+    Ok(())
 }
 
 /// How often a relay logs its counters.
@@ -97,7 +144,7 @@ const SCREEN_STATUS: Duration = Duration::from_secs(1);
 /// Which frontend runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
-    /// The full-screen terminal client (no --pipe, no --relay): not built yet.
+    /// The full-screen terminal client (no --pipe, no --relay).
     Screen,
     /// `--pipe LOBBY`.
     Pipe,

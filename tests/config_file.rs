@@ -4,9 +4,10 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// Runs `lobbycast --config FILE` in screen mode (which checks the file, then stops) and in
-/// pipe mode (which checks the file before it opens anything). The default config file of
-/// the machine is kept out of it by pointing XDG_CONFIG_HOME at an empty directory.
+/// Runs `lobbycast --config FILE` in screen mode (which checks the file, then stops for want
+/// of a terminal) and in pipe mode (which checks the file before it opens anything). The
+/// default config file of the machine is kept out of it by pointing XDG_CONFIG_HOME at an
+/// empty directory.
 fn run(config: &Path, extra: &[&str]) -> Output {
     let empty = tempfile::tempdir().unwrap();
     Command::new(env!("CARGO_BIN_EXE_lobbycast"))
@@ -75,7 +76,7 @@ fn a_missing_config_file_is_named() {
 fn a_good_file_reaches_screen_mode() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "nick = \"ann\"\nlobbies = [\"lab\"]\n");
-    // Screen mode is not built yet: it says so, after the file was accepted.
+    // Without a terminal, screen mode says it needs one: after the file was accepted.
     let data = dir.path().join("data").display().to_string();
-    assert_refused(&run(&path, &["--data-dir", &data]), &["not built yet"]);
+    assert_refused(&run(&path, &["--data-dir", &data]), &["needs a terminal"]);
 }

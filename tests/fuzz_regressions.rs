@@ -171,15 +171,14 @@ fn sustained_forged_requests_draw_repairs_only_within_the_hold_down() {
                         body: Body::Repair { data, .. },
                         ..
                     })) = item
+                        && let Some(prev) = last_repair.insert(data.seq, now)
                     {
-                        if let Some(prev) = last_repair.insert(data.seq, now) {
-                            assert!(
-                                now - prev >= Duration::from_millis(6),
-                                "seq {} repaired again after {:?}",
-                                data.seq,
-                                now - prev
-                            );
-                        }
+                        assert!(
+                            now - prev >= Duration::from_millis(6),
+                            "seq {} repaired again after {:?}",
+                            data.seq,
+                            now - prev
+                        );
                     }
                 }
             }

@@ -215,11 +215,12 @@ fn burst(tag: &str, kill: bool) {
         let (mut distinct, mut lost) = (0, 0);
         let at = r.wait_lines(deadline, "every message delivered or lost", |v| {
             if v["event"] == "message" {
-                if let Some(k) = v["text"].as_str().and_then(burst_number) {
-                    if k < BURST && !got[k] {
-                        got[k] = true;
-                        distinct += 1;
-                    }
+                if let Some(k) = v["text"].as_str().and_then(burst_number)
+                    && k < BURST
+                    && !got[k]
+                {
+                    got[k] = true;
+                    distinct += 1;
                 }
             } else if v["event"] == "lost" {
                 lost += v["count"].as_u64().unwrap_or(0) as usize;

@@ -487,6 +487,10 @@ impl App {
         let mut sync_at: Option<Instant> = None;
         let mut syncing: Option<JoinHandle<io::Result<()>>> = None;
         let mut wall_at = Instant::now() + WALL_CLOCK_EVERY;
+        if self.status_every.is_some() {
+            // A status bar has something to show from the first frame.
+            self.status(frontend);
+        }
         // Transmits the core queued while joining (first sessions) go out now.
         self.pump(frontend);
         self.write_history()?;
@@ -578,10 +582,12 @@ impl App {
             {
                 return self.finish(frontend, Err(e));
             }
-            if !input_open && self.waiting.is_empty() && linger_at.is_none() {
-                if let Some(l) = self.linger {
-                    linger_at = Some(now + l);
-                }
+            if !input_open
+                && self.waiting.is_empty()
+                && linger_at.is_none()
+                && let Some(l) = self.linger
+            {
+                linger_at = Some(now + l);
             }
             if self.multicast_retry_at.is_some_and(|t| now >= t) {
                 self.multicast_retry_at = None;

@@ -4,7 +4,7 @@
 //! keys, pastes and mouse events, and draws itself into a ratatui [`Frame`](ratatui::Frame).
 //! What it wants done outside (send a command, quit, ring the bell, switch mouse capture) it
 //! returns as [`Effect`]s. Setting up the terminal and running the event loop is the caller's
-//! job, which keeps all of this testable against ratatui's `TestBackend`.
+//! job ([`run`]), which keeps all of this testable against ratatui's `TestBackend`.
 //!
 //! # For the run loop
 //!
@@ -12,6 +12,8 @@
 //!   crossterm's mouse capture on at start.
 //! - Hand every runtime event to [`Screen::on_event`] with the wall clock (unix ms), then
 //!   take [`Screen::take_effects`]: events can ring the bell, and `on_event` returns nothing.
+//!   After each batch of events, call [`Screen::end_of_batch`] (it closes newly shown
+//!   history with its marker line).
 //! - Call [`Screen::set_clock`] before [`Screen::on_key`] / [`Screen::on_paste`], so that
 //!   lines made by keys (own texts before `Sent`, errors, command output) get the right time.
 //! - Carry out the [`Effect`]s the input methods return: [`Effect::Quit`] means send
@@ -31,6 +33,7 @@ pub mod input;
 pub mod keys;
 pub mod pane;
 pub mod render;
+pub mod run;
 pub mod screen;
 pub mod theme;
 pub mod wrap;

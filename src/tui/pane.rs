@@ -220,15 +220,15 @@ impl Pane {
         self.push_raw(entry)
     }
 
-    /// Adds a line from the history. The marker after the history waits for the first live
-    /// line, so a pane that only has history shows none.
+    /// Adds a line from the history. The marker after the history comes with
+    /// [`Pane::end_history`] or the first live line, whichever is first.
     pub fn push_history(&mut self, entry: Entry, date: Option<Date>, marker_style: Style) {
         self.seen_history = true;
         self.push(entry, date, marker_style);
     }
 
-    /// Adds a live line, after the history marker if history came before it.
-    pub fn push_live(&mut self, entry: Entry, date: Option<Date>, marker_style: Style) -> u64 {
+    /// Closes the history with its marker line, if history was shown and not closed yet.
+    pub fn end_history(&mut self, marker_style: Style) {
         if self.seen_history && !self.history_marked {
             self.history_marked = true;
             self.push_raw(Entry::new(
@@ -238,6 +238,11 @@ impl Pane {
                 marker_style,
             ));
         }
+    }
+
+    /// Adds a live line, after the history marker if history came before it.
+    pub fn push_live(&mut self, entry: Entry, date: Option<Date>, marker_style: Style) -> u64 {
+        self.end_history(marker_style);
         self.push(entry, date, marker_style)
     }
 

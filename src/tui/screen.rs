@@ -198,6 +198,16 @@ impl Screen {
         std::mem::take(&mut self.effects)
     }
 
+    /// Ends a batch of runtime events. The runtime gives a lobby's history in the same batch
+    /// as its `Joined`, so the history's marker line shows at once, not only when someone
+    /// speaks.
+    pub fn end_of_batch(&mut self) {
+        let marker = self.theme.marker();
+        for l in &mut self.lobbies {
+            l.pane.end_history(marker);
+        }
+    }
+
     /// Whether mouse capture is meant to be on.
     pub fn mouse_capture(&self) -> bool {
         self.mouse

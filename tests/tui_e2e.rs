@@ -1,0 +1,341 @@
+//! The screen as a person uses it: the real binary in a real terminal (tmux, on a private
+//! server socket, no config, fixed size), typing keys and reading the screen back. Every wait
+//! polls the screen until the expected text is there, with a deadline; nothing sleeps to
+//! synchronise. Multicast runs on loopback only (`--iface lo`).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{DEADLINE, Proc, bin, free_port};
+
+/// One tmux server of this test alone; killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+/// One client's window in the tmux server.
+struct Pane<'a> {
+    tmux: &'a Tmux,
+    name: String,
+}
+
+impl Tmux {
+    /// A server of its own, or `None` (with a note) if tmux is missing outside CI.
+    fn new(test: &str) -> Option<Tmux> {
+        if Command::new("tmux").arg("-V").output().is_err() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "tmux is missing in CI: .ci/run should install it"
+            );
+            eprintln!("skipped: tmux is not installed");
+            return None;
+        }
+        Some(Tmux {
+            socket: format!("lbc-{test}-{}", std::process::id()),
+        })
+    }
+
+    fn tmux(&self, args: &[&str]) -> Output {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .output()
+            .expect("tmux runs");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Starts `command` (a shell line) in a new session `name` of the given size. The pane
+    /// stays after the command ends, so that what it left on the terminal can be read.
+    fn start(&self, name: &str, size: (u16, u16), command: &str) -> Pane<'_> {
+        let (w, h) = (size.0.to_string(), size.1.to_string());
+        self.tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            &w,
+            "-y",
+            &h,
+            "sh",
+            "-c",
+            command,
+        ]);
+        self.tmux(&["set-option", "-t", name, "remain-on-exit", "on"]);
+        Pane {
+            tmux: self,
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+impl Pane<'_> {
+    /// The screen's text now.
+    fn screen(&self) -> String {
+        let out = self.tmux.tmux(&["capture-pane", "-p", "-t", &self.name]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A tmux format of the pane (e.g. `#{alternate_on}`).
+    fn format(&self, f: &str) -> String {
+        let out = self
+            .tmux
+            .tmux(&["display-message", "-p", "-t", &self.name, f]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Polls the screen until `done` holds, or panics at the deadline showing the screen.
+    fn wait(&self, what: &str, deadline: Instant, done: impl Fn(&str) -> bool) -> String {
+        loop {
+            let s = self.screen();
+            if done(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: timed out waiting for {what}; the screen:\n{s}",
+                self.name
+            );
+            // Polling interval of the screen, not a synchronisation.
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_text(&self, text: &str, deadline: Instant) -> String {
+        self.wait(&format!("{text:?}"), deadline, |s| s.contains(text))
+    }
+
+    /// Types `text` literally.
+    fn type_text(&self, text: &str) {
+        self.tmux.tmux(&["send-keys", "-t", &self.name, "-l", text]);
+    }
+
+    /// Presses keys by tmux name (`Enter`, `M-2`, `PPage`, `C-c`).
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", &self.name];
+        args.extend_from_slice(keys);
+        self.tmux.tmux(&args);
+    }
+
+    /// Types a line and presses Enter.
+    fn line(&self, text: &str) {
+        self.type_text(text);
+        self.keys(&["Enter"]);
+    }
+}
+
+/// The shell line that runs the screen for `nick`, then prints its exit status and whether
+/// the terminal is back in canonical mode (raw mode left).
+fn client(nick: &str, port: u16, dir: &Path, lobbies: &[&str]) -> String {
+    format!(
+        "env XDG_CONFIG_HOME={cfg} NO_COLOR=1 {bin} --iface lo --port {port} --nick {nick} \
+         --data-dir {data} {lobbies}; echo \"EXIT=$?\"; stty -a | tr ' ' '\\n' | grep -x -- \
+         '-\\?icanon'",
+        cfg = dir.join("config").display(),
+        bin = bin(),
+        data = dir.join("data").display(),
+        lobbies = lobbies.join(" "),
+    )
+}
+
+fn lobby(test: &str) -> String {
+    format!("tui-{test}-{}", std::process::id())
+}
+
+/// Two people in one lobby: what one types appears on the other's screen under the writer's
+/// nick; a nick change shows on the other; /quit exits 0 and gives the terminal back.
+#[test]
+fn two_clients_chat_rename_and_quit() {
+    let Some(tmux) = Tmux::new("chat") else {
+        return;
+    };
+    let deadline = Instant::now() + DEADLINE;
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let room = lobby("chat");
+    let ann = tmux.start(
+        "ann",
+        (100, 30),
+        &client("ann", port, &tmp.path().join("ann"), &[&room]),
+    );
+    let bob = tmux.start(
+        "bob",
+        (100, 30),
+        &client("bob", port, &tmp.path().join("bob"), &[&room]),
+    );
+    ann.wait_text(&room, deadline);
+    bob.wait_text(&room, deadline);
+    assert_eq!(
+        ann.format("#{alternate_on}"),
+        "1",
+        "the screen uses the alternate screen"
+    );
+
+    ann.line("hello bob, from a real terminal");
+    let s = bob.wait_text("hello bob, from a real terminal", deadline);
+    let line = s
+        .lines()
+        .find(|l| l.contains("hello bob, from a real terminal"))
+        .unwrap();
+    assert!(
+        line.contains("ann"),
+        "the writer's nick is on the line: {line:?}"
+    );
+
+    ann.line("/nick annie");
+    bob.wait_text("annie", deadline);
+
+    bob.line("/quit");
+    let s = bob.wait_text("EXIT=", deadline);
+    assert!(s.contains("EXIT=0"), "/quit exits 0:\n{s}");
+    let s = bob.wait("the terminal mode after exit", deadline, |s| {
+        s.lines()
+            .any(|l| l.trim() == "icanon" || l.trim() == "-icanon")
+    });
+    assert!(
+        s.lines().any(|l| l.trim() == "icanon"),
+        "raw mode is left (canonical mode back):\n{s}"
+    );
+    assert_eq!(
+        bob.format("#{alternate_on}"),
+        "0",
+        "the alternate screen is left"
+    );
+    assert_eq!(
+        bob.format("#{mouse_any_flag}"),
+        "0",
+        "mouse reporting is off"
+    );
+
+    ann.keys(&["C-c"]);
+    let s = ann.wait_text("EXIT=", deadline);
+    assert!(s.contains("EXIT=0"), "Ctrl-c exits 0:\n{s}");
+}
+
+/// A line from another peer holding escape sequences (clear the screen, set the title, move
+/// the cursor, a bell, bidi override) is shown harmlessly: the screen keeps what it showed,
+/// the title stays, and the text is there with visible replacements.
+#[test]
+fn escape_sequences_from_the_network_leave_the_screen_intact() {
+    let Some(tmux) = Tmux::new("escape") else {
+        return;
+    };
+    let deadline = Instant::now() + DEADLINE;
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let room = lobby("escape");
+    let ann = tmux.start(
+        "ann",
+        (100, 30),
+        &client("ann", port, &tmp.path().join("ann"), &[&room]),
+    );
+    ann.wait_text(&room, deadline);
+    let title = ann.format("#{pane_title}");
+
+    let mut cmd = Command::new(bin());
+    cmd.args(["--pipe", &room, "--iface", "lo", "--nick", "mallory"])
+        .args(["--port", &port.to_string()])
+        .arg("--data-dir")
+        .arg(tmp.path().join("mallory"));
+    let mut mallory = Proc::spawn("mallory", cmd);
+    mallory.wait_joined(deadline);
+    mallory.send_lines([
+        "first line stays",
+        "evil\u{1b}[2J\u{1b}[H\u{1b}]0;pwned\u{7}\u{1b}[31mred\u{8}\u{8}\u{202e}txet end-of-evil",
+    ]);
+    let s = ann.wait_text("end-of-evil", deadline);
+    assert!(
+        s.contains("first line stays"),
+        "the screen was not cleared:\n{s}"
+    );
+    assert!(!s.contains('\u{1b}'), "no escape reaches the screen:\n{s}");
+    assert_eq!(ann.format("#{pane_title}"), title, "the title is unchanged");
+    let line = s.lines().find(|l| l.contains("end-of-evil")).unwrap();
+    assert!(line.contains("mallory"), "{line:?}");
+    assert!(
+        line.contains("pwned"),
+        "the text is shown, made harmless: {line:?}"
+    );
+    mallory.close_stdin();
+    mallory.signal(libc::SIGTERM);
+    mallory.wait_exit(deadline);
+    ann.line("/quit");
+    ann.wait_text("EXIT=0", deadline);
+}
+
+/// /join opens a second lobby, Alt-1 and Alt-2 switch between them, and PgUp shows older
+/// lines with the MORE hint.
+#[test]
+fn join_switch_and_scroll_back() {
+    let Some(tmux) = Tmux::new("scroll") else {
+        return;
+    };
+    let deadline = Instant::now() + DEADLINE;
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (first, second) = (lobby("one"), lobby("two"));
+    let ann = tmux.start(
+        "ann",
+        (100, 30),
+        &client("ann", port, &tmp.path().join("ann"), &[&first]),
+    );
+    ann.wait_text(&first, deadline);
+
+    let mut cmd = Command::new(bin());
+    cmd.args(["--pipe", &second, "--iface", "lo", "--nick", "writer"])
+        .args(["--port", &port.to_string()])
+        .arg("--data-dir")
+        .arg(tmp.path().join("writer"));
+    let mut writer = Proc::spawn("writer", cmd);
+    writer.wait_joined(deadline);
+
+    ann.line(&format!("/join {second}"));
+    ann.wait_text(&second, deadline);
+    writer.send_lines((1..=120).map(|i| format!("numbered line {i:03}")));
+    ann.wait_text("numbered line 120", deadline);
+    let s = ann.screen();
+    assert!(
+        !s.contains("numbered line 001"),
+        "line 1 is far above:\n{s}"
+    );
+
+    for _ in 0..8 {
+        ann.keys(&["PPage"]);
+    }
+    let s = ann.wait_text("numbered line 001", deadline);
+    assert!(s.contains("MORE"), "scrolled up, the MORE hint shows:\n{s}");
+    ann.keys(&["M-End"]);
+    ann.wait("back at the bottom", deadline, |s| {
+        s.contains("numbered line 120") && !s.contains("MORE")
+    });
+
+    ann.keys(&["M-1"]);
+    ann.wait("the first lobby", deadline, |s| {
+        !s.contains("numbered line 120")
+    });
+    ann.keys(&["M-2"]);
+    ann.wait_text("numbered line 120", deadline);
+
+    writer.close_stdin();
+    writer.signal(libc::SIGTERM);
+    writer.wait_exit(deadline);
+    ann.line("/quit");
+    ann.wait_text("EXIT=0", deadline);
+}
