@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod lan;
+pub mod tmux;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
