@@ -42,6 +42,8 @@ fn main() -> ExitCode {
         }
     };
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Kept to the end of main: dropping it flushes the screen's log file.
+    let mut log_guard = None;
     if settings.mode == Mode::Screen {
         if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
             eprintln!(
@@ -54,17 +56,22 @@ fn main() -> ExitCode {
         // the screen.
         let dir = &settings.app.data_dir;
         let log = std::fs::create_dir_all(dir).and_then(|()| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join(LOG_FILE))
+            tracing_appender::rolling::RollingFileAppender::builder()
+                .filename_prefix(LOG_FILE)
+                .build(dir)
+                .map_err(std::io::Error::other)
         });
         match log {
-            Ok(file) => tracing_subscriber::fmt()
-                .with_env_filter(filter())
-                .with_writer(std::sync::Mutex::new(file))
-                .with_ansi(false)
-                .init(),
+            Ok(file) => {
+                // Writes happen on a thread of their own: a slow disk never holds up a frame.
+                let (writer, guard) = tracing_appender::non_blocking(file);
+                log_guard = Some(guard);
+                tracing_subscriber::fmt()
+                    .with_env_filter(filter())
+                    .with_writer(writer)
+                    .with_ansi(false)
+                    .init()
+            }
             Err(e) => {
                 eprintln!(
                     "lobbycast: cannot open the log file {}: {e}",
@@ -85,6 +92,7 @@ fn main() -> ExitCode {
         Mode::Pipe => run_pipe(settings.app),
         Mode::Relay => run_relay(settings.app),
     };
+    drop(log_guard);
     match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -100,6 +100,43 @@ fn two_clients_chat_rename_and_quit() {
     assert!(s.contains("EXIT=0"), "Ctrl-c exits 0:\n{s}");
 }
 
+/// SIGTERM (a shutdown, `kill`) stops the screen as /quit does: exit 0, the terminal given
+/// back.
+#[test]
+fn sigterm_exits_zero_and_restores_the_terminal() {
+    let Some(tmux) = Tmux::new("sigterm") else {
+        return;
+    };
+    let deadline = Instant::now() + DEADLINE;
+    let tmp = tempfile::tempdir().unwrap();
+    let room = lobby("sigterm");
+    let cyd = tmux.start(
+        "cyd",
+        (100, 30),
+        &client("cyd", free_port(), &tmp.path().join("cyd"), &[&room]),
+    );
+    cyd.wait_text(&room, deadline);
+    // The pane runs `sh -c`: lobbycast is its child.
+    let sh = cyd.format("#{pane_pid}");
+    let children = std::fs::read_to_string(format!("/proc/{sh}/task/{sh}/children")).unwrap();
+    let pid: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    // SAFETY: kill(2) on a process this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let s = cyd.wait("the exit status and the terminal mode", deadline, |s| {
+        s.contains("EXIT=") && s.lines().any(|l| l.trim().ends_with("icanon"))
+    });
+    assert!(s.contains("EXIT=0"), "SIGTERM exits 0:\n{s}");
+    assert!(
+        s.lines().any(|l| l.trim() == "icanon"),
+        "raw mode is left:\n{s}"
+    );
+    assert_eq!(
+        cyd.format("#{alternate_on}"),
+        "0",
+        "the alternate screen is left"
+    );
+}
+
 /// A line from another peer holding escape sequences (clear the screen, set the title, move
 /// the cursor, a bell, bidi override) is shown harmlessly: the screen keeps what it showed,
 /// the title stays, and the text is there with visible replacements.

@@ -83,7 +83,11 @@ impl Drop for Tmux {
 impl Pane<'_> {
     /// The screen's text now.
     pub fn screen(&self) -> String {
-        let out = self.tmux.tmux(&["capture-pane", "-p", "-t", &self.name]);
+        // With the lines scrolled off above: what a command printed after the screen closed
+        // may have been pushed up by tmux's "Pane is dead" line.
+        let out = self
+            .tmux
+            .tmux(&["capture-pane", "-p", "-S", "-100", "-t", &self.name]);
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
