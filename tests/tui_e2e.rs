@@ -31,7 +31,8 @@ fn lobby(test: &str) -> String {
 }
 
 /// Two people in one lobby: what one types appears on the other's screen under the writer's
-/// nick; a nick change shows on the other; /quit exits 0 and gives the terminal back.
+/// nick; a nick change shows on the other; a paste is one message; /quit exits 0 and gives
+/// the terminal back.
 #[test]
 fn two_clients_chat_rename_and_quit() {
     let Some(tmux) = Tmux::new("chat") else {
@@ -72,6 +73,26 @@ fn two_clients_chat_rename_and_quit() {
 
     ann.line("/nick annie");
     bob.wait_text("annie", deadline);
+
+    // A pasted block is one message of several lines, not one message per line.
+    ann.paste("pasted one\npasted two\npasted three");
+    ann.keys(&["Enter"]);
+    let s = bob.wait_text("pasted three", deadline);
+    // The message column only: the participants on the right list nicks too.
+    let rows: Vec<&str> = s
+        .lines()
+        .filter_map(|l| l.split('│').nth(1))
+        .filter(|l| l.contains("pasted "))
+        .collect();
+    assert_eq!(rows.len(), 3, "three lines:\n{s}");
+    assert!(
+        rows[0].contains("annie"),
+        "one message under the nick: {rows:?}"
+    );
+    assert!(
+        !rows[1].contains("annie") && !rows[2].contains("annie"),
+        "the other lines continue it: {rows:?}"
+    );
 
     bob.line("/quit");
     let s = bob.wait_text("EXIT=", deadline);

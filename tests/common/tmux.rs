@@ -141,6 +141,20 @@ impl Pane<'_> {
         self.tmux.tmux(&args);
     }
 
+    /// Pastes `text` as a terminal does when the application asked for bracketed paste.
+    pub fn paste(&self, text: &str) {
+        self.tmux.tmux(&["set-buffer", "-b", "test-paste", text]);
+        self.tmux.tmux(&[
+            "paste-buffer",
+            "-p",
+            "-d",
+            "-b",
+            "test-paste",
+            "-t",
+            &self.name,
+        ]);
+    }
+
     /// Types a line and presses Enter.
     pub fn line(&self, text: &str) {
         self.type_text(text);
