@@ -788,7 +788,11 @@ impl Screen {
             Input::Join(name) => {
                 if let Ok(lobby) = Lobby::new(&name) {
                     match self.lobbies.iter().position(|l| l.lobby.id == lobby.id) {
-                        Some(i) => self.switch_to(i),
+                        // Joined already: /join only switches, as in irssi.
+                        Some(i) => {
+                            self.switch_to(i);
+                            return Vec::new();
+                        }
                         None => self.pending_joins.push(lobby.name),
                     }
                 }
