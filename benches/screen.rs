@@ -7,8 +7,9 @@
 //! 2. Start to first frame: the real binary in tmux; the screen logs `first frame` with the
 //!    microseconds since `main` started.
 //! 3. Memory with 100,000 lines of history: the real binary started on a history file of
-//!    100,000 messages (`--history 100000`), its resident set after the first frame, against
-//!    `--pipe` on the same history in the same run.
+//!    100,000 messages, with the default `--history 1000` and with `--history 100000`, its
+//!    resident set (now and peak) once the last line shows, against `--pipe` on the same
+//!    history in the same run.
 //! 4. Arrival to screen at 1,000 msg/s: a `--pipe` writer on loopback sends 1,000 messages a
 //!    second; the screen logs, per frame, how long after its send time the newest message
 //!    was drawn; against a `--pipe` receiver's output time of the same messages (ms).
@@ -185,15 +186,18 @@ fn log_field(log: &Path, what: &str, field: &str, deadline: Instant) -> u64 {
     }
 }
 
-/// Resident set of `pid` now, in KiB.
-fn rss_kib(pid: u32) -> u64 {
+/// Resident set of `pid` now and at its peak, in KiB.
+fn memory_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS")
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("a /proc status field")
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 fn screen_command(dir: &Path, port: u16, lobby: &str, extra: &str) -> String {
@@ -210,31 +214,39 @@ fn in_terminal(quick: bool) {
     let Some(tmux) = Tmux::new("bench") else {
         return;
     };
-    let deadline = Instant::now() + DEADLINE;
+    // Each step gets the whole guard: loading 100,000 lines of history takes its time.
+    let deadline = || Instant::now() + DEADLINE;
     let tmp = tempfile::tempdir().expect("tempdir");
 
-    // 2. First frame, and 3. memory with a long history, from one start.
+    // 2. First frame, and 3. memory with a long history: a screen with the default
+    // --history (1000) and one that loads all of it, each on a file of `history_lines`.
     let history_lines: u64 = if quick { 5_000 } else { 100_000 };
     let lobby = Lobby::new(&format!("bench-{}", std::process::id())).expect("name");
-    let (scr, pip) = (tmp.path().join("screen"), tmp.path().join("pipe"));
-    fill_history(&scr.join("data"), &lobby, history_lines);
-    fill_history(&pip.join("data"), &lobby, history_lines);
     let port = free_port();
-    let pane = tmux.start(
+    let start = |name: &str, extra: &str, last: u64| {
+        let dir = tmp.path().join(name);
+        fill_history(&dir.join("data"), &lobby, history_lines);
+        let pane = tmux.start(
+            name,
+            (120, 40),
+            &screen_command(&dir, port, &lobby.name, extra),
+        );
+        let log = dir.join("data").join("lobbycast.log");
+        let first_us = log_field(&log, "first frame", "since_start_us", deadline());
+        pane.wait_text(&format!("line {last}"), deadline());
+        let pid: u32 = pane.format("#{pane_pid}").parse().expect("pid");
+        (pane, log, first_us, memory_kib(pid))
+    };
+    let (small, _, small_first, small_mem) = start("default", "", history_lines - 1);
+    small.line("/quit");
+    small.wait_dead(deadline());
+    let (pane, log, first_us, screen_mem) = start(
         "viewer",
-        (120, 40),
-        &screen_command(
-            &scr,
-            port,
-            &lobby.name,
-            &format!("--history {history_lines}"),
-        ),
+        &format!("--history {history_lines}"),
+        history_lines - 1,
     );
-    let log = scr.join("data").join("lobbycast.log");
-    let first_us = log_field(&log, "first frame", "since_start_us", deadline);
-    pane.wait_text(&format!("line {}", history_lines - 1), deadline);
-    let pid: u32 = pane.format("#{pane_pid}").parse().expect("pid");
-    let screen_rss = rss_kib(pid);
+    let pip = tmp.path().join("pipe");
+    fill_history(&pip.join("data"), &lobby, history_lines);
     let mut cmd = Command::new(bin());
     cmd.args(["--pipe", &lobby.name, "--iface", "lo", "--nick", "piper"])
         .args(["--port", &free_port().to_string()])
@@ -242,21 +254,33 @@ fn in_terminal(quick: bool) {
         .arg("--data-dir")
         .arg(pip.join("data"));
     let mut piper = Proc::spawn("piper", cmd);
-    piper.wait_joined(deadline);
-    piper.wait_for(deadline, "its history", |s| {
-        s.iter().filter(|v| v["event"] == "history").count() as u64 >= history_lines
+    piper.wait_joined(deadline());
+    let mut history_seen = 0;
+    piper.wait_lines(deadline(), "its history", |v| {
+        history_seen += u64::from(v["event"] == "history");
+        history_seen >= history_lines
     });
-    let pipe_rss = rss_kib(piper.pid());
+    let pipe_mem = memory_kib(piper.pid());
     piper.close_stdin();
     piper.signal(libc::SIGTERM);
-    piper.wait_exit(deadline);
-    println!("start to first frame: {:.1} ms", first_us as f64 / 1e3);
+    piper.wait_exit(deadline());
+    let mib = |k: u64| k as f64 / 1024.0;
     println!(
-        "resident set with {history_lines} lines of history: screen {:.1} MiB, --pipe {:.1} MiB \
-         ({:.2}x)",
-        screen_rss as f64 / 1024.0,
-        pipe_rss as f64 / 1024.0,
-        screen_rss as f64 / pipe_rss as f64
+        "start to first frame, {history_lines} lines in the history file: {:.1} ms with \
+         --history 1000 (the default), {:.1} ms with --history {history_lines}",
+        small_first as f64 / 1e3,
+        first_us as f64 / 1e3
+    );
+    println!(
+        "memory (resident now / peak), {history_lines} lines in the history file: screen with \
+         --history 1000 {:.1} / {:.1} MiB; with --history {history_lines}: screen {:.1} / {:.1} \
+         MiB, --pipe {:.1} / {:.1} MiB",
+        mib(small_mem.0),
+        mib(small_mem.1),
+        mib(screen_mem.0),
+        mib(screen_mem.1),
+        mib(pipe_mem.0),
+        mib(pipe_mem.1)
     );
 
     // 4. Arrival to screen at 1,000 msg/s.
@@ -267,7 +291,7 @@ fn in_terminal(quick: bool) {
         .arg("--data-dir")
         .arg(tmp.path().join("writer"));
     let mut writer = Proc::spawn("writer", cmd);
-    writer.wait_joined(deadline);
+    writer.wait_joined(deadline());
     // A pipe receiver of the same messages: its output time is the baseline.
     let mut recv = Command::new(bin());
     recv.args(["--pipe", &lobby.name, "--iface", "lo", "--nick", "receiver"])
@@ -302,10 +326,10 @@ fn in_terminal(quick: bool) {
         }
         writer.send_lines([format!("paced {k}")]);
     }
-    pane.wait_text(&format!("paced {}", n - 1), deadline);
+    pane.wait_text(&format!("paced {}", n - 1), deadline());
     writer.close_stdin();
     writer.signal(libc::SIGTERM);
-    writer.wait_exit(deadline);
+    writer.wait_exit(deadline());
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(recv.id() as libc::pid_t, libc::SIGTERM) };
     let _ = recv.wait();
@@ -335,7 +359,7 @@ fn in_terminal(quick: bool) {
     );
     assert!(!lags.is_empty(), "the screen drew the messages");
     pane.line("/quit");
-    pane.wait_dead(deadline);
+    pane.wait_dead(deadline());
 }
 
 fn main() {

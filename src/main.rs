@@ -122,7 +122,9 @@ const LOG_FILE: &str = "lobbycast.log";
 
 /// The full-screen terminal client, joined to `app.lobbies`, looking and behaving as
 /// `screen` says.
-fn run_screen(app: AppConfig, screen: ScreenConfig, started: Instant) -> Result<()> {
+fn run_screen(mut app: AppConfig, screen: ScreenConfig, started: Instant) -> Result<()> {
+    // The screen keeps `scrollback` lines per lobby: older history would be dropped anyway.
+    app.history_shown = Some(screen.scrollback);
     let settings = ScreenSettings {
         nick: app.nick.clone(),
         highlights: screen.highlights,
@@ -245,6 +247,7 @@ fn settings(cli: &Cli, file: FileConfig) -> Result<Settings> {
         ttl: cli.ttl.or(file.ttl).unwrap_or(DEFAULT_TTL),
         data_dir,
         history: cli.history.or(file.history).unwrap_or(DEFAULT_HISTORY),
+        history_shown: None,
         linger,
         max_rate: cli.max_rate.or(file.max_rate).unwrap_or(DEFAULT_MAX_RATE),
         friends,

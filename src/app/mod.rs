@@ -53,6 +53,10 @@ pub struct AppConfig {
     pub data_dir: PathBuf,
     /// Messages per lobby loaded from history at start.
     pub history: usize,
+    /// Of those, how many per lobby the frontend is given as [`AppEvent::History`] (the
+    /// newest); `None` for all. A screen that keeps 10,000 lines needs no more, and the
+    /// core still remembers every loaded message (dedup, repair).
+    pub history_shown: Option<usize>,
     /// After input ends, run this long, then stop; `None`: until a signal.
     pub linger: Option<Duration>,
     /// Most datagrams sent per second (0: no limit). SRM has no flow control: a source that
@@ -227,6 +231,7 @@ pub struct App {
     v6: bool,
     port: u16,
     history_len: usize,
+    history_shown: Option<usize>,
     use_multicast: bool,
     unlisted: bool,
     status_every: Option<Duration>,
@@ -336,6 +341,7 @@ impl App {
             v6,
             port: cfg.port,
             history_len: cfg.history,
+            history_shown: cfg.history_shown,
             use_multicast: cfg.multicast,
             unlisted: cfg.unlisted,
             status_every: cfg.status_every,
@@ -381,7 +387,8 @@ impl App {
     }
 
     /// Joins `lobby`: its history file, its sequence lease, its groups, and the core.
-    /// Returns its index in `lobbies` and the messages restored from its history.
+    /// Returns its index in `lobbies` and the newest messages restored from its history, as
+    /// many as the frontend is shown.
     fn open_lobby(
         &mut self,
         lobby: &Lobby,
@@ -449,9 +456,15 @@ impl App {
             history,
             lease,
         });
+        let shown = self.history_shown.unwrap_or(usize::MAX);
+        let skip = got.messages.len().saturating_sub(shown);
         Ok((
             self.lobbies.len() - 1,
-            got.messages.into_iter().map(|(m, _)| m).collect(),
+            got.messages
+                .into_iter()
+                .skip(skip)
+                .map(|(m, _)| m)
+                .collect(),
         ))
     }
 

@@ -134,6 +134,7 @@ async fn ui_loop(
     let mut last_frame: Option<Instant> = None;
     let mut quit_at: Option<Instant> = None;
     let mut keys_open = true;
+    let mut trimmed = false;
     // The send time of the newest message not drawn yet: how late a frame shows a message
     // (logged at debug level for the benchmark, `cargo bench --bench screen`).
     let mut undrawn_sent_at: Option<u64> = None;
@@ -176,6 +177,13 @@ async fn ui_loop(
                         take(batch);
                     }
                     screen.end_of_batch();
+                    if !trimmed {
+                        // The first batch holds the loaded history: the runtime has freed what
+                        // it read it with, and the screen keeps only its scrollback. Give the
+                        // freed memory back rather than keep the peak resident all day.
+                        trimmed = true;
+                        give_back_freed_memory();
+                    }
                     let effects = screen.take_effects();
                     act(effects, &mut pending, &mut quit_at, &mut terminal)?;
                 }
@@ -262,6 +270,15 @@ fn act<W: Write>(
         }
     }
     Ok(())
+}
+
+/// Returns freed heap memory to the system (glibc keeps it otherwise).
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator's arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {
