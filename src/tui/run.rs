@@ -23,6 +23,7 @@ use crossterm::terminal::{
 use futures_util::StreamExt;
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use super::screen::{Effect, Screen, ScreenSettings};
@@ -40,9 +41,9 @@ const QUIT_GRACE: Duration = Duration::from_secs(5);
 /// Why the screen could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ScreenError {
-    /// The runtime could not start (nothing was drawn yet).
+    /// The runtime could not start.
     #[error(transparent)]
-    Start(#[from] AppError),
+    Start(AppError),
     /// The runtime stopped with an error.
     #[error("the runtime stopped: {0}")]
     Runtime(AppError),
@@ -54,8 +55,9 @@ pub enum ScreenError {
     Thread(String),
 }
 
-/// Runs the screen until /quit, Ctrl-c, SIGTERM, SIGINT or SIGHUP. The runtime is started
-/// first, so that a bad interface or data directory is reported on a normal terminal.
+/// Runs the screen until /quit, Ctrl-c, SIGTERM, SIGINT or SIGHUP. The screen is drawn at
+/// once while the runtime starts on its own thread (opening sockets, loading history can take
+/// a while); if the runtime cannot start, the terminal is given back and the error returned.
 /// `started` is when the program started: the time to the first frame is logged from it.
 pub fn run(
     cfg: AppConfig,
@@ -64,60 +66,41 @@ pub fn run(
 ) -> Result<StopReason, ScreenError> {
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let (cmd_tx, cmd_rx) = mpsc::channel::<Vec<Command>>(64);
-    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let names: Vec<String> = cfg.lobbies.iter().map(|l| l.name.clone()).collect();
     let runtime = thread::Builder::new()
         .name("runtime".into())
-        .spawn(move || -> Result<StopReason, AppError> {
+        .spawn(move || -> Result<StopReason, ScreenError> {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|source| AppError::Socket {
-                    what: "starting the runtime".into(),
-                    source,
-                })?;
+                .map_err(|e| ScreenError::Thread(format!("starting the runtime: {e}")))?;
             rt.block_on(async move {
-                let app = match App::start(cfg) {
-                    Ok(app) => {
-                        let _ = started_tx.send(None);
-                        app
-                    }
-                    Err(e) => {
-                        let _ = started_tx.send(Some(e));
-                        return Ok(StopReason::Signal);
-                    }
-                };
+                // On an error the events channel closes with `events_tx`, and the screen
+                // stops.
+                let app = App::start(cfg).map_err(ScreenError::Start)?;
                 let mut frontend = ChannelFrontend::new(events_tx);
-                app.run(&mut frontend, cmd_rx).await
+                app.run(&mut frontend, cmd_rx)
+                    .await
+                    .map_err(ScreenError::Runtime)
             })
         })
         .map_err(|e| ScreenError::Thread(format!("starting the runtime thread: {e}")))?;
-    match started_rx.recv() {
-        Ok(None) => {}
-        Ok(Some(e)) => {
-            let _ = runtime.join();
-            return Err(ScreenError::Start(e));
-        }
-        Err(_) => {
-            return Err(match runtime.join() {
-                Ok(Err(e)) => ScreenError::Start(e),
-                _ => ScreenError::Thread("the runtime thread ended at start".into()),
-            });
-        }
-    }
 
     let ui = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let screen = Screen::new(settings);
+    let mut screen = Screen::new(settings);
+    screen.note(&format!("joining {}", names.join(", ")));
     let guard = TerminalGuard::enter(screen.mouse_capture())?;
     let shown = ui.block_on(ui_loop(screen, events_rx, cmd_tx, started));
     drop(guard);
+    let ran = runtime
+        .join()
+        .unwrap_or_else(|_| Err(ScreenError::Thread("the runtime thread panicked".into())));
+    // A runtime that could not start explains why the screen closed better than the screen.
+    let reason = ran?;
     shown?;
-    match runtime.join() {
-        Ok(Ok(reason)) => Ok(reason),
-        Ok(Err(e)) => Err(ScreenError::Runtime(e)),
-        Err(_) => Err(ScreenError::Thread("the runtime thread panicked".into())),
-    }
+    Ok(reason)
 }
 
 /// The screen's loop: keys, runtime events and frames, until the runtime has stopped.
@@ -129,12 +112,19 @@ async fn ui_loop(
 ) -> io::Result<()> {
     let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
     terminal.clear()?;
+    // The runtime stops on these too, once it runs; listening here as well covers its start,
+    // when the default action would kill the process with the terminal still in raw mode.
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     let mut keys = EventStream::new();
     let mut pending: VecDeque<Command> = VecDeque::new();
     let mut last_frame: Option<Instant> = None;
     let mut quit_at: Option<Instant> = None;
     let mut keys_open = true;
     let mut trimmed = false;
+    // Whether the runtime's first events (lobbies joined, their history) are drawn yet.
+    let mut ready_drawn = false;
     // The send time of the newest message not drawn yet: how late a frame shows a message
     // (logged at debug level for the benchmark, `cargo bench --bench screen`).
     let mut undrawn_sent_at: Option<u64> = None;
@@ -148,6 +138,13 @@ async fn ui_loop(
                 tracing::info!(
                     since_start_us = started.elapsed().as_micros() as u64,
                     "first frame"
+                );
+            }
+            if trimmed && !ready_drawn {
+                ready_drawn = true;
+                tracing::info!(
+                    since_start_us = started.elapsed().as_micros() as u64,
+                    "lobbies and history drawn"
                 );
             }
             if let Some(sent_at) = undrawn_sent_at.take() {
@@ -213,6 +210,9 @@ async fn ui_loop(
                 };
                 act(effects, &mut pending, &mut quit_at, &mut terminal)?;
             },
+            _ = sigterm.recv() => act(vec![Effect::Quit], &mut pending, &mut quit_at, &mut terminal)?,
+            _ = sigint.recv() => act(vec![Effect::Quit], &mut pending, &mut quit_at, &mut terminal)?,
+            _ = sighup.recv() => act(vec![Effect::Quit], &mut pending, &mut quit_at, &mut terminal)?,
             _ = sleep_until(wake), if wake.is_some() => {
                 if quit_at.is_some_and(|t| Instant::now() >= t) {
                     tracing::warn!("the runtime did not stop in time; leaving anyway");

@@ -188,6 +188,13 @@ impl Screen {
         self.now_ms = now_ms;
     }
 
+    /// Shows a line of the program's own (e.g. what it is doing while it starts) in the
+    /// current pane.
+    pub fn note(&mut self, text: &str) {
+        self.say(text, false);
+        self.dirty = true;
+    }
+
     /// Whether something changed since the last [`Screen::render`].
     pub fn dirty(&self) -> bool {
         self.dirty
