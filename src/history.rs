@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::proto::fragment::piece_count;
 use crate::proto::{LobbyId, Message, MsgId, PeerId};
 
 /// Longest time a written record waits for its fsync.
@@ -101,7 +102,7 @@ pub struct Loaded {
     pub skipped: usize,
     /// Bytes of a torn last record that were cut off.
     pub torn_bytes: u64,
-    /// Whether `messages` holds every good record of the file (it was short enough).
+    /// Whether the records read were the whole file (it was short enough).
     pub complete: bool,
 }
 
@@ -124,6 +125,21 @@ impl History {
         lobby: LobbyId,
         keep: usize,
     ) -> Result<(History, Loaded), HistoryError> {
+        let (history, tail) = History::open_tail(path, lobby, keep, None)?;
+        let loaded = tail.read(keep, |_, _| {})?;
+        Ok((history, loaded))
+    }
+
+    /// Opens (creating) the history at `path`, cuts off a torn last record, and finds where
+    /// its last `keep` records start, without holding them: [`Tail::read`] streams them. With
+    /// `own`, it also finds where that peer's numbering stopped ([`Tail::own_end`]), which
+    /// must be known before the records are restored into the core.
+    pub fn open_tail(
+        path: &Path,
+        lobby: LobbyId,
+        keep: usize,
+        own: Option<PeerId>,
+    ) -> Result<(History, Tail), HistoryError> {
         let err = |source| HistoryError {
             path: path.to_owned(),
             source,
@@ -134,7 +150,7 @@ impl History {
             .append(true)
             .open(path)
             .map_err(err)?;
-        let loaded = load(&mut file, lobby, keep).map_err(err)?;
+        let tail = find_tail(&mut file, path, lobby, keep, own).map_err(err)?;
         Ok((
             History {
                 path: path.to_owned(),
@@ -143,7 +159,7 @@ impl History {
                 json: Vec::with_capacity(1024),
                 unsynced: false,
             },
-            loaded,
+            tail,
         ))
     }
 
@@ -221,60 +237,171 @@ impl History {
     }
 }
 
-/// Reads the tail of the file for the last `keep` good records; cuts off a torn last line.
-fn load(file: &mut File, lobby: LobbyId, keep: usize) -> io::Result<Loaded> {
-    let mut loaded = Loaded::default();
+/// The last records of a history file, found but not read yet: [`History::open_tail`].
+#[derive(Debug)]
+pub struct Tail {
+    file: File,
+    path: PathBuf,
+    lobby: LobbyId,
+    /// The byte range of the records.
+    start: u64,
+    end: u64,
+    /// One past the last sequence number of the given own peer in the tail; `Some(0)` when
+    /// the tail is the whole file and holds none; `None` when only older records could tell.
+    pub own_end: Option<u64>,
+    torn_bytes: u64,
+}
+
+/// Chunk size for reading a history file: its tail is streamed, never held whole.
+const READ_CHUNK: usize = 256 << 10;
+
+/// Finds the tail of the last `keep` lines; cuts off a torn last line; with `own`, finds where
+/// its numbering stopped (a first pass that parses only own records).
+fn find_tail(
+    file: &mut File,
+    path: &Path,
+    lobby: LobbyId,
+    keep: usize,
+    own: Option<PeerId>,
+) -> io::Result<Tail> {
     let len = file.metadata()?.len();
     let end = last_newline_end(file, len)?;
+    let mut torn_bytes = 0;
     if end < len {
         file.set_len(end)?;
-        loaded.torn_bytes = len - end;
+        torn_bytes = len - end;
     }
-    if end == 0 {
-        loaded.complete = true;
-        return Ok(loaded);
-    }
-    if keep == 0 {
-        return Ok(loaded);
-    }
-    // Read backwards in growing chunks until `keep` lines are in hand (or the start is).
-    let mut chunk: u64 = 256 << 10;
-    let (start, bytes) = loop {
-        let start = end.saturating_sub(chunk);
-        let mut bytes = vec![0; (end - start) as usize];
-        file.seek(SeekFrom::Start(start))?;
-        file.read_exact(&mut bytes)?;
-        let lines = bytes.iter().filter(|&&b| b == b'\n').count();
-        if start == 0 || lines > keep {
-            break (start, bytes);
-        }
-        chunk *= 4;
+    let start = if keep == 0 {
+        end
+    } else {
+        start_of_last_lines(file, end, keep)?
     };
-    let mut text = &bytes[..];
-    if start > 0 {
-        // The first line is cut at the chunk's start.
-        let cut = text
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(text.len(), |i| i + 1);
-        text = &text[cut..];
-    }
-    let mut msgs = std::collections::VecDeque::with_capacity(keep.min(1 << 16));
-    loaded.complete = start == 0;
-    for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        match parse_line(line, lobby) {
-            Some(m) => {
-                if msgs.len() == keep {
-                    msgs.pop_front();
-                    loaded.complete = false;
-                }
-                msgs.push_back(m);
+    let mut tail = Tail {
+        file: file.try_clone()?,
+        path: path.to_owned(),
+        lobby,
+        start,
+        end,
+        own_end: None,
+        torn_bytes,
+    };
+    if let Some(me) = own {
+        // Records start with their source: only own lines are parsed in this pass.
+        let mut prefix = b"{\"source\":\"".to_vec();
+        let mut hexbuf = [0; 16];
+        prefix.extend_from_slice(hex(me.0, &mut hexbuf).as_bytes());
+        let mut own_end = None;
+        for_each_line(&mut tail.file, start, end, |line| {
+            if line.get(9..).is_some_and(|j| j.starts_with(&prefix))
+                && let Some((m, _)) = parse_line(line, lobby)
+                && m.source == me
+            {
+                let e = m.seq + piece_count(m.text.len()) as u64;
+                own_end = Some(own_end.map_or(e, |o: u64| o.max(e)));
             }
-            None => loaded.skipped += 1,
-        }
+        })?;
+        tail.own_end = own_end.or((start == 0).then_some(0));
     }
-    loaded.messages = msgs.into();
-    Ok(loaded)
+    Ok(tail)
+}
+
+impl Tail {
+    /// Reads the records in file order, giving each good one of `lobby` to `each` with its
+    /// delivery time, and returns the last `shown` of them: memory stays bounded by `shown`
+    /// however long the tail is.
+    pub fn read(
+        mut self,
+        shown: usize,
+        mut each: impl FnMut(&Message, u64),
+    ) -> Result<Loaded, HistoryError> {
+        let mut loaded = Loaded {
+            complete: self.start == 0,
+            torn_bytes: self.torn_bytes,
+            ..Loaded::default()
+        };
+        let mut msgs = std::collections::VecDeque::with_capacity(shown.min(1 << 16));
+        let lobby = self.lobby;
+        let r = for_each_line(
+            &mut self.file,
+            self.start,
+            self.end,
+            |line| match parse_line(line, lobby) {
+                Some((m, recv_at)) => {
+                    each(&m, recv_at);
+                    if shown > 0 {
+                        if msgs.len() == shown {
+                            msgs.pop_front();
+                        }
+                        msgs.push_back((m, recv_at));
+                    }
+                }
+                None => loaded.skipped += 1,
+            },
+        );
+        r.map_err(|source| HistoryError {
+            path: self.path.clone(),
+            source,
+        })?;
+        loaded.messages = msgs.into();
+        Ok(loaded)
+    }
+}
+
+/// Where the last `keep` lines before `end` start (0 if the file has no more).
+fn start_of_last_lines(file: &mut File, end: u64, keep: usize) -> io::Result<u64> {
+    // The newline that ends the last line is at end - 1; the one before the last `keep`
+    // lines is the (keep + 1)-th from the end.
+    let mut seen = 0usize;
+    let mut pos = end;
+    let mut buf = vec![0u8; READ_CHUNK];
+    while pos > 0 {
+        let n = (buf.len() as u64).min(pos);
+        let from = pos - n;
+        file.seek(SeekFrom::Start(from))?;
+        file.read_exact(&mut buf[..n as usize])?;
+        for (i, &b) in buf[..n as usize].iter().enumerate().rev() {
+            if b == b'\n' {
+                seen += 1;
+                if seen == keep + 1 {
+                    return Ok(from + i as u64 + 1);
+                }
+            }
+        }
+        pos = from;
+    }
+    Ok(0)
+}
+
+/// Calls `f` with each non-empty line in `start..end`, reading in chunks.
+fn for_each_line(
+    file: &mut File,
+    start: u64,
+    end: u64,
+    mut f: impl FnMut(&[u8]),
+) -> io::Result<()> {
+    file.seek(SeekFrom::Start(start))?;
+    let mut left = end - start;
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut chunk = vec![0u8; READ_CHUNK];
+    while left > 0 {
+        let n = (chunk.len() as u64).min(left) as usize;
+        file.read_exact(&mut chunk[..n])?;
+        left -= n as u64;
+        buf.extend_from_slice(&chunk[..n]);
+        let mut used = 0;
+        while let Some(i) = buf[used..].iter().position(|&b| b == b'\n') {
+            let line = &buf[used..used + i];
+            if !line.is_empty() {
+                f(line);
+            }
+            used += i + 1;
+        }
+        buf.drain(..used);
+    }
+    if !buf.is_empty() {
+        f(&buf);
+    }
+    Ok(())
 }
 
 /// Where the last complete line ends: one past its newline, or 0.
@@ -427,5 +554,52 @@ mod tests {
         assert_eq!(l.messages.len(), 500);
         assert_eq!(l.messages[0].0.seq, 500);
         assert_eq!(l.skipped, 0);
+    }
+
+    /// The tail is streamed: every one of the last `keep` records reaches the callback in
+    /// order, only the last `shown` are held, and the own numbering's end is found first.
+    #[test]
+    fn a_streamed_tail_gives_every_record_holds_few_and_finds_the_own_end() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("history");
+        let (mut h, _) = History::open(&p, LobbyId(1), 0).unwrap();
+        let me = PeerId(0x77);
+        let text = "y".repeat(300);
+        for i in 0..3000u64 {
+            let mut m = msg(i, &text);
+            if i % 10 == 3 {
+                // Own messages: one piece each, numbered 100 + i.
+                m.source = me;
+                m.seq = 100 + i;
+            }
+            h.append(&m, i);
+        }
+        h.sync_now().unwrap();
+        drop(h);
+
+        let (_, tail) = History::open_tail(&p, LobbyId(1), 2000, Some(me)).unwrap();
+        assert_eq!(
+            tail.own_end,
+            Some(100 + 2993 + 1),
+            "the last own record ends there"
+        );
+        let mut seen = Vec::new();
+        let l = tail
+            .read(5, |m, recv_at| seen.push((m.seq, recv_at)))
+            .unwrap();
+        assert_eq!(seen.len(), 2000, "every record of the tail, none more");
+        assert_eq!(seen[0].1, 1000, "the tail starts 2000 records from the end");
+        assert!(seen.windows(2).all(|w| w[0].1 < w[1].1), "in file order");
+        let held: Vec<u64> = l.messages.iter().map(|(_, t)| *t).collect();
+        assert_eq!(held, [2995, 2996, 2997, 2998, 2999]);
+        assert!(!l.complete);
+
+        // No own record in a tail that is not the whole file: only older ones could tell.
+        let (_, tail) = History::open_tail(&p, LobbyId(1), 5, Some(PeerId(0x99))).unwrap();
+        assert_eq!(tail.own_end, None);
+        // The whole file without one: numbering starts at 0.
+        let (_, tail) = History::open_tail(&p, LobbyId(1), 10_000, Some(PeerId(0x99))).unwrap();
+        assert_eq!(tail.own_end, Some(0));
+        assert!(tail.read(0, |_, _| {}).unwrap().complete);
     }
 }

@@ -396,24 +396,11 @@ impl App {
     ) -> Result<(usize, Vec<Message>), AppError> {
         let me = self.node.peer_id();
         let dir = self.data_dir.lobby_dir(lobby)?;
-        let (history, got) = History::open(&dir.join("history"), lobby.id, self.history_len)?;
-        if got.torn_bytes > 0 {
-            tracing::warn!(path = %history.path().display(), bytes = got.torn_bytes,
-                "cut off a torn last history record (a crash during a write)");
-        }
-        if got.skipped > 0 {
-            tracing::warn!(path = %history.path().display(), lines = got.skipped,
-                "skipped corrupt history records");
-        }
-        // Own records are appended in sending order, so the last one in the tail is the
-        // last one in the file; with none in the tail, only a complete read can tell.
-        let own_end = got
-            .messages
-            .iter()
-            .filter(|(m, _)| m.source == me)
-            .map(|(m, _)| m.seq + piece_count(m.text.len()) as u64)
-            .max()
-            .or(got.complete.then_some(0));
+        let (history, tail) =
+            History::open_tail(&dir.join("history"), lobby.id, self.history_len, Some(me))?;
+        // Own records are appended in sending order; the tail tells where numbering stopped
+        // before anything is restored (the core numbers from the lease).
+        let own_end = tail.own_end;
         let lease_path = dir.join("seq");
         let lease = SeqLease::acquire(&lease_path, own_end).map_err(|source| AppError::Lease {
             path: lease_path.clone(),
@@ -444,11 +431,23 @@ impl App {
         if self.unlisted {
             self.node.set_listed(now, lobby.id, false);
         }
-        for (m, _) in &got.messages {
-            self.node.restore(now, m);
+        // Streamed: every record is restored, only those the frontend is shown are kept.
+        let mut restored = 0usize;
+        let node = &mut self.node;
+        let got = tail.read(self.history_shown.unwrap_or(usize::MAX), |m, _| {
+            node.restore(now, m);
+            restored += 1;
+        })?;
+        if got.torn_bytes > 0 {
+            tracing::warn!(path = %history.path().display(), bytes = got.torn_bytes,
+                "cut off a torn last history record (a crash during a write)");
         }
-        tracing::info!(lobby = %lobby.name, first_seq = lease.next(),
-            restored = got.messages.len(), "lobby ready");
+        if got.skipped > 0 {
+            tracing::warn!(path = %history.path().display(), lines = got.skipped,
+                "skipped corrupt history records");
+        }
+        tracing::info!(lobby = %lobby.name, first_seq = lease.next(), restored,
+            "lobby ready");
         self.lobbies.push(Joined {
             lobby: lobby.clone(),
             targets,
@@ -456,15 +455,9 @@ impl App {
             history,
             lease,
         });
-        let shown = self.history_shown.unwrap_or(usize::MAX);
-        let skip = got.messages.len().saturating_sub(shown);
         Ok((
             self.lobbies.len() - 1,
-            got.messages
-                .into_iter()
-                .skip(skip)
-                .map(|(m, _)| m)
-                .collect(),
+            got.messages.into_iter().map(|(m, _)| m).collect(),
         ))
     }
 
