@@ -1,10 +1,12 @@
-//! The data directory: who this node is (its peer id) and where its lobbies' files live.
+//! The data directory: who this node is (its key pair and peer id) and where its lobbies'
+//! files live.
 //!
 //! Layout:
 //!
 //! ```text
 //! DIR/lock                        held (flock) while a node runs on DIR
-//! DIR/peer-id                     16 hex digits: this node's peer id
+//! DIR/identity.key                64 hex digits: the Ed25519 secret seed (mode 0600)
+//! DIR/peer-id                     16 hex digits: the peer id derived from the key, for people
 //! DIR/lobbies/<lobby id>/name     the normalised lobby name, for people
 //! DIR/lobbies/<lobby id>/history  delivered and sent messages (see history.rs)
 //! DIR/lobbies/<lobby id>/seq      the sequence lease (see lease.rs)
@@ -14,6 +16,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256};
 
 use crate::proto::{Lobby, PeerId};
 
@@ -27,9 +32,9 @@ pub enum DataDirError {
     /// numbers.
     #[error("data directory {0} is in use by another lobbycast; give each one its own --data-dir")]
     InUse(PathBuf),
-    /// The peer id file holds something else than 16 hex digits.
-    #[error("{0} is corrupt (expected 16 hex digits); delete it to become a new peer")]
-    BadPeerId(PathBuf),
+    /// The key file holds something else than 64 hex digits.
+    #[error("{0} is corrupt (expected 64 hex digits); delete it to become a new peer")]
+    BadKey(PathBuf),
     /// Any other I/O failure, with the path it concerned.
     #[error("{path}: {source}")]
     Io {
@@ -54,10 +59,11 @@ pub fn default_data_dir() -> Result<PathBuf, DataDirError> {
     Ok(base.data_dir().join("lobbycast"))
 }
 
-/// An open, locked data directory and the peer id kept in it.
+/// An open, locked data directory and the identity kept in it.
 #[derive(Debug)]
 pub struct DataDir {
     path: PathBuf,
+    key: SigningKey,
     peer_id: PeerId,
     // Held for the flock: released when the process ends, however it ends.
     _lock: File,
@@ -87,19 +93,37 @@ impl DataDir {
                 }
             });
         }
-        let id_path = path.join("peer-id");
-        let peer_id = match fs::read_to_string(&id_path) {
-            Ok(s) => parse_peer_id(s.trim()).ok_or(DataDirError::BadPeerId(id_path.clone()))?,
+        let key_path = path.join("identity.key");
+        let key = match fs::read_to_string(&key_path) {
+            Ok(s) => parse_key(s.trim()).ok_or(DataDirError::BadKey(key_path.clone()))?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let id = PeerId(random_u64().map_err(io_err(&id_path))?);
-                write_atomic(&id_path, format!("{id}\n").as_bytes()).map_err(io_err(&id_path))?;
-                tracing::info!(peer = %id, dir = %path.display(), "created a new peer id");
-                id
+                let mut seed = [0u8; 32];
+                getrandom::fill(&mut seed)
+                    .map_err(io::Error::other)
+                    .map_err(io_err(&key_path))?;
+                let key = SigningKey::from_bytes(&seed);
+                write_secret(&key_path, format!("{}\n", hex_of(&seed)).as_bytes())
+                    .map_err(io_err(&key_path))?;
+                tracing::info!(dir = %path.display(), "created a new identity key");
+                key
             }
-            Err(e) => return Err(io_err(&id_path)(e)),
+            Err(e) => return Err(io_err(&key_path)(e)),
         };
+        let peer_id = peer_id_of(&key.verifying_key());
+        // The id file is for people (and tools); the key is the truth. A node that had a
+        // random id (revision 1.2) gets the derived one, once.
+        let id_path = path.join("peer-id");
+        let written = fs::read_to_string(&id_path).ok();
+        if written.as_deref().map(str::trim) != Some(peer_id.to_string().as_str()) {
+            if let Some(old) = written {
+                tracing::info!(old = old.trim(), new = %peer_id,
+                    "the peer id is now derived from the identity key");
+            }
+            write_atomic(&id_path, format!("{peer_id}\n").as_bytes()).map_err(io_err(&id_path))?;
+        }
         Ok(DataDir {
             path: path.to_owned(),
+            key,
             peer_id,
             _lock: lock,
         })
@@ -110,9 +134,14 @@ impl DataDir {
         &self.path
     }
 
-    /// This node's peer id.
+    /// This node's peer id: derived from its public key ([`peer_id_of`]).
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
+    }
+
+    /// This node's signing key.
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.key
     }
 
     /// The directory of `lobby`'s files, created if need be, with its name written for people.
@@ -127,10 +156,52 @@ impl DataDir {
     }
 }
 
-fn parse_peer_id(s: &str) -> Option<PeerId> {
-    (s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| u64::from_str_radix(s, 16).ok().map(PeerId))
-        .flatten()
+/// The peer id of a public key: the first 8 bytes, big-endian, of
+/// SHA-256("lobbycast peer id v1" ‖ key). Finding a key for a given id takes 2^64 tries.
+pub fn peer_id_of(key: &VerifyingKey) -> PeerId {
+    let digest = Sha256::new()
+        .chain_update(b"lobbycast peer id v1")
+        .chain_update(key.as_bytes())
+        .finalize();
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&digest[..8]);
+    PeerId(u64::from_be_bytes(id))
+}
+
+fn parse_key(s: &str) -> Option<SigningKey> {
+    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut seed = [0u8; 32];
+    for (i, b) in seed.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(SigningKey::from_bytes(&seed))
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes a secret durably and atomically, readable by its owner only.
+fn write_secret(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// A random 64-bit number from the operating system.
@@ -177,10 +248,55 @@ mod tests {
     }
 
     #[test]
-    fn a_corrupt_peer_id_is_reported_not_replaced() {
+    fn a_corrupt_key_is_reported_not_replaced() {
         let tmp = tempfile::tempdir().unwrap();
-        fs::write(tmp.path().join("peer-id"), "zz\n").unwrap();
+        fs::write(tmp.path().join("identity.key"), "zz\n").unwrap();
         let e = DataDir::open(tmp.path()).unwrap_err();
-        assert!(matches!(e, DataDirError::BadPeerId(_)), "{e}");
+        assert!(matches!(e, DataDirError::BadKey(_)), "{e}");
+        assert_eq!(
+            fs::read_to_string(tmp.path().join("identity.key")).unwrap(),
+            "zz\n"
+        );
+    }
+
+    #[test]
+    fn the_peer_id_is_derived_from_the_key_which_only_its_owner_reads() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let (id, public) = {
+            let d = DataDir::open(tmp.path()).unwrap();
+            (d.peer_id(), d.signing_key().verifying_key())
+        };
+        assert_eq!(id, peer_id_of(&public));
+        let key_file = tmp.path().join("identity.key");
+        let mode = fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the secret is the owner's alone");
+        assert_eq!(
+            fs::read_to_string(tmp.path().join("peer-id")).unwrap(),
+            format!("{id}\n")
+        );
+        // Pinned: a fixed seed gives a fixed id, on every machine and Rust version.
+        let fixed = SigningKey::from_bytes(&[7u8; 32]).verifying_key();
+        assert_eq!(
+            hex_of(fixed.as_bytes()),
+            "ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c"
+        );
+        assert_eq!(format!("{}", peer_id_of(&fixed)), PINNED_ID);
+    }
+
+    /// The peer id of the key with seed [7; 32], computed once (by Python's hashlib and
+    /// PyNaCl) and pinned so that the derivation never changes by accident.
+    const PINNED_ID: &str = "e7aeb3a5895946dc";
+
+    #[test]
+    fn an_old_random_peer_id_gives_way_to_the_derived_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("peer-id"), "0123456789abcdef\n").unwrap();
+        let id = DataDir::open(tmp.path()).unwrap().peer_id();
+        assert_ne!(id, PeerId(0x0123_4567_89ab_cdef));
+        assert_eq!(
+            fs::read_to_string(tmp.path().join("peer-id")).unwrap(),
+            format!("{id}\n")
+        );
     }
 }
