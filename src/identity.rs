@@ -18,7 +18,6 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use sha2::{Digest, Sha256};
 
 use crate::proto::{Lobby, PeerId};
 
@@ -156,16 +155,9 @@ impl DataDir {
     }
 }
 
-/// The peer id of a public key: the first 8 bytes, big-endian, of
-/// SHA-256("lobbycast peer id v1" ‖ key). Finding a key for a given id takes 2^64 tries.
+/// The peer id of a public key ([`crate::proto::signing::peer_id_of`]).
 pub fn peer_id_of(key: &VerifyingKey) -> PeerId {
-    let digest = Sha256::new()
-        .chain_update(b"lobbycast peer id v1")
-        .chain_update(key.as_bytes())
-        .finalize();
-    let mut id = [0u8; 8];
-    id.copy_from_slice(&digest[..8]);
-    PeerId(u64::from_be_bytes(id))
+    crate::proto::signing::peer_id_of(key.as_bytes())
 }
 
 fn parse_key(s: &str) -> Option<SigningKey> {

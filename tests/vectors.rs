@@ -3,7 +3,8 @@
 //! The files there are the truth, not this code: every `*.vec` file is decoded and compared with
 //! its expected outcome and fields, and every decoded packet is encoded again and compared byte
 //! for byte. `lobby-names.txt` is checked against [`Lobby::new`], and so is the example table in
-//! `proto/PROTOCOL.md`. PROTOCOL.md ("Test vectors") describes the file formats.
+//! `proto/PROTOCOL.md`; `challenge-hashes.txt` and `bundle-signature.txt` against the challenge
+//! hash and the bundle signatures. PROTOCOL.md ("Test vectors") describes the file formats.
 //!
 //! With `LOBBYCAST_VECTOR_ITEMS=<dir>` set, the test also writes every CBOR item of every vector
 //! to `<dir>` (`<vector>.<n>.ok.cbor` or `.bad.cbor`) so that a CDDL tool can check them against
@@ -15,7 +16,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use lobbycast::proto::ids::{self, Lobby, LobbyId, LobbyNameError, MsgId, PeerId};
-use lobbycast::proto::wire::{self, Body, Data, DecodeError, Decoded, Link, Packet};
+use lobbycast::proto::wire::{self, Body, Bundle, Data, DecodeError, Decoded, Link, Packet};
 
 fn vectors_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("proto/vectors")
@@ -303,10 +304,23 @@ fn render_link(l: &Link) -> Vec<String> {
     out
 }
 
+fn render_bundle(b: &Bundle) -> Vec<String> {
+    vec![
+        format!("version = {}", wire::VERSION),
+        format!("kind = {}", wire::kind::BUNDLE),
+        format!("lobby = {}", id(b.lobby.0)),
+        format!("source = {}", id(b.source.0)),
+        format!("key = h'{}'", hex(&b.key)),
+        format!("signature = h'{}'", hex(&b.signature)),
+        format!("packets = h'{}'", hex(&b.packets)),
+    ]
+}
+
 fn outcome(item: &Result<Decoded, DecodeError>) -> Expect {
     match item {
         Ok(Decoded::Packet(p)) => Expect::Packet(render(p)),
         Ok(Decoded::Link(l)) => Expect::Packet(render_link(l)),
+        Ok(Decoded::Bundle(b)) => Expect::Packet(render_bundle(b)),
         Ok(Decoded::UnknownVersion(v)) => Expect::UnknownVersion(*v),
         Ok(Decoded::UnsupportedKind(k)) => Expect::UnsupportedKind(*k),
         Err(DecodeError::Malformed(_)) => Expect::Malformed,
@@ -412,6 +426,7 @@ fn check(v: &Vector, kinds: &mut BTreeMap<String, usize>) -> Result<(), String> 
         let (again, rendered) = match item {
             Ok(Decoded::Packet(p)) => (p.to_bytes(), render(p)),
             Ok(Decoded::Link(l)) => (l.to_bytes(), render_link(l)),
+            Ok(Decoded::Bundle(b)) => (b.to_bytes(), render_bundle(b)),
             _ => continue,
         };
         if items.get(i) != Some(&again.as_slice()) {
@@ -467,12 +482,19 @@ fn packet_vectors_decode_and_encode_as_written() {
     let mut kinds = BTreeMap::new();
     let mut count = 0;
     for file in &files {
-        if file == "lobby-names.txt" || file == "challenge-hashes.txt" {
+        if [
+            "lobby-names.txt",
+            "challenge-hashes.txt",
+            "bundle-signature.txt",
+        ]
+        .contains(&file.as_str())
+        {
             continue;
         }
         if !file.ends_with(".vec") {
             failures.push(format!(
-                "{file}: not a vector file (*.vec, lobby-names.txt or challenge-hashes.txt)"
+                "{file}: not a vector file (*.vec, lobby-names.txt, challenge-hashes.txt or \
+                 bundle-signature.txt)"
             ));
             continue;
         }
@@ -502,6 +524,7 @@ fn packet_vectors_decode_and_encode_as_written() {
         "kind = 4",
         "kind = 7",
         "kind = 10",
+        "kind = 11",
         "unknown-version",
         "unsupported-kind",
         "malformed",
@@ -730,4 +753,66 @@ fn challenge_hash_vectors_hold() {
         cases += 1;
     }
     assert!(cases >= 4, "challenge-hashes.txt holds only {cases} cases");
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    assert!(s.len().is_multiple_of(2), "odd hex {s:?}");
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap_or_else(|e| panic!("{s:?}: {e}")))
+        .collect()
+}
+
+/// bundle-signature.txt: keys, peer ids and signatures of PROTOCOL.md 4.12, computed by
+/// Python's hashlib and PyNaCl; the implementation derives the same, signs to the same bytes
+/// (Ed25519 is deterministic), accepts them, and refuses any changed byte.
+#[test]
+fn bundle_signature_vectors_hold() {
+    use ed25519_dalek::SigningKey;
+    use lobbycast::proto::signing::{self, SignatureError};
+
+    let text = fs::read_to_string(vectors_dir().join("bundle-signature.txt")).unwrap();
+    let mut cases = 0;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let f: Vec<&str> = line.split('|').map(str::trim).collect();
+        let [seed, key, peer, lobby, packets, signature] = f[..] else {
+            panic!("line {}: expected six fields", n + 1);
+        };
+        let at = format!("line {}", n + 1);
+        let seed: [u8; 32] = unhex(seed).try_into().expect("32-byte seed");
+        let id_of = |h: &str| u64::from_str_radix(h, 16).unwrap_or_else(|e| panic!("{h}: {e}"));
+        let lobby = LobbyId(id_of(lobby));
+        let b = signing::seal(&SigningKey::from_bytes(&seed), lobby, unhex(packets));
+        assert_eq!(hex(&b.key), key, "{at}: public key");
+        assert_eq!(b.source, PeerId(id_of(peer)), "{at}: peer id");
+        assert_eq!(hex(&b.signature), signature, "{at}: signature");
+        assert_eq!(signing::verify(&b), Ok(()), "{at}: verifies");
+        for i in 0..b.packets.len() {
+            let mut bad = b.clone();
+            bad.packets[i] ^= 0x01;
+            assert_eq!(
+                signing::verify(&bad),
+                Err(SignatureError::BadSignature),
+                "{at}"
+            );
+        }
+        for i in [0, 31, 32, 63] {
+            let mut bad = b.clone();
+            bad.signature[i] ^= 0x80;
+            assert!(signing::verify(&bad).is_err(), "{at}: signature byte {i}");
+        }
+        let mut bad = b.clone();
+        bad.lobby = LobbyId(lobby.0 ^ 1);
+        assert_eq!(
+            signing::verify(&bad),
+            Err(SignatureError::BadSignature),
+            "{at}"
+        );
+        cases += 1;
+    }
+    assert!(cases >= 3, "bundle-signature.txt holds only {cases} cases");
 }

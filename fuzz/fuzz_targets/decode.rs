@@ -21,6 +21,10 @@ fn encode(d: &Decoded) -> Option<Vec<u8>> {
             assert_eq!(l.validate(), Ok(()), "decoded an invalid packet: {l:?}");
             Some(l.to_bytes())
         }
+        Decoded::Bundle(b) => {
+            assert_eq!(b.validate(), Ok(()), "decoded an invalid bundle: {b:?}");
+            Some(b.to_bytes())
+        }
         Decoded::UnknownVersion(_) | Decoded::UnsupportedKind(_) => None,
     }
 }

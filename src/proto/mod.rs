@@ -18,6 +18,7 @@ mod own;
 mod pace;
 pub mod path;
 mod shared;
+pub mod signing;
 mod source;
 pub mod stats;
 pub mod store;

@@ -402,7 +402,9 @@ impl Node {
                     self.sh.stats.unknown_version += 1;
                     continue;
                 }
-                Ok(Decoded::UnsupportedKind(_)) => {
+                // Members do not take bundles yet (PROTOCOL.md 4.12): skipped like a kind of a
+                // later revision.
+                Ok(Decoded::UnsupportedKind(_) | Decoded::Bundle(_)) => {
                     self.sh.stats.unsupported_kind += 1;
                     continue;
                 }

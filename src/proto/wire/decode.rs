@@ -10,8 +10,8 @@
 use ciborium_ll::{Decoder, Header};
 
 use super::{
-    Acked, Body, Challenge, Data, DecodeError, Decoded, Echo, Heard, Heartbeat, Hello, HelloEcho,
-    Link, Packet, Request, Sent, SeqRange, Session, VERSION, kind,
+    Acked, Body, Bundle, Challenge, Data, DecodeError, Decoded, Echo, Heard, Heartbeat, Hello,
+    HelloEcho, Link, Packet, Request, Sent, SeqRange, Session, VERSION, kind,
 };
 use crate::proto::ids::{LobbyId, MsgId, PeerId};
 
@@ -287,6 +287,11 @@ impl<'a> Reader<'a> {
             kind::DATA | kind::SESSION | kind::REQUEST | kind::REPAIR | kind::HEARTBEAT => None,
             kind::HELLO => Some(Link::Hello(self.hello(&mut a)?)),
             kind::CHALLENGE => Some(Link::Challenge(self.challenge(&mut a)?)),
+            kind::BUNDLE => {
+                let b = self.bundle(&mut a)?;
+                self.skip_rest(&mut a)?;
+                return Ok(Decoded::Bundle(b));
+            }
             _ => {
                 self.skip_rest(&mut a)?;
                 return Ok(Decoded::UnsupportedKind(kind));
@@ -446,6 +451,32 @@ impl<'a> Reader<'a> {
             timestamp,
             echo,
             lobbies,
+        })
+    }
+
+    fn bundle(&mut self, a: &mut Array) -> Result<Bundle> {
+        self.expect(a, "lobby")?;
+        let lobby = LobbyId(self.uint("lobby")?);
+        self.expect(a, "source")?;
+        let source = self.peer("source")?;
+        self.expect(a, "key")?;
+        let key = self
+            .bytes("key")?
+            .try_into()
+            .map_err(|_| DecodeError::Invalid("bundle key length"))?;
+        self.expect(a, "signature")?;
+        let signature = self
+            .bytes("signature")?
+            .try_into()
+            .map_err(|_| DecodeError::Invalid("bundle signature length"))?;
+        self.expect(a, "packets")?;
+        let packets = self.bytes("packets")?;
+        Ok(Bundle {
+            lobby,
+            source,
+            key,
+            signature,
+            packets,
         })
     }
 

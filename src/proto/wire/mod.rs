@@ -39,7 +39,7 @@ pub const MAX_CHALLENGE_HASHES: usize = 8;
 /// Most listed lobbies in one hello packet.
 pub const MAX_HELLO_LOBBIES: usize = 32;
 
-/// The kind numbers. 0..=4, 7 and 10 are built; 5, 6, 8 and 9 are reserved for later
+/// The kind numbers. 0..=4, 7, 10 and 11 are built; 5, 6, 8 and 9 are reserved for later
 /// revisions and are skipped (counted) by this version; anything else is unknown.
 pub mod kind {
     /// Original transmission of a message fragment.
@@ -64,6 +64,8 @@ pub mod kind {
     pub const DIRECT: u64 = 9;
     /// A friend link's handshake and keep-alive (revision 1.2).
     pub const HELLO: u64 = 10;
+    /// A writer's own packets of one lobby, signed (revision 1.3).
+    pub const BUNDLE: u64 = 11;
 }
 
 /// Bits of a session's `flags` (revision 1.2, PROTOCOL.md 4.5).
@@ -259,6 +261,23 @@ pub struct Packet {
     pub body: Body,
 }
 
+/// A writer's own packets of one lobby, signed once for all (kind 11, PROTOCOL.md 4.12).
+/// Decoding checks only the shape; [`crate::proto::signing::verify`] checks the signature,
+/// and only then may `packets` be decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bundle {
+    /// The lobby of every packet inside.
+    pub lobby: LobbyId,
+    /// The writer: the peer id of `key`.
+    pub source: PeerId,
+    /// The writer's Ed25519 public key.
+    pub key: [u8; 32],
+    /// Ed25519 signature over the lobby and `packets` (PROTOCOL.md 4.12).
+    pub signature: [u8; 64],
+    /// A CBOR sequence of the writer's packets, as signed.
+    pub packets: Vec<u8>,
+}
+
 /// One item of a datagram, decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decoded {
@@ -266,6 +285,8 @@ pub enum Decoded {
     Packet(Packet),
     /// A friend-link packet this version understands.
     Link(Link),
+    /// A signed bundle, not yet verified (revision 1.3).
+    Bundle(Bundle),
     /// A packet of another protocol version, skipped.
     UnknownVersion(u64),
     /// A packet of a reserved or unknown kind, skipped.
@@ -423,6 +444,7 @@ pub fn decode_datagram(bytes: &[u8]) -> impl Iterator<Item = Result<Decoded, Dec
             match &d {
                 Decoded::Packet(p) => p.validate()?,
                 Decoded::Link(l) => l.validate()?,
+                Decoded::Bundle(b) => b.validate()?,
                 Decoded::UnknownVersion(_) | Decoded::UnsupportedKind(_) => {}
             }
             Ok(d)
@@ -533,6 +555,47 @@ impl Serialize for Link {
                 t.end()
             }
         }
+    }
+}
+
+impl Bundle {
+    /// Checks the limits the schema sets beyond CBOR types (the key and signature lengths
+    /// are checked while decoding, into fixed arrays).
+    pub fn validate(&self) -> Result<(), DecodeError> {
+        if self.packets.is_empty() {
+            return Err(DecodeError::Invalid("empty bundle"));
+        }
+        if self.packets.len() > MAX_DATAGRAM {
+            return Err(DecodeError::Invalid("bundle too large"));
+        }
+        Ok(())
+    }
+
+    /// Appends this packet's CBOR encoding to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        // Writing to a Vec cannot fail, and every value here has a CBOR form.
+        ciborium::into_writer(self, out).expect("encoding to a Vec cannot fail");
+    }
+
+    /// This packet's CBOR encoding.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.packets.len() + 128);
+        self.encode_into(&mut out);
+        out
+    }
+}
+
+impl Serialize for Bundle {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let mut t = ser.serialize_tuple(7)?;
+        t.serialize_element(&VERSION)?;
+        t.serialize_element(&kind::BUNDLE)?;
+        t.serialize_element(&self.lobby)?;
+        t.serialize_element(&self.source)?;
+        t.serialize_element(serde_bytes::Bytes::new(&self.key))?;
+        t.serialize_element(serde_bytes::Bytes::new(&self.signature))?;
+        t.serialize_element(serde_bytes::Bytes::new(&self.packets))?;
+        t.end()
     }
 }
 
