@@ -249,6 +249,75 @@ fn codec() {
     );
 }
 
+/// Signing costs of revision 1.3 (PROTOCOL.md 4.12): a full bundle (seven 100-byte data
+/// packets: what fits a 1,200-byte datagram with the key and signature) sealed, verified, and
+/// opened (verified and decoded), against decoding the same packets unsigned.
+fn signing(quick: bool) {
+    use ed25519_dalek::SigningKey;
+    use lobbycast::proto::signing;
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let me = signing::peer_id_of(&key.verifying_key().to_bytes());
+    let lobby = LobbyId(0x1234_5678_9abc_def0);
+    const PER_BUNDLE: u64 = 7;
+    let packets: Vec<u8> = (0..PER_BUNDLE)
+        .flat_map(|seq| {
+            Packet {
+                lobby,
+                body: Body::Data(Data {
+                    source: me,
+                    seq,
+                    msg_id: MsgId(seq + 1),
+                    sent_at: 1_800_000_000_000,
+                    nick: "ada".into(),
+                    frag_index: 0,
+                    frag_count: 1,
+                    body: vec![b'x'; 100],
+                }),
+            }
+            .to_bytes()
+        })
+        .collect();
+    let n = if quick { 200 } else { 5_000 };
+    let per_s = |t: Instant| n as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for _ in 0..n {
+        for p in wire::decode_datagram(black_box(&packets)) {
+            black_box(p.unwrap());
+        }
+    }
+    let plain = per_s(t);
+    let t = Instant::now();
+    let mut sealed = None;
+    for _ in 0..n {
+        sealed = Some(signing::seal(&key, lobby, black_box(packets.clone())));
+    }
+    let seal = per_s(t);
+    let b = sealed.expect("sealed");
+    let t = Instant::now();
+    for _ in 0..n {
+        assert!(signing::verify(black_box(&b)).is_ok());
+    }
+    let verify = per_s(t);
+    let t = Instant::now();
+    for _ in 0..n {
+        black_box(signing::open(black_box(&b)).unwrap());
+    }
+    let open = per_s(t);
+    println!();
+    println!(
+        "signing (revision 1.3), one bundle of {PER_BUNDLE} 100-byte data packets ({} bytes):",
+        b.to_bytes().len()
+    );
+    println!("  decode unsigned {plain:>10.0} bundles/s");
+    for (what, rate) in [("seal", seal), ("verify", verify), ("open", open)] {
+        println!(
+            "  {what:<15} {rate:>10.0} bundles/s  ({:.3} of unsigned decode; {:.0} messages/s)",
+            rate / plain,
+            rate * PER_BUNDLE as f64
+        );
+    }
+}
+
 /// Messages per second through two cores in memory: one node sends, one receives every
 /// datagram, both drained as the runtime would. The baseline moves the same datagrams
 /// through a copy only.
@@ -386,5 +455,6 @@ fn main() {
         },
     );
     codec();
+    signing(quick);
     core_throughput();
 }

@@ -6,7 +6,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 use super::ids::{LobbyId, PeerId};
-use super::wire::Bundle;
+use super::wire::{self, Body, Bundle, DecodeError, Decoded, Packet};
 
 /// What the peer id of a key is hashed with.
 const PEER_ID_CONTEXT: &[u8] = b"lobbycast peer id v1";
@@ -37,6 +37,48 @@ pub enum SignatureError {
     /// The signature does not verify.
     #[error("the signature does not verify")]
     BadSignature,
+}
+
+/// Why a bundle's contents were refused (after its signature verified, or not).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    /// The signature or the key.
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    /// The packets inside do not decode.
+    #[error("inside a bundle: {0}")]
+    Decode(#[from] DecodeError),
+    /// A packet inside is of another lobby or writer, or of a kind a bundle may not hold
+    /// (requests, repairs, friend-link packets, bundles).
+    #[error("a bundle holds a packet that is not its writer's own in its lobby")]
+    Foreign,
+}
+
+/// Verifies a bundle, then decodes the packets inside: each must be a data, session or
+/// heartbeat packet of the bundle's lobby written by its source (PROTOCOL.md 4.12). Packets
+/// of kinds or versions this revision does not know are skipped, as in a datagram. Any other
+/// fault refuses the whole bundle.
+pub fn open(b: &Bundle) -> Result<Vec<Packet>, OpenError> {
+    verify(b)?;
+    let mut out = Vec::new();
+    for item in wire::decode_datagram(&b.packets) {
+        let p = match item? {
+            Decoded::Packet(p) => p,
+            Decoded::UnknownVersion(_) | Decoded::UnsupportedKind(_) => continue,
+            Decoded::Link(_) | Decoded::Bundle(_) => return Err(OpenError::Foreign),
+        };
+        let writer = match &p.body {
+            Body::Data(d) => d.source,
+            Body::Session(s) => s.sender,
+            Body::Heartbeat(h) => h.sender,
+            Body::Request(_) | Body::Repair { .. } => return Err(OpenError::Foreign),
+        };
+        if p.lobby != b.lobby || writer != b.source {
+            return Err(OpenError::Foreign);
+        }
+        out.push(p);
+    }
+    Ok(out)
 }
 
 /// The bytes a bundle's signature covers.
@@ -81,6 +123,77 @@ pub fn verify(b: &Bundle) -> Result<(), SignatureError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::ids::MsgId;
+    use crate::proto::wire::{Data, Heartbeat, Request, SeqRange};
+
+    fn data(lobby: LobbyId, source: PeerId, seq: u64) -> Packet {
+        Packet {
+            lobby,
+            body: Body::Data(Data {
+                source,
+                seq,
+                msg_id: MsgId(seq + 100),
+                sent_at: 1_767_225_601_234,
+                nick: "ada".into(),
+                frag_index: 0,
+                frag_count: 1,
+                body: b"hi".to_vec(),
+            }),
+        }
+    }
+
+    fn bytes_of(packets: &[Packet]) -> Vec<u8> {
+        packets.iter().flat_map(Packet::to_bytes).collect()
+    }
+
+    #[test]
+    fn an_opened_bundle_gives_its_writers_packets_and_refuses_anyone_elses() {
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let me = peer_id_of(&key.verifying_key().to_bytes());
+        let lobby = LobbyId(5);
+        let beat = Packet {
+            lobby,
+            body: Body::Heartbeat(Heartbeat {
+                sender: me,
+                nick: "ada".into(),
+                beat: MsgId(7),
+                sent_at: 1,
+                leaving: false,
+            }),
+        };
+        let own = vec![data(lobby, me, 1), data(lobby, me, 2), beat];
+        let mut with_unknown = bytes_of(&own);
+        // A kind of a later revision inside is skipped, as in a datagram.
+        with_unknown.extend_from_slice(&[0x83, 0x01, 0x0c, 0x00]);
+        assert_eq!(open(&seal(&key, lobby, with_unknown)), Ok(own.clone()));
+
+        let other = PeerId(me.0 ^ 1);
+        let request = Packet {
+            lobby,
+            body: Body::Request(Request {
+                sender: me,
+                source: other,
+                hint: None,
+                ranges: vec![SeqRange(1, 2)],
+            }),
+        };
+        for bad in [
+            vec![data(lobby, other, 1)],
+            vec![data(LobbyId(6), me, 1)],
+            vec![request],
+        ] {
+            let b = seal(&key, lobby, bytes_of(&bad));
+            assert_eq!(open(&b), Err(OpenError::Foreign), "{bad:?}");
+        }
+        let nested = seal(&key, lobby, seal(&key, lobby, bytes_of(&own)).to_bytes());
+        assert_eq!(open(&nested), Err(OpenError::Foreign));
+        let mut forged = seal(&key, lobby, bytes_of(&own));
+        forged.packets.push(0x80);
+        assert_eq!(
+            open(&forged),
+            Err(OpenError::Signature(SignatureError::BadSignature))
+        );
+    }
 
     #[test]
     fn a_sealed_bundle_verifies_and_any_change_breaks_it() {
