@@ -4,8 +4,13 @@
 //! Every message from another node is printed exactly once as `"event":"message"`. Messages
 //! from the history are given again at start as `"event":"history"`, never as `"message"`, so
 //! a script that counts deliveries is not misled by a restart. Own messages are not printed.
-//! Other events: `joined` (the node is ready), `peer_joined`, `peer_left`, `lost`, `error` (a
-//! line that could not be sent) and `stats` (at exit).
+//! Other events: `joined` (the node is ready, also after `/join`), `parted`, `peer_joined`,
+//! `peer_left`, `nick`, `own_nick`, `lost`, `error` (a line that could not be sent),
+//! `command_error` (a bad `/command`), `members`, `friends`, `friend`, `friend_lobby`,
+//! `status` and `stats` (at exit and on SIGUSR1).
+//!
+//! A line starting with `/` is a command of [`crate::command_line`] (`/join`, `/part`,
+//! `/nick`, `/me`, `/who`, `/list`, `/friend`, `/status`, `/quit`); `//text` sends `/text`.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
