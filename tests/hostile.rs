@@ -317,3 +317,54 @@ fn requests_draw_repairs_worth_at_most_sixteen_times_the_askers_bytes() {
     );
     assert!(s.repairs_refused > 0);
 }
+
+/// Until nodes speak revision 1.3 (PROTOCOL.md 4.12), a bundle is skipped and counted like a
+/// kind of a later revision, even a validly signed one holding a message: nothing is delivered
+/// from it and nothing is sent because of it, and the rest of the datagram still counts.
+#[test]
+fn bundles_are_skipped_until_nodes_speak_revision_1_3() {
+    use ed25519_dalek::SigningKey;
+    use lobbycast::proto::signing;
+
+    let start = Instant::now();
+    let (mut n, lobby) = node(start);
+    run(&mut n, start + Duration::from_millis(500));
+    let before = n.stats();
+    let key = SigningKey::from_bytes(&[3; 32]);
+    let writer = signing::peer_id_of(&key.verifying_key().to_bytes());
+    let inner = Packet {
+        lobby: lobby.id,
+        body: Body::Data(Data {
+            source: writer,
+            seq: 0,
+            msg_id: MsgId(99),
+            sent_at: NOW_MS,
+            nick: "signed".into(),
+            frag_index: 0,
+            frag_count: 1,
+            body: b"inside a bundle".to_vec(),
+        }),
+    };
+    let bundle = signing::seal(&key, lobby.id, inner.to_bytes());
+    let mut datagram = bundle.to_bytes();
+    datagram.extend(session(&lobby, 77, 1, Vec::new()).to_bytes());
+    n.handle_datagram(start + Duration::from_millis(501), from(), &datagram);
+    let mut sent = 0;
+    while n.poll_transmit().is_some() {
+        sent += 1;
+    }
+    let events: Vec<Event> = std::iter::from_fn(|| n.poll_event()).collect();
+    let after = n.stats();
+    assert_eq!(after.unsupported_kind, before.unsupported_kind + 1);
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Message(_))),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::PeerJoined { peer, .. } if *peer == PeerId(77))),
+        "the session after the bundle is still read: {events:?}"
+    );
+    assert_eq!(sent, 0, "a skipped bundle draws nothing");
+}
