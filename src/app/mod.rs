@@ -127,7 +127,7 @@ pub enum AppError {
 /// Why the runtime stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopReason {
-    /// SIGINT or SIGTERM.
+    /// SIGINT, SIGTERM or SIGHUP.
     Signal,
     /// The linger time after the end of input ran out.
     Linger,
