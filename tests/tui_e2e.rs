@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use common::tmux::Tmux;
+use common::tmux::{Pane, Tmux};
 use common::{DEADLINE, Proc, bin, free_port};
 
 /// The shell line that runs the screen for `nick`, then prints its exit status and whether
@@ -24,6 +24,13 @@ fn client(nick: &str, port: u16, dir: &Path, lobbies: &[&str]) -> String {
         data = dir.join("data").display(),
         lobbies = lobbies.join(" "),
     )
+}
+
+/// Waits until the screen's status bar shows `lobby` as the current lobby, number `n`: the
+/// runtime has joined it. (The screen is drawn before the runtime is up and names the lobbies
+/// it is joining, so the name alone shows too early: text typed then has no lobby to go to.)
+fn joined(pane: &Pane<'_>, n: usize, lobby: &str, deadline: Instant) {
+    pane.wait_text(&format!("{n}:{lobby}"), deadline);
 }
 
 fn lobby(test: &str) -> String {
@@ -52,8 +59,8 @@ fn two_clients_chat_rename_and_quit() {
         (100, 30),
         &client("bob", port, &tmp.path().join("bob"), &[&room]),
     );
-    ann.wait_text(&room, deadline);
-    bob.wait_text(&room, deadline);
+    joined(&ann, 1, &room, deadline);
+    joined(&bob, 1, &room, deadline);
     assert_eq!(
         ann.format("#{alternate_on}"),
         "1",
@@ -136,7 +143,7 @@ fn sigterm_exits_zero_and_restores_the_terminal() {
         (100, 30),
         &client("cyd", free_port(), &tmp.path().join("cyd"), &[&room]),
     );
-    cyd.wait_text(&room, deadline);
+    joined(&cyd, 1, &room, deadline);
     // The pane runs `sh -c`: lobbycast is its child.
     let sh = cyd.format("#{pane_pid}");
     let children = std::fs::read_to_string(format!("/proc/{sh}/task/{sh}/children")).unwrap();
@@ -175,7 +182,7 @@ fn escape_sequences_from_the_network_leave_the_screen_intact() {
         (100, 30),
         &client("ann", port, &tmp.path().join("ann"), &[&room]),
     );
-    ann.wait_text(&room, deadline);
+    joined(&ann, 1, &room, deadline);
     let title = ann.format("#{pane_title}");
 
     let mut cmd = Command::new(bin());
@@ -225,7 +232,7 @@ fn join_switch_and_scroll_back() {
         (100, 30),
         &client("ann", port, &tmp.path().join("ann"), &[&first]),
     );
-    ann.wait_text(&first, deadline);
+    joined(&ann, 1, &first, deadline);
 
     let mut cmd = Command::new(bin());
     cmd.args(["--pipe", &second, "--iface", "lo", "--nick", "writer"])
@@ -236,7 +243,7 @@ fn join_switch_and_scroll_back() {
     writer.wait_joined(deadline);
 
     ann.line(&format!("/join {second}"));
-    ann.wait_text(&second, deadline);
+    joined(&ann, 2, &second, deadline);
     writer.send_lines((1..=120).map(|i| format!("numbered line {i:03}")));
     ann.wait_text("numbered line 120", deadline);
     let s = ann.screen();

@@ -419,6 +419,25 @@ fn enter_sends_text_to_the_current_lobby() {
     assert!(screen_text(&mut s, 100, 20).contains("* alice dances"));
 }
 
+/// Text typed while the runtime is still starting (no lobby joined yet) is not lost: it stays
+/// in the input line, and Enter sends it once the lobby is there.
+#[test]
+fn text_typed_before_the_first_lobby_waits_in_the_input() {
+    let mut s = Screen::new(settings());
+    let general = lobby("general");
+    type_text(&mut s, "early bird");
+    assert_eq!(enter(&mut s), []);
+    assert!(screen_text(&mut s, 100, 20).contains("still joining"));
+    joined(&mut s, &general);
+    assert_eq!(
+        enter(&mut s),
+        [Effect::Command(Command::Send {
+            lobby: general.id,
+            texts: vec!["early bird".into()],
+        })]
+    );
+}
+
 #[test]
 fn commands_become_runtime_commands() {
     let (mut s, [general, ops, _]) = scene();

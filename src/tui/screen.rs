@@ -859,7 +859,14 @@ impl Screen {
     /// Sends a text to the current lobby, showing it at once, dimmed until `Sent`.
     fn send(&mut self, text: String) -> Vec<Effect> {
         let Some(idx) = self.current else {
-            self.say("not in a lobby: /join LOBBY first", true);
+            if self.own_peer.is_none() {
+                // The runtime is still starting (loading history, joining): nothing is lost,
+                // the text waits in the input line for Enter again.
+                self.input.insert(&text);
+                self.say("still joining; the text stays in the input line", false);
+            } else {
+                self.say("not in a lobby: /join LOBBY first", true);
+            }
             return Vec::new();
         };
         let msg = Message {
