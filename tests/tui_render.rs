@@ -504,6 +504,9 @@ fn tab_completes_nicks_and_commands() {
     type_text(&mut s, "b");
     s.on_key(key(KeyCode::Tab));
     s.on_key(key(KeyCode::Tab));
+    // Shift-Tab goes back one, Tab forward again: bea, bob, bea, bob.
+    s.on_key(key(KeyCode::BackTab));
+    s.on_key(key(KeyCode::Tab));
     type_text(&mut s, "hi");
     assert_eq!(
         enter(&mut s),

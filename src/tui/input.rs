@@ -154,11 +154,17 @@ impl InputLine {
 
     /// Tab: completes the word before the cursor. `candidates` gets the word (with its
     /// leading `/` for a command) and whether it starts the line, and returns the full
-    /// replacements, suffix included ("nick: ", "nick ", "/join "). Repeated Tabs cycle.
-    pub fn complete(&mut self, candidates: impl FnOnce(&str, bool) -> Vec<String>) {
+    /// replacements, suffix included ("nick: ", "nick ", "/join "). Repeated Tabs cycle,
+    /// `backward` (Shift-Tab) the other way.
+    pub fn complete(&mut self, backward: bool, candidates: impl FnOnce(&str, bool) -> Vec<String>) {
         if let Some(c) = &mut self.completion {
             if c.candidates.len() > 1 {
-                c.next = (c.next + 1) % c.candidates.len();
+                let n = c.candidates.len();
+                c.next = if backward {
+                    (c.next + n - 1) % n
+                } else {
+                    (c.next + 1) % n
+                };
                 let (row, start, tail) = (c.row, c.start, c.tail.clone());
                 let choice = c.candidates[c.next].clone();
                 self.replace_word(row, start, &choice, &tail);
@@ -276,11 +282,11 @@ mod tests {
             assert!(start);
             vec!["alice: ".to_owned(), "alan: ".to_owned()]
         };
-        i.complete(cands);
+        i.complete(false, cands);
         assert_eq!(i.text(), "alice: ");
-        i.complete(|_, _| Vec::new());
+        i.complete(false, |_, _| Vec::new());
         assert_eq!(i.text(), "alan: ");
-        i.complete(|_, _| Vec::new());
+        i.complete(false, |_, _| Vec::new());
         assert_eq!(i.text(), "alice: ");
     }
 }

@@ -14,6 +14,8 @@ pub enum Action {
     Newline,
     /// Tab: complete a nick or a command.
     Complete,
+    /// Shift-Tab: the previous completion.
+    CompleteBack,
     /// Up: the previous input line (or the row above in a multi-line input).
     Up,
     /// Down: the next input line.
@@ -69,6 +71,7 @@ pub fn action(key: &KeyEvent) -> Option<Action> {
         KeyCode::Enter if alt => Action::Newline,
         KeyCode::Enter => Action::Submit,
         KeyCode::Tab => Action::Complete,
+        KeyCode::BackTab => Action::CompleteBack,
         KeyCode::Up if !ctrl && !alt => Action::Up,
         KeyCode::Down if !ctrl && !alt => Action::Down,
         KeyCode::PageUp => Action::PageUp,

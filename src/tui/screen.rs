@@ -669,7 +669,8 @@ impl Screen {
             Action::Quit => return vec![Effect::Quit],
             Action::Submit => return self.submit(),
             Action::Newline => self.input.newline(),
-            Action::Complete => self.complete(),
+            Action::Complete => self.complete(false),
+            Action::CompleteBack => self.complete(true),
             Action::Up => {
                 if self.input.on_first_row() {
                     self.input.history_prev();
@@ -766,13 +767,14 @@ impl Screen {
         }
     }
 
-    fn complete(&mut self) {
+    fn complete(&mut self, backward: bool) {
         let nicks: Vec<String> = self
             .current_lobby()
             .map(|l| l.members.values().cloned().collect())
             .unwrap_or_default();
-        self.input
-            .complete(|word, at_start| candidates(word, at_start, &nicks));
+        self.input.complete(backward, |word, at_start| {
+            candidates(word, at_start, &nicks)
+        });
     }
 
     /// Enter: the input line, understood and carried out.
