@@ -33,6 +33,25 @@ fn joined(pane: &Pane<'_>, n: usize, lobby: &str, deadline: Instant) {
     pane.wait_text(&format!("{n}:{lobby}"), deadline);
 }
 
+/// A screen for `nick` in its own tmux session (100×30), its files under `dir/nick`.
+fn screen<'a>(tmux: &'a Tmux, nick: &str, port: u16, dir: &Path, lobbies: &[&str]) -> Pane<'a> {
+    tmux.start(
+        nick,
+        (100, 30),
+        &client(nick, port, &dir.join(nick), lobbies),
+    )
+}
+
+/// A `--pipe` node for `nick` in `lobby`, its data under `dir/nick`.
+fn pipe_node(nick: &str, lobby: &str, port: u16, dir: &Path) -> Proc {
+    let mut cmd = Command::new(bin());
+    cmd.args(["--pipe", lobby, "--iface", "lo", "--nick", nick])
+        .args(["--port", &port.to_string()])
+        .arg("--data-dir")
+        .arg(dir.join(nick));
+    Proc::spawn(nick, cmd)
+}
+
 fn lobby(test: &str) -> String {
     format!("tui-{test}-{}", std::process::id())
 }
@@ -49,16 +68,8 @@ fn two_clients_chat_rename_and_quit() {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
     let room = lobby("chat");
-    let ann = tmux.start(
-        "ann",
-        (100, 30),
-        &client("ann", port, &tmp.path().join("ann"), &[&room]),
-    );
-    let bob = tmux.start(
-        "bob",
-        (100, 30),
-        &client("bob", port, &tmp.path().join("bob"), &[&room]),
-    );
+    let ann = screen(&tmux, "ann", port, tmp.path(), &[&room]);
+    let bob = screen(&tmux, "bob", port, tmp.path(), &[&room]);
     joined(&ann, 1, &room, deadline);
     joined(&bob, 1, &room, deadline);
     assert_eq!(
@@ -138,11 +149,7 @@ fn sigterm_exits_zero_and_restores_the_terminal() {
     let deadline = Instant::now() + DEADLINE;
     let tmp = tempfile::tempdir().unwrap();
     let room = lobby("sigterm");
-    let cyd = tmux.start(
-        "cyd",
-        (100, 30),
-        &client("cyd", free_port(), &tmp.path().join("cyd"), &[&room]),
-    );
+    let cyd = screen(&tmux, "cyd", free_port(), tmp.path(), &[&room]);
     joined(&cyd, 1, &room, deadline);
     // The pane runs `sh -c`: lobbycast is its child.
     let sh = cyd.format("#{pane_pid}");
@@ -177,20 +184,11 @@ fn escape_sequences_from_the_network_leave_the_screen_intact() {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
     let room = lobby("escape");
-    let ann = tmux.start(
-        "ann",
-        (100, 30),
-        &client("ann", port, &tmp.path().join("ann"), &[&room]),
-    );
+    let ann = screen(&tmux, "ann", port, tmp.path(), &[&room]);
     joined(&ann, 1, &room, deadline);
     let title = ann.format("#{pane_title}");
 
-    let mut cmd = Command::new(bin());
-    cmd.args(["--pipe", &room, "--iface", "lo", "--nick", "mallory"])
-        .args(["--port", &port.to_string()])
-        .arg("--data-dir")
-        .arg(tmp.path().join("mallory"));
-    let mut mallory = Proc::spawn("mallory", cmd);
+    let mut mallory = pipe_node("mallory", &room, port, tmp.path());
     mallory.wait_joined(deadline);
     mallory.send_lines([
         "first line stays",
@@ -227,19 +225,10 @@ fn join_switch_and_scroll_back() {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
     let (first, second) = (lobby("one"), lobby("two"));
-    let ann = tmux.start(
-        "ann",
-        (100, 30),
-        &client("ann", port, &tmp.path().join("ann"), &[&first]),
-    );
+    let ann = screen(&tmux, "ann", port, tmp.path(), &[&first]);
     joined(&ann, 1, &first, deadline);
 
-    let mut cmd = Command::new(bin());
-    cmd.args(["--pipe", &second, "--iface", "lo", "--nick", "writer"])
-        .args(["--port", &port.to_string()])
-        .arg("--data-dir")
-        .arg(tmp.path().join("writer"));
-    let mut writer = Proc::spawn("writer", cmd);
+    let mut writer = pipe_node("writer", &second, port, tmp.path());
     writer.wait_joined(deadline);
 
     ann.line(&format!("/join {second}"));
