@@ -314,6 +314,9 @@ fn render_bundle(b: &Bundle) -> Vec<String> {
         format!("signature = h'{}'", hex(&b.signature)),
         format!("packets = h'{}'", hex(&b.packets)),
     ]
+    .into_iter()
+    .chain(b.repairer.map(|r| format!("repairer = {}", id(r.0))))
+    .collect()
 }
 
 fn outcome(item: &Result<Decoded, DecodeError>) -> Expect {

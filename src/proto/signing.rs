@@ -52,15 +52,25 @@ pub enum OpenError {
     /// (requests, repairs, friend-link packets, bundles).
     #[error("a bundle holds a packet that is not its writer's own in its lobby")]
     Foreign,
+    /// The packets inside are of more than one kind, or a repair holds something else than
+    /// data.
+    #[error("a bundle mixes kinds, or a repair holds something else than data")]
+    Mixed,
 }
 
-/// Verifies a bundle, then decodes the packets inside: each must be a data, session or
-/// heartbeat packet of the bundle's lobby written by its source (PROTOCOL.md 4.12). Packets
-/// of kinds or versions this revision does not know are skipped, as in a datagram. Any other
-/// fault refuses the whole bundle.
+/// Verifies a bundle, then decodes the packets inside (see [`contents`]).
 pub fn open(b: &Bundle) -> Result<Vec<Packet>, OpenError> {
     verify(b)?;
-    let mut out = Vec::new();
+    contents(b)
+}
+
+/// Decodes the packets inside a bundle whose signature is known good: each must be a data,
+/// session or heartbeat packet of the bundle's lobby written by its source, all of one kind,
+/// and data if the bundle is a repair (PROTOCOL.md 4.12). Packets of kinds or versions this
+/// revision does not know are skipped, as in a datagram. Any other fault refuses the whole
+/// bundle.
+pub fn contents(b: &Bundle) -> Result<Vec<Packet>, OpenError> {
+    let mut out: Vec<Packet> = Vec::new();
     for item in wire::decode_datagram(&b.packets) {
         let p = match item? {
             Decoded::Packet(p) => p,
@@ -75,6 +85,12 @@ pub fn open(b: &Bundle) -> Result<Vec<Packet>, OpenError> {
         };
         if p.lobby != b.lobby || writer != b.source {
             return Err(OpenError::Foreign);
+        }
+        let same_kind = out
+            .first()
+            .is_none_or(|f| std::mem::discriminant(&f.body) == std::mem::discriminant(&p.body));
+        if !same_kind || (b.repairer.is_some() && !matches!(p.body, Body::Data(_))) {
+            return Err(OpenError::Mixed);
         }
         out.push(p);
     }
@@ -100,6 +116,7 @@ pub fn seal(key: &SigningKey, lobby: LobbyId, packets: Vec<u8>) -> Bundle {
         key: public,
         signature,
         packets,
+        repairer: None,
     }
 }
 
@@ -161,11 +178,28 @@ mod tests {
                 leaving: false,
             }),
         };
-        let own = vec![data(lobby, me, 1), data(lobby, me, 2), beat];
+        let own = vec![data(lobby, me, 1), data(lobby, me, 2)];
         let mut with_unknown = bytes_of(&own);
         // A kind of a later revision inside is skipped, as in a datagram.
         with_unknown.extend_from_slice(&[0x83, 0x01, 0x0c, 0x00]);
         assert_eq!(open(&seal(&key, lobby, with_unknown)), Ok(own.clone()));
+        let mut repair = seal(&key, lobby, bytes_of(&own));
+        repair.repairer = Some(PeerId(3));
+        assert_eq!(open(&repair), Ok(own.clone()), "the repairer is not signed");
+        let beats = vec![beat.clone()];
+        assert_eq!(
+            open(&seal(&key, lobby, bytes_of(&beats))),
+            Ok(beats.clone())
+        );
+        // One kind per bundle, and a repair holds data.
+        let mixed = vec![data(lobby, me, 1), beat];
+        assert_eq!(
+            open(&seal(&key, lobby, bytes_of(&mixed))),
+            Err(OpenError::Mixed)
+        );
+        let mut repaired_beat = seal(&key, lobby, bytes_of(&beats));
+        repaired_beat.repairer = Some(me);
+        assert_eq!(open(&repaired_beat), Err(OpenError::Mixed));
 
         let other = PeerId(me.0 ^ 1);
         let request = Packet {

@@ -471,12 +471,18 @@ impl<'a> Reader<'a> {
             .map_err(|_| DecodeError::Invalid("bundle signature length"))?;
         self.expect(a, "packets")?;
         let packets = self.bytes("packets")?;
+        let repairer = if self.more(a)? {
+            Some(self.peer("repairer")?)
+        } else {
+            None
+        };
         Ok(Bundle {
             lobby,
             source,
             key,
             signature,
             packets,
+            repairer,
         })
     }
 

@@ -276,6 +276,8 @@ pub struct Bundle {
     pub signature: [u8; 64],
     /// A CBOR sequence of the writer's packets, as signed.
     pub packets: Vec<u8>,
+    /// The member sending it again as a repair, if it is one; not signed.
+    pub repairer: Option<PeerId>,
 }
 
 /// One item of a datagram, decoded.
@@ -587,7 +589,7 @@ impl Bundle {
 
 impl Serialize for Bundle {
     fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        let mut t = ser.serialize_tuple(7)?;
+        let mut t = ser.serialize_tuple(7 + usize::from(self.repairer.is_some()))?;
         t.serialize_element(&VERSION)?;
         t.serialize_element(&kind::BUNDLE)?;
         t.serialize_element(&self.lobby)?;
@@ -595,6 +597,9 @@ impl Serialize for Bundle {
         t.serialize_element(serde_bytes::Bytes::new(&self.key))?;
         t.serialize_element(serde_bytes::Bytes::new(&self.signature))?;
         t.serialize_element(serde_bytes::Bytes::new(&self.packets))?;
+        if let Some(r) = &self.repairer {
+            t.serialize_element(r)?;
+        }
         t.end()
     }
 }
