@@ -24,7 +24,7 @@ use crate::command_line::{self, Input};
 use crate::proto::{Lobby, LobbyId, Message, Stats};
 
 /// Longest input line kept; the rest of a longer line is dropped (the protocol's limit,
-/// 64 KiB, refuses it anyway, with an `error` event).
+/// 60 KiB, refuses it anyway, with an `error` event).
 const MAX_LINE: usize = 1 << 20;
 
 /// Writes events as JSON lines to a writer (stdout), buffering until flushed.

@@ -188,7 +188,7 @@ fn reassembly_drops_are_reported_as_lost() {
                 nick: "half".into(),
                 frag_index: 0,
                 frag_count: 2,
-                body: vec![b'x'; 1024],
+                body: vec![b'x'; lobbycast::proto::wire::MAX_PIECE],
             }),
         };
         n.handle_datagram(start, from(), &p.to_bytes());

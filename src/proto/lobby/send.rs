@@ -181,7 +181,7 @@ impl LobbyState {
         // is the body's exact bytes: always for own messages (sent from valid UTF-8), and for
         // others' when no invalid byte was replaced. Lossy ones are not served as repairs
         // (their source or another holder can); pieces are cut as every sender cuts them,
-        // 1024 bytes but the last, which reassembly enforces.
+        // MAX_PIECE bytes but the last, which reassembly enforces.
         let exact = msg.source == sh.me || !msg.text.contains(char::REPLACEMENT_CHARACTER);
         let nick = truncate_at_char(&msg.nick, MAX_NICK);
         for (i, piece) in fragment::split(msg.text.as_bytes()).enumerate() {

@@ -20,8 +20,12 @@ pub const VERSION: u64 = 1;
 pub const MAX_DATAGRAM: usize = 1200;
 /// Longest nick on the wire, in bytes of UTF-8.
 pub const MAX_NICK: usize = 32;
-/// Largest body of one data packet (one fragment).
-pub const MAX_PIECE: usize = 1024;
+/// Largest body of one data packet (one fragment): small enough that the largest data packet
+/// fits a datagram inside a repair bundle (revision 1.3; 1024 before).
+pub const MAX_PIECE: usize = 960;
+/// Most bytes a bundle adds around its packets: its header, lobby, source, key, signature,
+/// the packets' length and a repairer (PROTOCOL.md 4.12).
+pub const BUNDLE_OVERHEAD: usize = 1 + 1 + 1 + 9 + 9 + (2 + 32) + (2 + 64) + 3 + 9;
 /// Most fragments of one message.
 pub const MAX_FRAGMENTS: u16 = 64;
 /// Largest message body: [`MAX_FRAGMENTS`] full pieces.
@@ -704,18 +708,32 @@ mod tests {
     }
 
     #[test]
-    fn a_full_repair_fits_a_datagram() {
+    fn the_largest_data_packet_fits_a_datagram_inside_a_repair_bundle() {
         let mut d = data(&[0xaa; MAX_PIECE]);
         d.nick = "n".repeat(MAX_NICK);
         d.frag_count = MAX_FRAGMENTS;
+        d.frag_index = MAX_FRAGMENTS - 1;
         d.seq = u64::MAX;
+        d.msg_id = MsgId(u64::MAX);
+        d.sent_at = u64::MAX;
         let p = Packet {
             lobby: LobbyId(u64::MAX),
-            body: Body::Repair {
-                repairer: PeerId(u64::MAX),
-                data: d,
-            },
+            body: Body::Data(d),
         };
-        assert!(p.to_bytes().len() <= MAX_DATAGRAM, "{}", p.to_bytes().len());
+        let bundle = Bundle {
+            lobby: LobbyId(u64::MAX),
+            source: PeerId(u64::MAX),
+            key: [0xff; 32],
+            signature: [0xff; 64],
+            packets: p.to_bytes(),
+            repairer: Some(PeerId(u64::MAX)),
+        };
+        let len = bundle.to_bytes().len();
+        assert_eq!(
+            len,
+            p.to_bytes().len() + BUNDLE_OVERHEAD,
+            "the overhead is exact"
+        );
+        assert!(len <= MAX_DATAGRAM, "{len}");
     }
 }
