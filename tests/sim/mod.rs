@@ -739,6 +739,11 @@ impl Sim {
     }
 
     fn transmit(&mut self, from: usize, dest: Dest, payload: Vec<u8>) {
+        assert!(
+            payload.len() <= wire::MAX_DATAGRAM,
+            "node {from} sent a datagram of {} bytes",
+            payload.len()
+        );
         self.traffic.datagrams += 1;
         let unicast = matches!(dest, Dest::Peer(_));
         if unicast {

@@ -12,9 +12,25 @@ use crate::proto::shared::Shared;
 use crate::proto::source::Source;
 use crate::proto::timers::Timer;
 use crate::proto::wire::{
-    Acked, Body, Echo, Heard, MAX_SESSION_ACKED, MAX_SESSION_ECHOES, MAX_SESSION_HEARD, Sent,
-    Session, flags,
+    Acked, BUNDLE_OVERHEAD, Body, Echo, Heard, MAX_DATAGRAM, MAX_SESSION_ACKED, MAX_SESSION_ECHOES,
+    MAX_SESSION_HEARD, Packet, Sent, Session, flags,
 };
+
+/// Encoded bytes of a `[peer, seq]` entry of a session's `heard` or `acked`.
+fn entry_len(peer: PeerId, seq: u64) -> usize {
+    1 + uint_len(peer.0) + uint_len(seq)
+}
+
+/// Encoded bytes of a CBOR unsigned integer.
+fn uint_len(v: u64) -> usize {
+    match v {
+        0..24 => 1,
+        24..0x100 => 2,
+        0x100..0x1_0000 => 3,
+        0x1_0000..0x1_0000_0000 => 5,
+        _ => 9,
+    }
+}
 
 /// Packets of each source given to a friend that starts taking part: the backlog (6.2).
 const CATCH_UP_PER_SOURCE: u64 = 64;
@@ -216,36 +232,6 @@ impl LobbyState {
             low: self.own_low(),
             next: self.next_seq,
         };
-        // Progress for the sources' flow control: those heard from most recently first.
-        let mut recent: Vec<(Instant, PeerId)> = self
-            .sources
-            .iter()
-            .map(|(id, s)| (s.last_active, *id))
-            .collect();
-        if recent.len() > MAX_SESSION_ACKED {
-            recent.select_nth_unstable_by(MAX_SESSION_ACKED - 1, |a, b| b.cmp(a));
-            recent.truncate(MAX_SESSION_ACKED);
-        }
-        recent.sort_unstable_by_key(|&(_, id)| id);
-        let acked: Vec<Acked> = recent
-            .into_iter()
-            .filter_map(|(_, id)| {
-                let src = self.sources.get_mut(&id)?;
-                let next = src.acked();
-                src.reported = Some(next);
-                src.reported_at = Some((now, src.top.unwrap_or(0)));
-                Some(Acked(id, next))
-            })
-            .collect();
-        // A report due now goes out with this session.
-        self.report_at = None;
-        let mut heard: Vec<Heard> = self
-            .sources
-            .iter()
-            .filter_map(|(id, s)| s.top.map(|t| Heard(*id, t)))
-            .collect();
-        heard.sort_unstable_by_key(|h| h.0);
-        let heard = rotate(&heard, &mut self.heard_rotation, MAX_SESSION_HEARD);
         let mut echoes: Vec<Echo> = self
             .peers
             .iter()
@@ -260,17 +246,81 @@ impl LobbyState {
             .collect();
         echoes.sort_unstable_by_key(|e| e.peer);
         let echoes = rotate(&echoes, &mut self.echo_rotation, MAX_SESSION_ECHOES);
-        Session {
+        let mut session = Session {
             sender: sh.me,
             nick: sh.nick.clone(),
             timestamp: sh.micros(now),
             sent,
-            heard,
+            heard: Vec::new(),
             echoes,
-            acked,
+            acked: Vec::new(),
             flags: 0,
             mheard: 0,
+        };
+        // The session goes in a bundle that must fit a datagram (PROTOCOL.md 4.12): with many
+        // sources, fewer entries go in each. Two list heads may grow by a byte each, and
+        // the flags and mheard of a friend's copy by ten.
+        let fixed = Packet {
+            lobby: self.id(),
+            body: Body::Session(session.clone()),
         }
+        .encoded_len();
+        let mut room = (MAX_DATAGRAM - BUNDLE_OVERHEAD).saturating_sub(fixed + 12);
+        let mut heard: Vec<Heard> = self
+            .sources
+            .iter()
+            .filter_map(|(id, s)| s.top.map(|t| Heard(*id, t)))
+            .collect();
+        heard.sort_unstable_by_key(|h| h.0);
+        let heard_size: usize = heard
+            .iter()
+            .take(MAX_SESSION_HEARD)
+            .map(|h| entry_len(h.0, h.1))
+            .sum();
+        // Progress for the sources' flow control first, those heard from most recently
+        // first, leaving heard entries at least two fifths of the room.
+        let mut recent: Vec<(Instant, PeerId)> = self
+            .sources
+            .iter()
+            .map(|(id, s)| (s.last_active, *id))
+            .collect();
+        recent.sort_unstable_by(|a, b| b.cmp(a));
+        let mut acked_room = room.saturating_sub(heard_size.min(room * 2 / 5));
+        let mut acked: Vec<Acked> = Vec::new();
+        for (_, id) in recent.into_iter().take(MAX_SESSION_ACKED) {
+            let Some(src) = self.sources.get_mut(&id) else {
+                continue;
+            };
+            let next = src.acked();
+            let len = entry_len(id, next);
+            if len > acked_room {
+                break;
+            }
+            acked_room -= len;
+            room -= len;
+            src.reported = Some(next);
+            src.reported_at = Some((now, src.top.unwrap_or(0)));
+            acked.push(Acked(id, next));
+        }
+        acked.sort_unstable_by_key(|a| a.0);
+        // A report due now goes out with this session.
+        self.report_at = None;
+        let total = heard.len();
+        let mut heard = rotate(&heard, &mut self.heard_rotation, MAX_SESSION_HEARD);
+        let mut used: usize = heard.iter().map(|h| entry_len(h.0, h.1)).sum();
+        let mut dropped = 0;
+        while used > room {
+            let Some(h) = heard.pop() else { break };
+            used -= entry_len(h.0, h.1);
+            dropped += 1;
+        }
+        if dropped > 0 && total > 0 {
+            // The entries left out come first next time.
+            self.heard_rotation = (self.heard_rotation + total - dropped % total) % total;
+        }
+        session.heard = heard;
+        session.acked = acked;
+        session
     }
 
     /// A session that came `via`; `share` is its share of the datagram's bytes. Returns the
