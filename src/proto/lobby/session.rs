@@ -278,7 +278,7 @@ impl LobbyState {
             .map(|h| entry_len(h.0, h.1))
             .sum();
         // Progress for the sources' flow control first, those heard from most recently
-        // first, leaving heard entries at least two fifths of the room.
+        // first, leaving heard entries what they need, up to two fifths of the room.
         let mut recent: Vec<(Instant, PeerId)> = self
             .sources
             .iter()
@@ -305,20 +305,30 @@ impl LobbyState {
         acked.sort_unstable_by_key(|a| a.0);
         // A report due now goes out with this session.
         self.report_at = None;
+        // Heard entries in rotation, as many as fit: the ones left out come first next time.
         let total = heard.len();
-        let mut heard = rotate(&heard, &mut self.heard_rotation, MAX_SESSION_HEARD);
-        let mut used: usize = heard.iter().map(|h| entry_len(h.0, h.1)).sum();
-        let mut dropped = 0;
-        while used > room {
-            let Some(h) = heard.pop() else { break };
-            used -= entry_len(h.0, h.1);
-            dropped += 1;
+        let start = if total == 0 {
+            0
+        } else {
+            self.heard_rotation % total
+        };
+        let mut used = 0;
+        for h in heard
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(total.min(MAX_SESSION_HEARD))
+        {
+            let len = entry_len(h.0, h.1);
+            if used + len > room {
+                break;
+            }
+            used += len;
+            session.heard.push(*h);
         }
-        if dropped > 0 && total > 0 {
-            // The entries left out come first next time.
-            self.heard_rotation = (self.heard_rotation + total - dropped % total) % total;
+        if total > 0 {
+            self.heard_rotation = (start + session.heard.len()) % total;
         }
-        session.heard = heard;
         session.acked = acked;
         session
     }
