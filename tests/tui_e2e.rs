@@ -52,6 +52,14 @@ fn pipe_node(nick: &str, lobby: &str, port: u16, dir: &Path) -> Proc {
     Proc::spawn(nick, cmd)
 }
 
+/// A test's tmux server (`None` when tmux is missing: the test is skipped), its deadline, a
+/// data directory and a free port.
+fn start(name: &str) -> Option<(Tmux, Instant, tempfile::TempDir, u16)> {
+    let tmux = Tmux::new(name)?;
+    let deadline = Instant::now() + DEADLINE;
+    Some((tmux, deadline, tempfile::tempdir().unwrap(), free_port()))
+}
+
 fn lobby(test: &str) -> String {
     format!("tui-{test}-{}", std::process::id())
 }
@@ -61,12 +69,9 @@ fn lobby(test: &str) -> String {
 /// the terminal back.
 #[test]
 fn two_clients_chat_rename_and_quit() {
-    let Some(tmux) = Tmux::new("chat") else {
+    let Some((tmux, deadline, tmp, port)) = start("chat") else {
         return;
     };
-    let deadline = Instant::now() + DEADLINE;
-    let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
     let room = lobby("chat");
     let ann = screen(&tmux, "ann", port, tmp.path(), &[&room]);
     let bob = screen(&tmux, "bob", port, tmp.path(), &[&room]);
@@ -143,13 +148,11 @@ fn two_clients_chat_rename_and_quit() {
 /// back.
 #[test]
 fn sigterm_exits_zero_and_restores_the_terminal() {
-    let Some(tmux) = Tmux::new("sigterm") else {
+    let Some((tmux, deadline, tmp, port)) = start("sigterm") else {
         return;
     };
-    let deadline = Instant::now() + DEADLINE;
-    let tmp = tempfile::tempdir().unwrap();
     let room = lobby("sigterm");
-    let cyd = screen(&tmux, "cyd", free_port(), tmp.path(), &[&room]);
+    let cyd = screen(&tmux, "cyd", port, tmp.path(), &[&room]);
     joined(&cyd, 1, &room, deadline);
     // The pane runs `sh -c`: lobbycast is its child.
     let sh = cyd.format("#{pane_pid}");
@@ -177,12 +180,9 @@ fn sigterm_exits_zero_and_restores_the_terminal() {
 /// the title stays, and the text is there with visible replacements.
 #[test]
 fn escape_sequences_from_the_network_leave_the_screen_intact() {
-    let Some(tmux) = Tmux::new("escape") else {
+    let Some((tmux, deadline, tmp, port)) = start("escape") else {
         return;
     };
-    let deadline = Instant::now() + DEADLINE;
-    let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
     let room = lobby("escape");
     let ann = screen(&tmux, "ann", port, tmp.path(), &[&room]);
     joined(&ann, 1, &room, deadline);
@@ -218,12 +218,9 @@ fn escape_sequences_from_the_network_leave_the_screen_intact() {
 /// lines with the MORE hint.
 #[test]
 fn join_switch_and_scroll_back() {
-    let Some(tmux) = Tmux::new("scroll") else {
+    let Some((tmux, deadline, tmp, port)) = start("scroll") else {
         return;
     };
-    let deadline = Instant::now() + DEADLINE;
-    let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
     let (first, second) = (lobby("one"), lobby("two"));
     let ann = screen(&tmux, "ann", port, tmp.path(), &[&first]);
     joined(&ann, 1, &first, deadline);
