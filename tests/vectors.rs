@@ -726,23 +726,30 @@ fn protocol_md_lobby_table_is_right() {
     );
 }
 
+/// The cases of a `|`-separated vector table: each non-blank, non-comment line of `file` as its
+/// line number and trimmed fields.
+fn table(file: &str) -> Vec<(usize, Vec<String>)> {
+    let text = fs::read_to_string(vectors_dir().join(file)).unwrap();
+    text.lines()
+        .enumerate()
+        .map(|(n, line)| (n + 1, line.trim()))
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+        .map(|(n, line)| (n, line.split('|').map(|f| f.trim().to_owned()).collect()))
+        .collect()
+}
+
 /// challenge-hashes.txt: h(L, N, F) of PROTOCOL.md 7.7, by the implementation and by the
 /// SipHash written out above, with the key words and byte order the spec states.
 #[test]
 fn challenge_hash_vectors_hold() {
-    let text = fs::read_to_string(vectors_dir().join("challenge-hashes.txt")).unwrap();
     let mut cases = 0;
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let v: Vec<u64> = line
-            .split('|')
-            .map(|f| parse_id(f.trim()).unwrap_or_else(|e| panic!("line {}: {e}", n + 1)))
+    for (n, fields) in table("challenge-hashes.txt") {
+        let v: Vec<u64> = fields
+            .iter()
+            .map(|f| parse_id(f).unwrap_or_else(|e| panic!("line {n}: {e}")))
             .collect();
         let [l, msg, friend, want] = v[..] else {
-            panic!("line {}: expected L | N | F | h", n + 1);
+            panic!("line {n}: expected L | N | F | h");
         };
         let mut key = [0u8; 16];
         key[..8].copy_from_slice(&l.to_le_bytes());
@@ -750,9 +757,9 @@ fn challenge_hash_vectors_hold() {
         let mut input = [0u8; 16];
         input[..8].copy_from_slice(&msg.to_le_bytes());
         input[8..].copy_from_slice(&friend.to_le_bytes());
-        assert_eq!(siphash24(&key, &input), want, "line {}: reference", n + 1);
+        assert_eq!(siphash24(&key, &input), want, "line {n}: reference");
         let got = lobbycast::proto::challenge::hash(LobbyId(l), MsgId(msg), PeerId(friend));
-        assert_eq!(got, want, "line {}: implementation", n + 1);
+        assert_eq!(got, want, "line {n}: implementation");
         cases += 1;
     }
     assert!(cases >= 4, "challenge-hashes.txt holds only {cases} cases");
@@ -774,18 +781,13 @@ fn bundle_signature_vectors_hold() {
     use ed25519_dalek::SigningKey;
     use lobbycast::proto::signing::{self, SignatureError};
 
-    let text = fs::read_to_string(vectors_dir().join("bundle-signature.txt")).unwrap();
     let mut cases = 0;
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let f: Vec<&str> = line.split('|').map(str::trim).collect();
+    for (n, fields) in table("bundle-signature.txt") {
+        let f: Vec<&str> = fields.iter().map(String::as_str).collect();
         let [seed, key, peer, lobby, packets, signature] = f[..] else {
-            panic!("line {}: expected six fields", n + 1);
+            panic!("line {n}: expected six fields");
         };
-        let at = format!("line {}", n + 1);
+        let at = format!("line {n}");
         let seed: [u8; 32] = unhex(seed).try_into().expect("32-byte seed");
         let id_of = |h: &str| u64::from_str_radix(h, 16).unwrap_or_else(|e| panic!("{h}: {e}"));
         let lobby = LobbyId(id_of(lobby));
