@@ -10,6 +10,7 @@ pub mod config_file;
 pub mod display;
 pub mod history;
 pub mod identity;
+pub mod known_peers;
 pub mod lease;
 pub mod net;
 pub mod pipe;
