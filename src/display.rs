@@ -52,6 +52,30 @@ pub fn nick_colour(peer: PeerId, palette: usize) -> usize {
     (h % palette.max(1) as u64) as usize
 }
 
+/// Hex digits of a peer id shown after a nick that several members use (`ann#3fa2`): 4, or
+/// as many more as it takes to tell `peers` apart when their first 4 digits collide (16 bits
+/// collide often enough among many members).
+pub fn fingerprint_digits(peers: &[PeerId]) -> usize {
+    let mut distinct: Vec<u64> = peers.iter().map(|p| p.0).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    (4..16)
+        .find(|&d| {
+            let mut prefixes: Vec<u64> = distinct.iter().map(|v| v >> (64 - 4 * d)).collect();
+            prefixes.dedup();
+            prefixes.len() == distinct.len()
+        })
+        .unwrap_or(16)
+}
+
+/// The first `digits` hex digits of `peer`'s id (4 to 16): the suffix that tells members using
+/// one nick apart.
+pub fn fingerprint(peer: PeerId, digits: usize) -> String {
+    let mut id = peer.to_string();
+    id.truncate(digits.clamp(4, 16));
+    id
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +108,30 @@ mod tests {
         assert_eq!(nick_colour(PeerId(0x9d04_e6a2_17c3_5bf0), 16), 5);
         assert_eq!(nick_colour(PeerId(7), 1), 0);
         assert_eq!(nick_colour(PeerId(7), 0), 0);
+    }
+
+    #[test]
+    fn fingerprints_grow_until_they_tell_peers_apart() {
+        let a = PeerId(0x3fa2_c1d0_9e8b_7a65);
+        let b = PeerId(0x9b01_e4f2_a3c4_d5e6);
+        assert_eq!(fingerprint_digits(&[a, b]), 4);
+        assert_eq!(fingerprint(a, 4), "3fa2");
+        assert_eq!(fingerprint_digits(&[a]), 4);
+        assert_eq!(fingerprint_digits(&[a, a]), 4, "one peer twice is one peer");
+        let c = PeerId(0x3fa2_c1ff_0000_0000);
+        assert_eq!(fingerprint_digits(&[a, b, c]), 7);
+        assert_eq!(
+            (fingerprint(a, 7), fingerprint(c, 7)),
+            ("3fa2c1d".into(), "3fa2c1f".into())
+        );
+        let d = PeerId(0x3fa2_c1d0_9e8b_7a64);
+        assert_eq!(fingerprint_digits(&[a, d]), 16);
+        assert_eq!(fingerprint(d, 16), "3fa2c1d09e8b7a64");
+        assert_eq!(
+            fingerprint(PeerId(0xab), 2),
+            "0000",
+            "never fewer than 4 digits"
+        );
     }
 
     use proptest::prelude::*;
