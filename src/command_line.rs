@@ -19,6 +19,9 @@ pub enum Input {
     Nick(String),
     /// `/who [LOBBY]`: the members of the named lobby, else of the current one.
     Who(Option<String>),
+    /// `/trust NICK`: accept the new keys flagged for NICK (`NICK#HEX`: the one whose peer id
+    /// starts with HEX).
+    Trust(String),
     /// `/list`: the lobbies joined, with their members and unread counts.
     List,
     /// `/friend add ADDR:PORT`.
@@ -78,6 +81,11 @@ pub const COMMANDS: &[CommandHelp] = &[
         name: "who",
         usage: "/who [LOBBY]",
         help: "list the members of a lobby",
+    },
+    CommandHelp {
+        name: "trust",
+        usage: "/trust NICK",
+        help: "accept the new key of a nick shown with (new key!)",
     },
     CommandHelp {
         name: "list",
@@ -173,6 +181,13 @@ pub fn parse(line: &str) -> Result<Option<Input>, String> {
             Input::Me(args.to_owned())
         }
         "who" | "names" => Input::Who(optional_word("lobby")?),
+        // The rest of the line: a nick may hold spaces.
+        "trust" => {
+            if args.is_empty() {
+                return Err(format!("/trust: nick missing; usage: {}", usage("trust")));
+            }
+            Input::Trust(args.to_owned())
+        }
         "list" => no_args(Input::List)?,
         "friend" | "friends" => {
             let words: Vec<&str> = args.split_whitespace().collect();
@@ -240,6 +255,10 @@ mod tests {
             Some(Input::Help(Some("nick".into())))
         );
         assert_eq!(parse("/quit").unwrap(), Some(Input::Quit));
+        assert_eq!(
+            parse("/trust  ann smith ").unwrap(),
+            Some(Input::Trust("ann smith".into()))
+        );
     }
 
     #[test]
@@ -253,6 +272,8 @@ mod tests {
             "/friend wave",
             "/me",
             "/clear now",
+            "/trust",
+            "/trust   ",
         ] {
             let e = parse(bad).unwrap_err();
             assert!(!e.contains('\n') && !e.is_empty(), "{bad}: {e}");

@@ -6,11 +6,18 @@
 //! a script that counts deliveries is not misled by a restart. Own messages are not printed.
 //! Other events: `joined` (the node is ready, also after `/join`), `parted`, `peer_joined`,
 //! `peer_left`, `nick`, `own_nick`, `lost`, `error` (a line that could not be sent),
-//! `command_error` (a bad `/command`), `members`, `friends`, `friend`, `friend_lobby`,
-//! `status` and `stats` (at exit and on SIGUSR1).
+//! `command_error` (a bad `/command`), `members`, `trusted` (the answer to `/trust`: `nick`
+//! and the `peers` whose keys it accepted, none if there was no new key), `friends`,
+//! `friend`, `friend_lobby`, `status` and `stats` (at exit and on SIGUSR1).
+//!
+//! `message`, `peer_joined` and `nick` lines, and the entries of `members`, carry
+//! `"key_changed": true` when the nick is known with other keys and the peer's key is not
+//! accepted for it ([`crate::known_peers`]), until `/trust NICK`; the field is left out
+//! otherwise.
 //!
 //! A line starting with `/` is a command of [`crate::command_line`] (`/join`, `/part`,
-//! `/nick`, `/me`, `/who`, `/list`, `/friend`, `/status`, `/quit`); `//text` sends `/text`.
+//! `/nick`, `/me`, `/who`, `/trust`, `/list`, `/friend`, `/status`, `/quit`); `//text` sends
+//! `/text`.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -74,6 +81,13 @@ struct MessageLine<'a> {
     late: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     own: Option<bool>,
+    #[serde(skip_serializing_if = "is_false")]
+    key_changed: bool,
+}
+
+/// Flags are left out when false: a script tests for their presence.
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl<'a> MessageLine<'a> {
@@ -89,6 +103,7 @@ impl<'a> MessageLine<'a> {
             seq: m.seq,
             late: m.late,
             own,
+            key_changed: false,
         }
     }
 }
@@ -100,6 +115,8 @@ struct PeerLine<'a> {
     peer: Hex,
     #[serde(skip_serializing_if = "Option::is_none")]
     nick: Option<&'a str>,
+    #[serde(skip_serializing_if = "is_false")]
+    key_changed: bool,
 }
 
 #[derive(Serialize)]
@@ -168,6 +185,15 @@ struct OwnNickLine<'a> {
 struct Member<'a> {
     peer: Hex,
     nick: &'a str,
+    #[serde(skip_serializing_if = "is_false")]
+    key_changed: bool,
+}
+
+#[derive(Serialize)]
+struct TrustedLine<'a> {
+    event: &'static str,
+    nick: &'a str,
+    peers: Vec<Hex>,
 }
 
 #[derive(Serialize)]
@@ -239,32 +265,50 @@ impl<W: Write> Frontend for PipeFrontend<W> {
             AppEvent::History { lobby, msg, own } => {
                 self.line(&MessageLine::new("history", &lobby.name, msg, Some(own)))
             }
-            AppEvent::Message { lobby, msg } => {
-                self.line(&MessageLine::new("message", &lobby.name, msg, None))
-            }
+            AppEvent::Message {
+                lobby,
+                msg,
+                key_changed,
+            } => self.line(&MessageLine {
+                key_changed,
+                ..MessageLine::new("message", &lobby.name, msg, None)
+            }),
             AppEvent::Sent { .. } => {}
             AppEvent::SendFailed { lobby, error } => self.line(&ErrorLine {
                 event: "error",
                 lobby: &lobby.name,
                 error: &error,
             }),
-            AppEvent::PeerJoined { lobby, peer, nick } => self.line(&PeerLine {
+            AppEvent::PeerJoined {
+                lobby,
+                peer,
+                nick,
+                key_changed,
+            } => self.line(&PeerLine {
                 event: "peer_joined",
                 lobby: &lobby.name,
                 peer: Hex(peer.0),
                 nick: Some(nick),
+                key_changed,
             }),
-            AppEvent::NickChanged { lobby, peer, nick } => self.line(&PeerLine {
+            AppEvent::NickChanged {
+                lobby,
+                peer,
+                nick,
+                key_changed,
+            } => self.line(&PeerLine {
                 event: "nick",
                 lobby: &lobby.name,
                 peer: Hex(peer.0),
                 nick: Some(nick),
+                key_changed,
             }),
             AppEvent::PeerLeft { lobby, peer } => self.line(&PeerLine {
                 event: "peer_left",
                 lobby: &lobby.name,
                 peer: Hex(peer.0),
                 nick: None,
+                key_changed: false,
             }),
             AppEvent::Lost {
                 lobby,
@@ -309,7 +353,11 @@ impl<W: Write> Frontend for PipeFrontend<W> {
                 event: "own_nick",
                 nick,
             }),
-            AppEvent::Members { lobby, members } => self.line(&MembersLine {
+            AppEvent::Members {
+                lobby,
+                members,
+                key_changed,
+            } => self.line(&MembersLine {
                 event: "members",
                 lobby: &lobby.name,
                 members: members
@@ -317,8 +365,14 @@ impl<W: Write> Frontend for PipeFrontend<W> {
                     .map(|(p, n)| Member {
                         peer: Hex(p.0),
                         nick: n,
+                        key_changed: key_changed.contains(p),
                     })
                     .collect(),
+            }),
+            AppEvent::Trusted { nick, peers } => self.line(&TrustedLine {
+                event: "trusted",
+                nick,
+                peers: peers.iter().map(|p| Hex(p.0)).collect(),
             }),
             AppEvent::Friends { friends } => self.line(&FriendsLine {
                 event: "friends",
@@ -495,6 +549,7 @@ impl Lines {
                 Err(error) => Command::Invalid { error },
             },
             Input::Nick(nick) => Command::Nick { nick },
+            Input::Trust(nick) => Command::Trust { nick },
             Input::Who(name) => match lobby_of(name, self.current) {
                 Ok(lobby) => Command::Who { lobby },
                 Err(error) => Command::Invalid { error },
@@ -608,6 +663,7 @@ mod tests {
         f.event(AppEvent::Message {
             lobby: &lobby,
             msg: &msg,
+            key_changed: false,
         });
         assert!(f.out.is_empty(), "nothing is written before flush");
         f.flush().unwrap();
@@ -620,5 +676,86 @@ mod tests {
         assert_eq!(v["text"], "hi \"there\"\n");
         assert_eq!(v["id"], "00000000000000ab");
         assert_eq!(v["sent_at"], 1_767_000_000_123u64);
+        assert!(v.get("key_changed").is_none(), "left out when false: {v}");
+    }
+
+    #[test]
+    fn new_keys_are_flagged_and_trust_answers_with_the_keys() {
+        let lobby = crate::proto::Lobby::new("general").unwrap();
+        let peer = crate::proto::PeerId(0x9b01_e4f2_a3c4_d5e6);
+        let msg = Message {
+            lobby: lobby.id,
+            source: peer,
+            seq: 0,
+            msg_id: crate::proto::MsgId(1),
+            sent_at: 1,
+            nick: "ann".into(),
+            text: "hi".into(),
+            late: false,
+        };
+        let mut f = PipeFrontend::new(Vec::new());
+        f.event(AppEvent::Message {
+            lobby: &lobby,
+            msg: &msg,
+            key_changed: true,
+        });
+        for (key_changed, nick) in [(true, "ann"), (false, "bob")] {
+            f.event(AppEvent::PeerJoined {
+                lobby: &lobby,
+                peer,
+                nick,
+                key_changed,
+            });
+            f.event(AppEvent::NickChanged {
+                lobby: &lobby,
+                peer,
+                nick,
+                key_changed,
+            });
+        }
+        let members = [
+            (peer, "ann".to_owned()),
+            (crate::proto::PeerId(1), "ann".into()),
+        ];
+        f.event(AppEvent::Members {
+            lobby: &lobby,
+            members: &members,
+            key_changed: &[peer],
+        });
+        f.event(AppEvent::Trusted {
+            nick: "ann",
+            peers: &[peer],
+        });
+        f.event(AppEvent::Trusted {
+            nick: "bob",
+            peers: &[],
+        });
+        f.flush().unwrap();
+        let lines: Vec<serde_json::Value> = String::from_utf8(f.out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let flags: Vec<(&str, Option<bool>)> = lines[..5]
+            .iter()
+            .map(|v| (v["event"].as_str().unwrap(), v["key_changed"].as_bool()))
+            .collect();
+        assert_eq!(
+            flags,
+            [
+                ("message", Some(true)),
+                ("peer_joined", Some(true)),
+                ("nick", Some(true)),
+                ("peer_joined", None),
+                ("nick", None),
+            ]
+        );
+        assert_eq!(lines[5]["members"][0]["key_changed"], true);
+        assert!(lines[5]["members"][1].get("key_changed").is_none());
+        assert_eq!(
+            lines[6],
+            serde_json::json!({"event": "trusted", "nick": "ann", "peers": ["9b01e4f2a3c4d5e6"]})
+        );
+        assert_eq!(lines[7]["peers"], serde_json::json!([]));
     }
 }

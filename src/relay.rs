@@ -27,23 +27,38 @@ impl Frontend for RelayFrontend {
             AppEvent::History { .. }
             | AppEvent::Sent { .. }
             | AppEvent::Members { .. }
+            | AppEvent::Trusted { .. }
             | AppEvent::Friends { .. }
             | AppEvent::Status(_) => {}
             AppEvent::Parted { lobby } => tracing::info!(lobby = %lobby.name, "left"),
             AppEvent::CommandFailed { error } => tracing::warn!(error, "command failed"),
             AppEvent::OwnNick { nick } => tracing::info!(nick, "nick changed"),
-            AppEvent::Message { lobby, msg } => {
+            AppEvent::Message {
+                lobby,
+                msg,
+                key_changed,
+            } => {
                 tracing::debug!(lobby = %lobby.name, nick = ?msg.nick, source = %msg.source,
-                    seq = msg.seq, bytes = msg.text.len(), "message");
+                    seq = msg.seq, bytes = msg.text.len(), key_changed, "message");
             }
             AppEvent::SendFailed { lobby, error } => {
                 tracing::warn!(lobby = %lobby.name, error, "send failed");
             }
-            AppEvent::PeerJoined { lobby, peer, nick } => {
-                tracing::info!(lobby = %lobby.name, %peer, nick, "member joined");
+            AppEvent::PeerJoined {
+                lobby,
+                peer,
+                nick,
+                key_changed,
+            } => {
+                tracing::info!(lobby = %lobby.name, %peer, nick, key_changed, "member joined");
             }
-            AppEvent::NickChanged { lobby, peer, nick } => {
-                tracing::info!(lobby = %lobby.name, %peer, nick, "nick changed");
+            AppEvent::NickChanged {
+                lobby,
+                peer,
+                nick,
+                key_changed,
+            } => {
+                tracing::info!(lobby = %lobby.name, %peer, nick, key_changed, "nick changed");
             }
             AppEvent::PeerLeft { lobby, peer } => {
                 tracing::info!(lobby = %lobby.name, %peer, "member left");

@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use common::{DEADLINE, Proc, assert_exactly_once, bin, check_message_fields, free_port, has_all};
+use serde_json::Value;
 
 /// A lobby name of this test alone, so tests running at once do not meet.
 fn lobby(test: &str) -> String {
@@ -402,4 +403,119 @@ fn pipe_commands_join_nick_who_part_and_quit() {
     bob.close_stdin();
     bob.signal(libc::SIGTERM);
     bob.wait_exit(deadline);
+}
+
+/// Trust on first use, with three processes: two use the nick `ann`. The third accepts the
+/// key it saw first with the nick and flags the other (`key_changed`) on its join and its
+/// messages, until `/trust ann`; the accepted keys are in its `known-peers` file, so after a
+/// restart neither is flagged.
+#[test]
+fn a_second_key_for_a_known_nick_is_flagged_until_trusted() {
+    let deadline = Instant::now() + DEADLINE;
+    let tmp = tempfile::tempdir().unwrap();
+    let (lobby, port) = (lobby("tofu"), port());
+    let ann = |who: &str| {
+        let mut cmd = Command::new(bin());
+        cmd.args([
+            "--pipe", &lobby, "--iface", "lo", "--port", &port, "--nick", "ann",
+        ])
+        .arg("--data-dir")
+        .arg(tmp.path().join(who));
+        Proc::spawn(who, cmd)
+    };
+    let cyd_dir = tmp.path().join("cyd");
+    let mut cyd = node("cyd", &lobby, &port, &cyd_dir, &[]);
+    let cyd_id = cyd.wait_joined(deadline);
+    let joined = |p: &mut Proc, id: &str, what: &str| {
+        p.wait_for(deadline, what, |s| {
+            s.iter()
+                .any(|v| v["event"] == "peer_joined" && v["peer"] == id)
+        });
+        p.events("peer_joined")
+            .into_iter()
+            .find(|v| v["peer"] == id)
+            .cloned()
+            .unwrap()
+    };
+    let said = |p: &mut Proc, text: &str| {
+        p.wait_for(deadline, text, |s| {
+            s.iter()
+                .any(|v| v["event"] == "message" && v["text"] == text)
+        });
+        p.events("message")
+            .into_iter()
+            .find(|v| v["text"] == text)
+            .cloned()
+            .unwrap()
+    };
+
+    let mut first = ann("ann-first");
+    let first_id = first.wait_joined(deadline);
+    let join = joined(&mut cyd, &first_id, "the first ann");
+    assert!(join.get("key_changed").is_none(), "first seen: {join}");
+    let mut second = ann("ann-second");
+    let second_id = second.wait_joined(deadline);
+    let join = joined(&mut cyd, &second_id, "the second ann");
+    assert_eq!(join["nick"], "ann");
+    assert_eq!(join["key_changed"], true, "{join}");
+
+    second.send_lines(["it is me, ann"]);
+    first.send_lines(["the first ann"]);
+    let m = said(&mut cyd, "it is me, ann");
+    assert_eq!(m["source"], second_id.as_str());
+    assert_eq!(m["key_changed"], true, "{m}");
+    let m = said(&mut cyd, "the first ann");
+    assert!(m.get("key_changed").is_none(), "{m}");
+
+    cyd.send_lines(["/who", "/trust ann", "/trust ann"]);
+    cyd.wait_for(deadline, "two answers to /trust", |s| {
+        s.iter().filter(|v| v["event"] == "trusted").count() == 2
+    });
+    let members = cyd.events("members")[0].clone();
+    let flagged: Vec<&Value> = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["key_changed"] == true)
+        .collect();
+    assert_eq!(flagged.len(), 1, "{members}");
+    assert_eq!(flagged[0]["peer"], second_id.as_str());
+    let answers = cyd.events("trusted");
+    assert_eq!(answers[0]["nick"], "ann");
+    assert_eq!(answers[0]["peers"], serde_json::json!([second_id]));
+    assert_eq!(
+        answers[1]["peers"],
+        serde_json::json!([]),
+        "no new key left"
+    );
+
+    second.send_lines(["trusted now"]);
+    let m = said(&mut cyd, "trusted now");
+    assert!(m.get("key_changed").is_none(), "{m}");
+
+    cyd.signal(libc::SIGTERM);
+    assert!(cyd.wait_exit(deadline).success());
+    let file = fs::read_to_string(cyd_dir.join("known-peers")).unwrap();
+    for (nick, id) in [("ann", &first_id), ("ann", &second_id), ("cyd", &cyd_id)] {
+        assert!(
+            file.lines()
+                .any(|l| l.starts_with(&format!("{nick}\t{id}\t"))),
+            "{nick} {id} accepted:\n{file}"
+        );
+    }
+
+    // Restarted, it knows both keys of ann.
+    let mut cyd = node("cyd", &lobby, &port, &cyd_dir, &[]);
+    cyd.wait_joined(deadline);
+    let join = joined(&mut cyd, &second_id, "the second ann after the restart");
+    assert!(join.get("key_changed").is_none(), "{join}");
+    second.send_lines(["still me"]);
+    let m = said(&mut cyd, "still me");
+    assert!(m.get("key_changed").is_none(), "{m}");
+
+    for p in [&mut cyd, &mut first, &mut second] {
+        p.close_stdin();
+        p.signal(libc::SIGTERM);
+        assert!(p.wait_exit(deadline).success(), "{}", p.name);
+    }
 }

@@ -40,6 +40,12 @@ pub enum Command {
         /// Which.
         lobby: LobbyId,
     },
+    /// Accept the new keys flagged for a nick (answered by [`AppEvent::Trusted`]); see
+    /// [`crate::known_peers::KnownPeers::trust`].
+    Trust {
+        /// The nick, as typed: `NICK`, or `NICK#HEX` for one of its keys.
+        nick: String,
+    },
     /// Add a friend (PROTOCOL.md 7.1); answered by [`AppEvent::Friends`].
     AddFriend {
         /// Its unicast address.
@@ -126,6 +132,9 @@ pub enum AppEvent<'a> {
         lobby: &'a Lobby,
         /// The message.
         msg: &'a Message,
+        /// Its nick is known with other keys and its writer's is not accepted for it
+        /// ([`crate::known_peers`]).
+        key_changed: bool,
     },
     /// A message this node sent (already in the history, its datagrams handed to the
     /// network).
@@ -160,6 +169,8 @@ pub enum AppEvent<'a> {
         peer: PeerId,
         /// Its nick.
         nick: &'a str,
+        /// The nick is known with other keys, and this one is not accepted for it.
+        key_changed: bool,
     },
     /// A member changed its nick.
     NickChanged {
@@ -169,6 +180,8 @@ pub enum AppEvent<'a> {
         peer: PeerId,
         /// Its new nick.
         nick: &'a str,
+        /// The new nick is known with other keys, and this one is not accepted for it.
+        key_changed: bool,
     },
     /// A member left, or was not heard for the peer timeout.
     PeerLeft {
@@ -183,6 +196,16 @@ pub enum AppEvent<'a> {
         lobby: &'a Lobby,
         /// Who, with their nicks.
         members: &'a [(PeerId, String)],
+        /// Those of them whose key is not accepted for their nick.
+        key_changed: &'a [PeerId],
+    },
+    /// The answer to [`Command::Trust`]: the keys now accepted for a nick; none if it had no
+    /// new key.
+    Trusted {
+        /// The nick.
+        nick: &'a str,
+        /// The keys accepted.
+        peers: &'a [PeerId],
     },
     /// Packets of a member that could not be recovered.
     Lost {
@@ -238,9 +261,15 @@ pub trait Frontend {
     fn flush(&mut self) -> io::Result<()>;
 }
 
-/// An owned [`AppEvent`], for a frontend on another thread (the screen).
+/// An owned [`AppEvent`], for a frontend on another thread (the screen); made by
+/// [`OwnedEvent::push_from`].
+///
+/// A new key travels as its own event, [`OwnedEvent::NewKey`], before the events it flags,
+/// rather than as a field of each: the screen keeps the flag until [`OwnedEvent::Trusted`]
+/// (a key stays new until then), and the message variant keeps the shape that other code
+/// (the screen benchmark) builds.
 #[derive(Clone, Debug, PartialEq)]
-#[allow(missing_docs)] // The variants and fields are those of `AppEvent`.
+#[allow(missing_docs)] // The variants and fields are those of `AppEvent`, but for `NewKey`.
 pub enum OwnedEvent {
     Joined {
         lobby: Lobby,
@@ -292,6 +321,16 @@ pub enum OwnedEvent {
         lobby: Lobby,
         members: Vec<(PeerId, String)>,
     },
+    /// `peer` uses `nick`, which is known with other keys, and its key is not accepted for
+    /// it: the events that follow about `peer` under `nick` are flagged, until `Trusted`.
+    NewKey {
+        peer: PeerId,
+        nick: String,
+    },
+    Trusted {
+        nick: String,
+        peers: Vec<PeerId>,
+    },
     Lost {
         lobby: Lobby,
         source: PeerId,
@@ -318,9 +357,15 @@ pub enum OwnedEvent {
     Stats(Box<Stats>),
 }
 
-impl From<AppEvent<'_>> for OwnedEvent {
-    fn from(ev: AppEvent<'_>) -> Self {
-        match ev {
+impl OwnedEvent {
+    /// Appends the owned copy of `ev` to `out`, preceded by a [`OwnedEvent::NewKey`] for each
+    /// key it flags.
+    pub fn push_from(ev: AppEvent<'_>, out: &mut Vec<OwnedEvent>) {
+        let new_key = |peer: PeerId, nick: &str| OwnedEvent::NewKey {
+            peer,
+            nick: nick.to_owned(),
+        };
+        let owned = match ev {
             AppEvent::Joined {
                 lobby,
                 peer,
@@ -340,10 +385,19 @@ impl From<AppEvent<'_>> for OwnedEvent {
                 msg: msg.clone(),
                 own,
             },
-            AppEvent::Message { lobby, msg } => OwnedEvent::Message {
-                lobby: lobby.clone(),
-                msg: msg.clone(),
-            },
+            AppEvent::Message {
+                lobby,
+                msg,
+                key_changed,
+            } => {
+                if key_changed {
+                    out.push(new_key(msg.source, &msg.nick));
+                }
+                OwnedEvent::Message {
+                    lobby: lobby.clone(),
+                    msg: msg.clone(),
+                }
+            }
             AppEvent::Sent { lobby, msg } => OwnedEvent::Sent {
                 lobby: lobby.clone(),
                 msg: msg.clone(),
@@ -356,23 +410,58 @@ impl From<AppEvent<'_>> for OwnedEvent {
             AppEvent::OwnNick { nick } => OwnedEvent::OwnNick {
                 nick: nick.to_owned(),
             },
-            AppEvent::PeerJoined { lobby, peer, nick } => OwnedEvent::PeerJoined {
-                lobby: lobby.clone(),
+            AppEvent::PeerJoined {
+                lobby,
                 peer,
-                nick: nick.to_owned(),
-            },
-            AppEvent::NickChanged { lobby, peer, nick } => OwnedEvent::NickChanged {
-                lobby: lobby.clone(),
+                nick,
+                key_changed,
+            } => {
+                if key_changed {
+                    out.push(new_key(peer, nick));
+                }
+                OwnedEvent::PeerJoined {
+                    lobby: lobby.clone(),
+                    peer,
+                    nick: nick.to_owned(),
+                }
+            }
+            AppEvent::NickChanged {
+                lobby,
                 peer,
-                nick: nick.to_owned(),
-            },
+                nick,
+                key_changed,
+            } => {
+                if key_changed {
+                    out.push(new_key(peer, nick));
+                }
+                OwnedEvent::NickChanged {
+                    lobby: lobby.clone(),
+                    peer,
+                    nick: nick.to_owned(),
+                }
+            }
             AppEvent::PeerLeft { lobby, peer } => OwnedEvent::PeerLeft {
                 lobby: lobby.clone(),
                 peer,
             },
-            AppEvent::Members { lobby, members } => OwnedEvent::Members {
-                lobby: lobby.clone(),
-                members: members.to_vec(),
+            AppEvent::Members {
+                lobby,
+                members,
+                key_changed,
+            } => {
+                for (peer, nick) in members {
+                    if key_changed.contains(peer) {
+                        out.push(new_key(*peer, nick));
+                    }
+                }
+                OwnedEvent::Members {
+                    lobby: lobby.clone(),
+                    members: members.to_vec(),
+                }
+            }
+            AppEvent::Trusted { nick, peers } => OwnedEvent::Trusted {
+                nick: nick.to_owned(),
+                peers: peers.to_vec(),
             },
             AppEvent::Lost {
                 lobby,
@@ -399,7 +488,8 @@ impl From<AppEvent<'_>> for OwnedEvent {
             },
             AppEvent::Status(s) => OwnedEvent::Status(s.clone()),
             AppEvent::Stats(s) => OwnedEvent::Stats(Box::new(s.clone())),
-        }
+        };
+        out.push(owned);
     }
 }
 
@@ -426,7 +516,7 @@ impl ChannelFrontend {
 
 impl Frontend for ChannelFrontend {
     fn event(&mut self, ev: AppEvent<'_>) {
-        self.batch.push(ev.into());
+        OwnedEvent::push_from(ev, &mut self.batch);
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::history::{History, HistoryError, SYNC_INTERVAL};
 use crate::identity::{DataDir, DataDirError, random_u64};
+use crate::known_peers::{self, Dirty, KnownPeers};
 use crate::lease::SeqLease;
 use crate::net::unicast::SendOptions;
 use crate::net::{Family, GroupSocket, Iface, IfaceError, UnicastSocket};
@@ -256,6 +257,8 @@ pub struct App {
     /// full. Input is not read while any wait, so a fast writer is slowed down, never
     /// dropped; commands wait their turn, so `/nick` after a text does not rename it.
     waiting: VecDeque<Pending>,
+    /// The keys accepted for each nick (`DATA/known-peers`): which members are flagged.
+    known: KnownPeers,
 }
 
 /// An input taken but not carried out yet.
@@ -270,6 +273,7 @@ impl App {
     pub fn start(cfg: AppConfig) -> Result<App, AppError> {
         let data_dir = DataDir::open(&cfg.data_dir)?;
         let me = data_dir.peer_id();
+        let mut known = KnownPeers::open(&data_dir.path().join(known_peers::FILE_NAME));
         let iface = Iface::select(cfg.iface.as_deref())?;
         let family = match (cfg.family, cfg.bind) {
             (Family::Auto, Some(b)) if b.is_ipv6() => Family::V6,
@@ -311,6 +315,8 @@ impl App {
             random_seed(),
         )?;
         node.set_multicast(cfg.multicast);
+        // Own nick with own key: another key using it is flagged.
+        known.accept(node.nick(), me, unix_ms() / 1000);
         if !cfg.multicast {
             tracing::info!("multicast off: lobbies reach friends only");
         }
@@ -356,6 +362,7 @@ impl App {
             recv_buf: vec![0; RECV_BUF],
             loaded: Vec::new(),
             waiting: VecDeque::new(),
+            known,
         };
         for lobby in &cfg.lobbies {
             let (i, got) = app.open_lobby(lobby, now)?;
@@ -492,6 +499,10 @@ impl App {
         let mut linger_at: Option<Instant> = None;
         let mut sync_at: Option<Instant> = None;
         let mut syncing: Option<JoinHandle<io::Result<()>>> = None;
+        let mut save_at: Option<Instant> = None;
+        let mut saving: Option<JoinHandle<io::Result<()>>> = None;
+        // After a failed save, the next waits this long: a full disk is not retried in a loop.
+        let mut save_retry_at: Option<Instant> = None;
         let mut wall_at = Instant::now() + WALL_CLOCK_EVERY;
         if self.status_every.is_some() {
             // A status bar has something to show from the first frame.
@@ -515,6 +526,7 @@ impl App {
                 paced,
                 report_at,
                 status_at,
+                save_at,
             ]
             .into_iter()
             .flatten()
@@ -534,6 +546,9 @@ impl App {
                     cmds = input.recv(), if want_input => Woke::Input(cmds),
                     r = async { syncing.as_mut().expect("guarded").await }, if syncing.is_some() => {
                         Woke::Synced(r)
+                    }
+                    r = async { saving.as_mut().expect("guarded").await }, if saving.is_some() => {
+                        Woke::Saved(r)
                     }
                     _ = sleep_until(wake), if wake.is_some() => Woke::Timer,
                 }
@@ -561,6 +576,15 @@ impl App {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => tracing::warn!(error = %e, "history fsync failed"),
                         Err(e) => tracing::warn!(error = %e, "history fsync task failed"),
+                    }
+                }
+                Woke::Saved(r) => {
+                    saving = None;
+                    save_retry_at = None;
+                    if !matches!(r, Ok(Ok(()))) {
+                        // Said by the task (or its panic); what it held is saved again later.
+                        self.known.save_failed();
+                        save_retry_at = Some(Instant::now() + KNOWN_PEERS_RETRY);
                     }
                 }
                 Woke::Timer => self.send_queued(),
@@ -620,6 +644,26 @@ impl App {
                 sync_at = None;
                 syncing = self.start_sync();
             }
+            // A new nick or key is saved within seconds, last-seen times now and then. One
+            // save at a time (they share a temporary file): while one runs, the next is
+            // planned when it ends.
+            if saving.is_some() {
+                save_at = None;
+            } else {
+                let save_in = match self.known.dirty() {
+                    Dirty::Clean => None,
+                    Dirty::Seen => Some(KNOWN_PEERS_SEEN_SAVE),
+                    Dirty::Changed => Some(KNOWN_PEERS_SAVE),
+                };
+                if let Some(d) = save_in {
+                    let at = (now + d).max(save_retry_at.unwrap_or(now));
+                    save_at = Some(save_at.map_or(at, |t| t.min(at)));
+                }
+                if save_at.is_some_and(|t| t <= now) {
+                    save_at = None;
+                    saving = self.start_save();
+                }
+            }
             if linger_at.is_some_and(|t| t <= now) {
                 break StopReason::Linger;
             }
@@ -629,6 +673,11 @@ impl App {
         };
         if let Some(t) = syncing {
             let _ = t.await;
+        }
+        if let Some(t) = saving
+            && !matches!(t.await, Ok(Ok(())))
+        {
+            self.known.save_failed();
         }
         tracing::info!(?reason, "stopping");
         self.finish(frontend, Ok(reason))
@@ -878,9 +927,13 @@ impl App {
                 frontend.event(AppEvent::Parted { lobby: &j.lobby });
             }
             Command::Nick { nick } => match self.node.set_nick(now, &nick) {
-                Ok(()) => frontend.event(AppEvent::OwnNick {
-                    nick: self.node.nick(),
-                }),
+                Ok(()) => {
+                    let me = self.node.peer_id();
+                    self.known.accept(self.node.nick(), me, unix_ms() / 1000);
+                    frontend.event(AppEvent::OwnNick {
+                        nick: self.node.nick(),
+                    })
+                }
                 Err(e) => return Ok(Err(format!("bad nick {nick:?}: {e}"))),
             },
             Command::Who { lobby } => {
@@ -888,9 +941,25 @@ impl App {
                     return Ok(Err(format!("not in lobby {lobby}")));
                 };
                 let members = self.node.members(lobby);
+                let key_changed: Vec<PeerId> = members
+                    .iter()
+                    .filter(|(p, n)| self.known.is_new_key(n, *p))
+                    .map(|(p, _)| *p)
+                    .collect();
                 frontend.event(AppEvent::Members {
                     lobby: &j.lobby,
                     members: &members,
+                    key_changed: &key_changed,
+                });
+            }
+            Command::Trust { nick } => {
+                let (nick, peers) = self.known.trust(&nick);
+                if !peers.is_empty() {
+                    tracing::info!(nick = ?nick, ?peers, "new keys trusted");
+                }
+                frontend.event(AppEvent::Trusted {
+                    nick: &nick,
+                    peers: &peers,
                 });
             }
             Command::AddFriend { addr } => match self.add_friend(now, addr) {
@@ -963,6 +1032,9 @@ impl App {
                 self.send_to(to, bytes);
             }
         }
+        // Read once per drain: every event of a burst is seen in the same second anyway.
+        let mut secs = None;
+        let mut now_s = || *secs.get_or_insert_with(|| unix_ms() / 1000);
         while let Some(ev) = self.node.poll_event() {
             let lobby_of = |id: LobbyId| self.lobbies.iter().position(|j| j.lobby.id == id);
             match ev {
@@ -972,26 +1044,32 @@ impl App {
                     };
                     let j = &mut self.lobbies[i];
                     j.history.append(&msg, unix_ms());
+                    let key_changed = self.known.seen(&msg.nick, msg.source, now_s());
                     frontend.event(AppEvent::Message {
                         lobby: &j.lobby,
                         msg: &msg,
+                        key_changed,
                     });
                 }
                 Event::PeerJoined { lobby, peer, nick } => {
                     if let Some(i) = lobby_of(lobby) {
+                        let key_changed = self.known.seen(&nick, peer, now_s());
                         frontend.event(AppEvent::PeerJoined {
                             lobby: &self.lobbies[i].lobby,
                             peer,
                             nick: &nick,
+                            key_changed,
                         });
                     }
                 }
                 Event::NickChanged { lobby, peer, nick } => {
                     if let Some(i) = lobby_of(lobby) {
+                        let key_changed = self.known.seen(&nick, peer, now_s());
                         frontend.event(AppEvent::NickChanged {
                             lobby: &self.lobbies[i].lobby,
                             peer,
                             nick: &nick,
+                            key_changed,
                         });
                     }
                 }
@@ -1160,6 +1238,18 @@ impl App {
         frontend.event(AppEvent::Stats(&stats));
     }
 
+    /// Writes the known peers off the event loop (the write ends with fsyncs), if there is
+    /// anything to save.
+    fn start_save(&mut self) -> Option<JoinHandle<io::Result<()>>> {
+        let save = self.known.take_save()?;
+        Some(tokio::task::spawn_blocking(move || {
+            save.write().inspect_err(|e| {
+                tracing::warn!(path = %save.path().display(), error = %e,
+                    "cannot save the known peers; trying again later");
+            })
+        }))
+    }
+
     fn finish(
         mut self,
         frontend: &mut dyn Frontend,
@@ -1183,6 +1273,13 @@ impl App {
                 tracing::debug!(group = %g.group(), error = %e, "leaving the group failed");
             }
         }
+        // Not fatal: the nicks seen since the last save are only seen as new again.
+        if let Some(save) = self.known.take_save()
+            && let Err(e) = save.write()
+        {
+            tracing::warn!(path = %save.path().display(), error = %e,
+                "cannot save the known peers");
+        }
         let stats = self.node.stats();
         tracing::info!(
             ?stats,
@@ -1203,6 +1300,14 @@ impl App {
 
 /// How long a node whose multicast sends were refused runs on unicast before it tries again.
 const MULTICAST_RETRY: Duration = Duration::from_secs(30);
+/// How soon a new nick or an accepted key reaches `DATA/known-peers`: a crash loses at most
+/// this much of the user's `/trust`s and first sightings.
+const KNOWN_PEERS_SAVE: Duration = Duration::from_secs(2);
+/// How long after a failed save of the known peers the next is tried.
+const KNOWN_PEERS_RETRY: Duration = Duration::from_secs(60);
+/// How soon last-seen times alone are saved (they only order eviction): rarely, since every
+/// message moves them.
+const KNOWN_PEERS_SEEN_SAVE: Duration = Duration::from_secs(300);
 
 enum Woke {
     Stop(StopReason),
@@ -1211,6 +1316,7 @@ enum Woke {
     Writable,
     Input(Option<Vec<Command>>),
     Synced(Result<io::Result<()>, tokio::task::JoinError>),
+    Saved(Result<io::Result<()>, tokio::task::JoinError>),
     Timer,
 }
 

@@ -540,6 +540,16 @@ impl Screen {
                 );
                 self.say(&text, false);
             }
+            // The screen does not flag new keys yet.
+            OwnedEvent::NewKey { .. } => {}
+            OwnedEvent::Trusted { nick, peers } => {
+                let nick = terminal_safe(&nick);
+                let text = match peers.len() {
+                    0 => format!("no new key for {nick}"),
+                    n => format!("trusted {n} new key(s) of {nick}"),
+                };
+                self.say(&text, false);
+            }
             OwnedEvent::Lost {
                 lobby,
                 source,
@@ -812,6 +822,7 @@ impl Screen {
                 None => return Vec::new(),
             },
             Input::Nick(nick) => Command::Nick { nick },
+            Input::Trust(nick) => Command::Trust { nick },
             Input::Who(name) => match self.lobby_named(name.as_deref()) {
                 Some(lobby) => Command::Who { lobby },
                 None => return Vec::new(),
