@@ -11,6 +11,8 @@ use std::time::Instant;
 
 use common::tmux::{Pane, Tmux};
 use common::{DEADLINE, Proc, bin, free_port};
+use lobbycast::display::fingerprint_digits;
+use lobbycast::proto::PeerId;
 
 /// The shell line that runs the screen for `nick`, then prints its exit status and whether
 /// the terminal is back in canonical mode (raw mode left).
@@ -260,4 +262,74 @@ fn join_switch_and_scroll_back() {
     writer.wait_exit(deadline);
     ann.line("/quit");
     ann.wait_text("EXIT=0", deadline);
+}
+
+/// Two pipe nodes use the nick `ann`: the screen names each with the first hex digits of its
+/// peer id, flags the key it saw second with `(new key!)`, and `/trust ann` accepts it.
+#[test]
+fn namesakes_get_fingerprints_and_trust_accepts_a_new_key() {
+    let Some((tmux, deadline, tmp, port)) = start("tofu") else {
+        return;
+    };
+    let room = lobby("tofu");
+    let cyd = screen(&tmux, "cyd", port, tmp.path(), &[&room]);
+    joined(&cyd, 1, &room, deadline);
+    let ann = |dir: &str| {
+        let mut cmd = Command::new(bin());
+        cmd.args(["--pipe", &room, "--iface", "lo", "--nick", "ann"])
+            .args(["--port", &port.to_string()])
+            .arg("--data-dir")
+            .arg(tmp.path().join(dir));
+        Proc::spawn(dir, cmd)
+    };
+    let mut first = ann("ann1");
+    let first_id = first.wait_joined(deadline);
+    cyd.wait_text("-- ann joined", deadline);
+    let mut second = ann("ann2");
+    let second_id = second.wait_joined(deadline);
+    let id = |hex: &str| PeerId(u64::from_str_radix(hex, 16).unwrap());
+    let digits = fingerprint_digits(&[id(&first_id), id(&second_id)]);
+    let (one, two) = (
+        format!("ann#{}", &first_id[..digits]),
+        format!("ann#{}", &second_id[..digits]),
+    );
+    cyd.wait_text(&format!("-- {two} (new key!) joined"), deadline);
+
+    second.send_lines(["said by the second ann"]);
+    first.send_lines(["said by the first ann"]);
+    let s = cyd.wait("both messages", deadline, |s| {
+        s.contains("said by the second ann") && s.contains("said by the first ann")
+    });
+    let row = |s: &str, text: &str| s.lines().find(|l| l.contains(text)).unwrap().to_owned();
+    let second_row = row(&s, "said by the second ann");
+    assert!(
+        second_row.contains(&format!("<{two} (new key!)> said")),
+        "{s}"
+    );
+    let first_row = row(&s, "said by the first ann");
+    assert!(first_row.contains(&format!("<{one}> said")), "{s}");
+    let people: Vec<&str> = s
+        .lines()
+        .filter_map(|l| l.rsplit_once('│'))
+        .map(|(_, p)| p.trim())
+        .collect();
+    assert!(
+        people.contains(&one.as_str()) && people.contains(&two.as_str()),
+        "both in the participant list:\n{s}"
+    );
+
+    cyd.line("/trust ann");
+    cyd.wait_text(&format!("-- trusted the new key of ann ({two})"), deadline);
+    second.send_lines(["said once trusted"]);
+    let s = cyd.wait_text("said once trusted", deadline);
+    let trusted_row = row(&s, "said once trusted");
+    assert!(trusted_row.contains(&format!("<{two}> said")), "{s}");
+
+    for p in [&mut first, &mut second] {
+        p.close_stdin();
+        p.signal(libc::SIGTERM);
+        p.wait_exit(deadline);
+    }
+    cyd.line("/quit");
+    cyd.wait_text("EXIT=0", deadline);
 }

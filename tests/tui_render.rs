@@ -974,3 +974,241 @@ fn medium_terminal_keeps_a_compact_lobby_list() {
     let (mut s, _) = scene();
     insta::assert_snapshot!(screen_text(&mut s, 70, 14));
 }
+
+/// The row of `text` that holds `needle` (panics showing the screen if none does).
+fn row_with<'a>(text: &'a str, needle: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no row with {needle:?}:\n{text}"))
+}
+
+/// The participant list of a drawn screen: the column right of the last separator, above the
+/// status bar and the input line.
+fn participant_rows(text: &str) -> Vec<String> {
+    let rows: Vec<&str> = text.lines().collect();
+    rows[..rows.len().saturating_sub(2)]
+        .iter()
+        .filter_map(|l| l.rsplit_once('│').map(|(_, p)| p.trim().to_owned()))
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// Two members using one nick are told apart by the first hex digits of their peer ids (more
+/// when those collide), in message, join and rename lines and in the participant list; a
+/// nick used once stays plain, and so does a line from before the namesake came.
+#[test]
+fn namesakes_are_told_apart_by_fingerprints() {
+    const ANN1: PeerId = PeerId(0x3fa2_0000_0000_0001);
+    const ANN2: PeerId = PeerId(0x9b01_0000_0000_0002);
+    const ANN3: PeerId = PeerId(0x3fa2_5000_0000_0003);
+    let mut s = Screen::new(settings());
+    let l = lobby("general");
+    joined(&mut s, &l);
+    peer_joined(&mut s, &l, ANN1, "ann", T0);
+    message(&mut s, &l, msg(&l, ANN1, "ann", "alone so far", T0 + 1));
+    peer_joined(&mut s, &l, BOB, "bob", T0 + 2);
+    peer_joined(&mut s, &l, ANN2, "ann", T0 + 3);
+    message(&mut s, &l, msg(&l, ANN2, "ann", "from the second", T0 + 4));
+    message(&mut s, &l, msg(&l, ANN1, "ann", "from the first", T0 + 5));
+    message(&mut s, &l, msg(&l, BOB, "bob", "plain bob", T0 + 6));
+    let text = screen_text(&mut s, 100, 20);
+    assert!(
+        row_with(&text, "alone so far").contains("<ann> alone"),
+        "{text}"
+    );
+    assert!(
+        text.contains("-- ann joined") && text.contains("-- bob joined"),
+        "{text}"
+    );
+    assert!(text.contains("-- ann#9b01 joined"), "{text}");
+    assert!(
+        row_with(&text, "from the second").contains("<ann#9b01> from"),
+        "{text}"
+    );
+    assert!(
+        row_with(&text, "from the first").contains("<ann#3fa2> from"),
+        "{text}"
+    );
+    assert!(
+        row_with(&text, "plain bob").contains("<bob> plain"),
+        "{text}"
+    );
+    assert_eq!(
+        participant_rows(&text),
+        ["4 here", "alice", "ann#3fa2", "ann#9b01", "bob"]
+    );
+
+    // A third whose first four digits are those of the first: five digits for all.
+    peer_joined(&mut s, &l, ANN3, "ann", T0 + 7);
+    message(&mut s, &l, msg(&l, ANN1, "ann", "five digits now", T0 + 8));
+    let text = screen_text(&mut s, 100, 20);
+    assert!(text.contains("-- ann#3fa25 joined"), "{text}");
+    assert!(
+        row_with(&text, "five digits now").contains("<ann#3fa20> five"),
+        "{text}"
+    );
+    assert_eq!(
+        participant_rows(&text),
+        [
+            "5 here",
+            "alice",
+            "ann#3fa20",
+            "ann#3fa25",
+            "ann#9b010",
+            "bob"
+        ]
+    );
+
+    // Renames and leaves name the namesake they concern; one left alone is plain again.
+    s.on_event(
+        OwnedEvent::NickChanged {
+            lobby: l.clone(),
+            peer: ANN3,
+            nick: "anna".into(),
+        },
+        T0 + 9,
+    );
+    s.on_event(
+        OwnedEvent::PeerLeft {
+            lobby: l.clone(),
+            peer: ANN2,
+        },
+        T0 + 10,
+    );
+    message(&mut s, &l, msg(&l, ANN1, "ann", "alone again", T0 + 11));
+    let text = screen_text(&mut s, 100, 20);
+    assert!(text.contains("-- ann#3fa25 is now known as anna"), "{text}");
+    assert!(text.contains("-- ann#9b01 left"), "{text}");
+    assert!(
+        row_with(&text, "alone again").contains("<ann> alone"),
+        "{text}"
+    );
+    assert_eq!(
+        participant_rows(&text),
+        ["4 here", "alice", "ann", "anna", "bob"]
+    );
+
+    // Own nick counts too: own lines and the other's get their fingerprints.
+    peer_joined(&mut s, &l, CAROL, "alice", T0 + 12);
+    type_text(&mut s, "which alice?");
+    enter(&mut s);
+    let text = screen_text(&mut s, 100, 20);
+    assert!(text.contains("-- alice#9d04 joined"), "{text}");
+    assert!(
+        row_with(&text, "which alice?").contains("<alice#1111> which"),
+        "{text}"
+    );
+    assert!(
+        participant_rows(&text).contains(&"alice#1111".to_owned()),
+        "{text}"
+    );
+}
+
+/// A key the runtime flags as new shows `(new key!)` in the warning style on the peer's
+/// lines until `/trust` accepts it; /who marks it too, and `/trust` answers in one line.
+#[test]
+fn new_keys_are_flagged_until_trusted() {
+    const ANN1: PeerId = PeerId(0x3fa2_0000_0000_0001);
+    const ANN2: PeerId = PeerId(0x9b01_0000_0000_0002);
+    let mut s = Screen::new(settings());
+    let l = lobby("general");
+    joined(&mut s, &l);
+    peer_joined(&mut s, &l, ANN1, "ann", T0);
+    let new_key = |s: &mut Screen| {
+        s.on_event(
+            OwnedEvent::NewKey {
+                peer: ANN2,
+                nick: "ann".into(),
+            },
+            T0,
+        )
+    };
+    new_key(&mut s);
+    peer_joined(&mut s, &l, ANN2, "ann", T0 + 1);
+    new_key(&mut s);
+    message(&mut s, &l, msg(&l, ANN2, "ann", "it is me, really", T0 + 2));
+    message(&mut s, &l, msg(&l, ANN1, "ann", "the first ann", T0 + 3));
+    let t = draw(&mut s, 100, 20);
+    let text = text_of(t.backend().buffer());
+    assert!(text.contains("-- ann#9b01 (new key!) joined"), "{text}");
+    let row = row_with(&text, "it is me");
+    assert!(row.contains("<ann#9b01 (new key!)> it is me"), "{text}");
+    assert!(
+        row_with(&text, "the first ann").contains("<ann#3fa2> the"),
+        "{text}"
+    );
+    // The flag is drawn in the theme's warning style.
+    let buf = t.backend().buffer();
+    let y = text.lines().position(|r| r.contains("it is me")).unwrap() as u16;
+    let x = row.find("(new key!)").unwrap();
+    let x = row[..x].chars().count() as u16;
+    assert_eq!(buf[(x, y)].bg, ratatui::style::Color::Yellow, "{text}");
+
+    s.on_event(
+        OwnedEvent::Members {
+            lobby: l.clone(),
+            members: vec![(ANN1, "ann".into()), (ANN2, "ann".into())],
+        },
+        T0 + 4,
+    );
+    let text = screen_text(&mut s, 100, 20);
+    assert!(
+        text.contains("members of general (3): alice, ann#3fa2, ann#9b01 (new key!)"),
+        "{text}"
+    );
+
+    type_text(&mut s, "/trust ann");
+    assert_eq!(
+        enter(&mut s),
+        [Effect::Command(Command::Trust { nick: "ann".into() })]
+    );
+    s.on_event(
+        OwnedEvent::Trusted {
+            nick: "ann".into(),
+            peers: vec![ANN2],
+        },
+        T0 + 5,
+    );
+    message(&mut s, &l, msg(&l, ANN2, "ann", "trusted now", T0 + 6));
+    s.on_event(
+        OwnedEvent::Trusted {
+            nick: "ann".into(),
+            peers: vec![],
+        },
+        T0 + 7,
+    );
+    let text = screen_text(&mut s, 100, 20);
+    assert!(
+        text.contains("-- trusted the new key of ann (ann#9b01)"),
+        "{text}"
+    );
+    assert!(
+        row_with(&text, "trusted now").contains("<ann#9b01> trusted"),
+        "{text}"
+    );
+    assert!(
+        !row_with(&text, "trusted now").contains("new key"),
+        "{text}"
+    );
+    assert!(text.contains("-- no new key for ann"), "{text}");
+    // The earlier lines keep their warning: they came before the key was accepted.
+    assert!(row_with(&text, "it is me").contains("(new key!)"), "{text}");
+}
+
+/// Tab completes /trust like every command, and the nick after it.
+#[test]
+fn trust_is_completed_and_listed_in_help() {
+    let (mut s, _) = scene();
+    type_text(&mut s, "/tr");
+    s.on_key(key(KeyCode::Tab));
+    type_text(&mut s, "bo");
+    s.on_key(key(KeyCode::Tab));
+    assert_eq!(
+        enter(&mut s),
+        [Effect::Command(Command::Trust { nick: "bob".into() })]
+    );
+    type_text(&mut s, "/help");
+    enter(&mut s);
+    let text = screen_text(&mut s, 120, 40);
+    assert!(text.contains("/trust NICK"), "{text}");
+}

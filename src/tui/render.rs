@@ -108,8 +108,9 @@ fn columns(screen: &Screen, main: Rect) -> (Option<Rect>, Rect, Option<Rect>) {
     // Number, space, name, and room for an unread count like " 12!".
     let list_w = (longest_name + 8).clamp(12, 20) as u16;
     let longest_nick = screen
-        .current_lobby()
-        .and_then(|l| l.members.values().map(|n| n.width()).max())
+        .current
+        .map(|i| screen.participants(i))
+        .and_then(|ps| ps.iter().map(|p| p.shown.name.width()).max())
         .unwrap_or(0)
         .max(screen.nick.width());
     let people_w = (longest_nick + 1).clamp(10, 18) as u16;
@@ -202,17 +203,24 @@ fn lobby_list(screen: &Screen, buf: &mut Buffer, r: Rect) {
 }
 
 fn participants(screen: &Screen, buf: &mut Buffer, r: Rect) {
-    let Some(lobby) = screen.current_lobby() else {
+    let Some(idx) = screen.current.filter(|&i| i < screen.lobbies.len()) else {
         return;
     };
-    let own = (screen.nick.as_str(), screen.theme.own_nick(screen.own_peer));
-    let mut nicks: Vec<(&str, Style)> = lobby
-        .members
-        .iter()
-        .map(|(p, n)| (n.as_str(), screen.theme.nick(*p)))
-        .chain(std::iter::once(own))
+    // The pane is too narrow for "(new key!)": the warning style alone marks a new key.
+    let nicks: Vec<(String, Style)> = screen
+        .participants(idx)
+        .into_iter()
+        .map(|p| {
+            let style = if p.shown.new_key {
+                screen.theme.warning()
+            } else if p.own {
+                screen.theme.own_nick(screen.own_peer)
+            } else {
+                screen.theme.nick(p.peer)
+            };
+            (p.shown.name, style)
+        })
         .collect();
-    nicks.sort_by_key(|(n, _)| n.to_lowercase());
     let header = format!("{} here", nicks.len());
     buf.set_stringn(r.x, r.y, header, r.width.into(), screen.theme.system());
     let rows = usize::from(r.height).saturating_sub(1);

@@ -1,6 +1,6 @@
 //! The screen's state and how runtime events and user input change it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crossterm::event::{KeyEvent, MouseEvent, MouseEventKind};
 use jiff::civil::Date;
@@ -14,11 +14,16 @@ use super::pane::{Entry, Kind, Pane};
 use super::theme::Theme;
 use crate::app::{Command, OwnedEvent, Status};
 use crate::command_line::{self, ACTION_PREFIX, COMMANDS, Input};
-use crate::display::terminal_safe;
+use crate::display::{fingerprint, fingerprint_digits, terminal_safe};
 use crate::proto::{FriendInfo, Lobby, LobbyId, Message, PeerId};
 
 /// Rows a mouse wheel step scrolls.
 const WHEEL_ROWS: isize = 3;
+/// Peers with a new key remembered: beyond this, only those still in a lobby are kept (the
+/// runtime tells every flagged event anew, so nothing shown is lost).
+const MAX_NEW_KEY_PEERS: usize = 4096;
+/// What a line of a peer with a new key says after its nick.
+const NEW_KEY: &str = "(new key!)";
 
 /// When the bell rings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +95,62 @@ pub enum Effect {
     SetMouseCapture(bool),
 }
 
+/// How the screen names a peer in a lobby: its nick, with a fingerprint of its peer id
+/// (`ann#3fa2`) when another participant uses the same nick, and whether its key is new for
+/// the nick (flagged until `/trust`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Shown {
+    /// The nick, with its fingerprint if it has a namesake; terminal-safe.
+    pub name: String,
+    /// Whether the key is new for the nick: its lines say `(new key!)`.
+    pub new_key: bool,
+}
+
+impl Shown {
+    /// The name with its flag, for system lines.
+    fn label(&self) -> String {
+        if self.new_key {
+            format!("{} {NEW_KEY}", self.name)
+        } else {
+            self.name.clone()
+        }
+    }
+
+    fn tone(&self) -> Tone {
+        if self.new_key {
+            Tone::Warning
+        } else {
+            Tone::Normal
+        }
+    }
+}
+
+/// One participant of a lobby as the participant list shows it.
+#[derive(Clone, Debug)]
+pub(super) struct Participant {
+    /// Who (this node's own id, or 0 before it is known, for `own`).
+    pub peer: PeerId,
+    /// How it is named.
+    pub shown: Shown,
+    /// This node.
+    pub own: bool,
+}
+
+/// How a system line looks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tone {
+    Normal,
+    /// A new key: the theme's warning.
+    Warning,
+    Error,
+}
+
+impl Tone {
+    fn of_error(error: bool) -> Tone {
+        if error { Tone::Error } else { Tone::Normal }
+    }
+}
+
 /// A joined lobby: its scrollback and who is in it.
 #[derive(Debug)]
 pub(super) struct LobbyView {
@@ -128,6 +189,8 @@ pub struct Screen {
     /// Lobby names (normalised) joined from here: the screen switches to them on `Joined`.
     pending_joins: Vec<String>,
     pub(super) status: Option<Status>,
+    /// Peers whose key is new for a nick (terminal-safe), until `/trust` accepts it.
+    new_keys: HashMap<PeerId, Vec<String>>,
     /// `/status` requests not yet answered: only those answers are printed.
     status_wanted: usize,
     /// The wall clock of the last event or [`Screen::set_clock`], unix ms; 0 if unknown.
@@ -166,6 +229,7 @@ impl Screen {
             paste: None,
             pending_joins: Vec::new(),
             status: None,
+            new_keys: HashMap::new(),
             status_wanted: 0,
             now_ms: 0,
             time_width: 0,
@@ -265,11 +329,24 @@ impl Screen {
 
     // ---- building lines ----
 
-    /// A chat line from a message: own or another's, with its tags.
-    fn chat_entry(&self, msg: &Message, kind: Kind, highlight: bool) -> (Entry, Option<Date>) {
+    /// A chat line from a message: own or another's, with its tags; `who` is how its writer
+    /// is named.
+    fn chat_entry(
+        &self,
+        msg: &Message,
+        kind: Kind,
+        highlight: bool,
+        who: Shown,
+    ) -> (Entry, Option<Date>) {
         let (time, date) = self.stamp(msg.sent_at);
         let own = matches!(kind, Kind::Own | Kind::Pending | Kind::Failed);
-        let nick = terminal_safe(&msg.nick).into_owned();
+        let nick = who.name;
+        // The space is not part of the warning: the badge stands apart from the nick.
+        let flag: Vec<Span<'static>> = if who.new_key {
+            vec![Span::raw(" "), Span::styled(NEW_KEY, self.theme.warning())]
+        } else {
+            Vec::new()
+        };
         let nick_style = if own {
             self.theme.own_nick(Some(msg.source))
         } else {
@@ -283,12 +360,14 @@ impl Screen {
             Some(action) => {
                 prefix.push(Span::styled("* ", nick_style));
                 prefix.push(Span::styled(nick, nick_style));
+                prefix.extend(flag);
                 prefix.push(Span::raw(" "));
                 action
             }
             None => {
                 prefix.push(Span::raw("<"));
                 prefix.push(Span::styled(nick, nick_style));
+                prefix.extend(flag);
                 prefix.push(Span::raw("> "));
                 msg.text.as_str()
             }
@@ -303,14 +382,15 @@ impl Screen {
     }
 
     /// A system line (joins, errors, command output), timestamped now.
-    fn system_entry(&self, text: &str, error: bool) -> (Entry, Option<Date>) {
+    fn system_entry(&self, text: &str, tone: Tone) -> (Entry, Option<Date>) {
         let (time, date) = self.stamp(self.now_ms);
-        let style = if error {
-            self.theme.error()
-        } else {
-            self.theme.system()
+        let style = match tone {
+            Tone::Normal => self.theme.system(),
+            Tone::Warning => self.theme.warning(),
+            Tone::Error => self.theme.error(),
         };
-        let prefix = vec![time, Span::styled(if error { "!! " } else { "-- " }, style)];
+        let mark = if tone == Tone::Error { "!! " } else { "-- " };
+        let prefix = vec![time, Span::styled(mark, style)];
         (
             Entry::new(Kind::System, prefix, body_lines(text), style),
             date,
@@ -319,7 +399,7 @@ impl Screen {
 
     /// Adds a system line to the pane shown now.
     fn say(&mut self, text: &str, error: bool) {
-        let (e, d) = self.system_entry(text, error);
+        let (e, d) = self.system_entry(text, Tone::of_error(error));
         let marker = self.theme.marker();
         self.current_pane_mut().push_live(e, d, marker);
         self.dirty = true;
@@ -327,7 +407,12 @@ impl Screen {
 
     /// Adds a system line to a lobby's pane.
     fn say_in(&mut self, idx: usize, text: &str, error: bool) {
-        let (e, d) = self.system_entry(text, error);
+        self.say_in_tone(idx, text, Tone::of_error(error));
+    }
+
+    /// Adds a system line in this tone to a lobby's pane.
+    fn say_in_tone(&mut self, idx: usize, text: &str, tone: Tone) {
+        let (e, d) = self.system_entry(text, tone);
         let marker = self.theme.marker();
         if let Some(l) = self.lobbies.get_mut(idx) {
             l.pane.push_live(e, d, marker);
@@ -372,6 +457,132 @@ impl Screen {
             .and_then(|l| l.members.get(&peer))
             .cloned()
             .unwrap_or_else(|| peer.to_string())
+    }
+
+    // ---- telling namesakes apart ----
+
+    /// Whether `peer`'s key is new for `nick` (terminal-safe).
+    fn is_new_key(&self, peer: PeerId, nick: &str) -> bool {
+        Some(peer) != self.own_peer
+            && self
+                .new_keys
+                .get(&peer)
+                .is_some_and(|nicks| nicks.iter().any(|n| n == nick))
+    }
+
+    /// How `peer`, writing as `nick` (terminal-safe), is named in lobby `idx`: with a
+    /// fingerprint when another participant (this node included) uses the same nick.
+    pub(super) fn shown(&self, idx: usize, peer: PeerId, nick: &str) -> Shown {
+        let mut same: Vec<PeerId> = self
+            .lobbies
+            .get(idx)
+            .into_iter()
+            .flat_map(|l| l.members.iter())
+            .filter(|(p, n)| **p != peer && n.as_str() == nick)
+            .map(|(p, _)| *p)
+            .collect();
+        if let Some(own) = self.own_peer
+            && own != peer
+            && self.nick == nick
+        {
+            same.push(own);
+        }
+        let name = if same.is_empty() {
+            nick.to_owned()
+        } else {
+            same.push(peer);
+            format!("{nick}#{}", fingerprint(peer, fingerprint_digits(&same)))
+        };
+        Shown {
+            name,
+            new_key: self.is_new_key(peer, nick),
+        }
+    }
+
+    /// Every participant of lobby `idx`, this node included, as shown, sorted by name
+    /// (case-insensitively). Namesakes are found in one pass, so a large lobby stays cheap to
+    /// draw.
+    pub(super) fn participants(&self, idx: usize) -> Vec<Participant> {
+        let own = self.own_peer.unwrap_or_default();
+        let everyone: Vec<(PeerId, &str, bool)> = self
+            .lobbies
+            .get(idx)
+            .into_iter()
+            .flat_map(|l| l.members.iter())
+            .filter(|(p, _)| **p != own)
+            .map(|(p, n)| (*p, n.as_str(), false))
+            .chain(std::iter::once((own, self.nick.as_str(), true)))
+            .collect();
+        let mut by_nick: HashMap<&str, Vec<PeerId>> = HashMap::new();
+        for (p, n, _) in &everyone {
+            by_nick.entry(n).or_default().push(*p);
+        }
+        let mut out: Vec<Participant> = everyone
+            .iter()
+            .map(|&(peer, nick, own)| {
+                let same = &by_nick[nick];
+                let name = if same.len() > 1 {
+                    format!("{nick}#{}", fingerprint(peer, fingerprint_digits(same)))
+                } else {
+                    nick.to_owned()
+                };
+                Participant {
+                    peer,
+                    shown: Shown {
+                        name,
+                        new_key: !own && self.is_new_key(peer, nick),
+                    },
+                    own,
+                }
+            })
+            .collect();
+        out.sort_by_cached_key(|p| p.shown.name.to_lowercase());
+        out
+    }
+
+    /// Flags `peer`'s key as new for `nick` until `/trust`.
+    fn add_new_key(&mut self, peer: PeerId, nick: &str) {
+        let nick = terminal_safe(nick).into_owned();
+        if self.new_keys.len() >= MAX_NEW_KEY_PEERS && !self.new_keys.contains_key(&peer) {
+            let lobbies = &self.lobbies;
+            self.new_keys
+                .retain(|p, _| lobbies.iter().any(|l| l.members.contains_key(p)));
+        }
+        let nicks = self.new_keys.entry(peer).or_default();
+        if !nicks.contains(&nick) {
+            nicks.push(nick);
+        }
+    }
+
+    /// `/trust` answered: `peers` are accepted for `nick`.
+    fn trusted(&mut self, nick: &str, peers: &[PeerId]) {
+        let nick = terminal_safe(nick).into_owned();
+        if peers.is_empty() {
+            self.say(&format!("no new key for {nick}"), false);
+            return;
+        }
+        for p in peers {
+            if let Some(nicks) = self.new_keys.get_mut(p) {
+                nicks.retain(|n| *n != nick);
+                if nicks.is_empty() {
+                    self.new_keys.remove(p);
+                }
+            }
+        }
+        let digits = fingerprint_digits(peers);
+        let names: Vec<String> = peers
+            .iter()
+            .map(|p| format!("{nick}#{}", fingerprint(*p, digits)))
+            .collect();
+        let text = match names.as_slice() {
+            [one] => format!("trusted the new key of {nick} ({one})"),
+            many => format!(
+                "trusted {} new keys of {nick} ({})",
+                many.len(),
+                many.join(", ")
+            ),
+        };
+        self.say(&text, false);
     }
 
     /// Shows the lobby with this index.
@@ -445,13 +656,19 @@ impl Screen {
             OwnedEvent::History { lobby, msg, own } => {
                 let idx = self.ensure(&lobby);
                 let kind = if own { Kind::Own } else { Kind::Chat };
-                let (e, d) = self.chat_entry(&msg, kind, false);
+                // Who else used the nick back then is not known: the nick as it was.
+                let who = Shown {
+                    name: terminal_safe(&msg.nick).into_owned(),
+                    new_key: false,
+                };
+                let (e, d) = self.chat_entry(&msg, kind, false, who);
                 self.lobbies[idx].pane.push_history(e, d, marker);
             }
             OwnedEvent::Message { lobby, msg } => self.message(&lobby, &msg),
             OwnedEvent::Sent { lobby, msg } => {
                 let idx = self.ensure(&lobby);
-                let (e, d) = self.chat_entry(&msg, Kind::Own, false);
+                let who = self.shown(idx, msg.source, &terminal_safe(&msg.nick));
+                let (e, d) = self.chat_entry(&msg, Kind::Own, false, who);
                 let pane = &mut self.lobbies[idx].pane;
                 match pane.take_pending() {
                     Some(line) => *line = e,
@@ -489,10 +706,15 @@ impl Screen {
                 }
                 let nick = terminal_safe(&nick).into_owned();
                 // A member heard again while still listed is no news (unless renamed).
-                match self.lobbies[idx].members.insert(peer, nick.clone()) {
-                    None => self.say_in(idx, &format!("{nick} joined"), false),
-                    Some(old) if old != nick => {
-                        self.say_in(idx, &format!("{old} is now known as {nick}"), false);
+                let before = self.lobbies[idx].members.get(&peer).cloned();
+                let old = before.map(|n| self.shown(idx, peer, &n));
+                self.lobbies[idx].members.insert(peer, nick.clone());
+                let now = self.shown(idx, peer, &nick);
+                match old {
+                    None => self.say_in_tone(idx, &format!("{} joined", now.label()), now.tone()),
+                    Some(old) if old.name != now.name || old.new_key != now.new_key => {
+                        let text = format!("{} is now known as {}", old.name, now.label());
+                        self.say_in_tone(idx, &text, now.tone());
                     }
                     Some(_) => {}
                 }
@@ -504,18 +726,20 @@ impl Screen {
                 if Some(peer) == self.own_peer {
                     return;
                 }
-                let old = self.nick_of(idx, peer);
+                let old = self.shown(idx, peer, &self.nick_of(idx, peer));
                 let nick = terminal_safe(&nick).into_owned();
                 self.lobbies[idx].members.insert(peer, nick.clone());
-                self.say_in(idx, &format!("{old} is now known as {nick}"), false);
+                let now = self.shown(idx, peer, &nick);
+                let text = format!("{} is now known as {}", old.name, now.label());
+                self.say_in_tone(idx, &text, now.tone());
             }
             OwnedEvent::PeerLeft { lobby, peer } => {
                 let Some(idx) = self.find(lobby.id) else {
                     return;
                 };
-                let nick = self.nick_of(idx, peer);
+                let who = self.shown(idx, peer, &self.nick_of(idx, peer));
                 if self.lobbies[idx].members.remove(&peer).is_some() {
-                    self.say_in(idx, &format!("{nick} left"), false);
+                    self.say_in_tone(idx, &format!("{} left", who.label()), who.tone());
                 }
             }
             OwnedEvent::Members { lobby, members } => {
@@ -529,27 +753,21 @@ impl Screen {
                     .filter(|(p, _)| Some(*p) != own)
                     .map(|(p, n)| (*p, terminal_safe(n).into_owned()))
                     .collect();
-                let mut nicks: Vec<String> = l.members.values().cloned().collect();
-                nicks.push(self.nick.clone());
-                nicks.sort_by_key(|n| n.to_lowercase());
+                let nicks: Vec<String> = self
+                    .participants(idx)
+                    .iter()
+                    .map(|p| p.shown.label())
+                    .collect();
                 let text = format!(
                     "members of {} ({}): {}",
-                    l.name,
+                    self.lobbies[idx].name,
                     nicks.len(),
                     nicks.join(", ")
                 );
                 self.say(&text, false);
             }
-            // The screen does not flag new keys yet.
-            OwnedEvent::NewKey { .. } => {}
-            OwnedEvent::Trusted { nick, peers } => {
-                let nick = terminal_safe(&nick);
-                let text = match peers.len() {
-                    0 => format!("no new key for {nick}"),
-                    n => format!("trusted {n} new key(s) of {nick}"),
-                };
-                self.say(&text, false);
-            }
+            OwnedEvent::NewKey { peer, nick } => self.add_new_key(peer, &nick),
+            OwnedEvent::Trusted { nick, peers } => self.trusted(&nick, &peers),
             OwnedEvent::Lost {
                 lobby,
                 source,
@@ -558,7 +776,7 @@ impl Screen {
                 let Some(idx) = self.find(lobby.id) else {
                     return;
                 };
-                let nick = self.nick_of(idx, source);
+                let nick = self.shown(idx, source, &self.nick_of(idx, source)).name;
                 let text = format!("{count} message(s) from {nick} could not be recovered");
                 self.say_in(idx, &text, true);
             }
@@ -602,7 +820,8 @@ impl Screen {
         if (highlight && self.bell.highlight) || (direct && self.bell.direct) {
             self.effects.push(Effect::Bell);
         }
-        let (e, d) = self.chat_entry(msg, Kind::Chat, highlight || direct);
+        let who = self.shown(idx, msg.source, &terminal_safe(&msg.nick));
+        let (e, d) = self.chat_entry(msg, Kind::Chat, highlight || direct, who);
         let marker = self.theme.marker();
         let shown = self.current == Some(idx);
         let l = &mut self.lobbies[idx];
@@ -892,7 +1111,8 @@ impl Screen {
             text: text.clone(),
             late: false,
         };
-        let (e, d) = self.chat_entry(&msg, Kind::Pending, false);
+        let who = self.shown(idx, msg.source, &self.nick);
+        let (e, d) = self.chat_entry(&msg, Kind::Pending, false, who);
         let marker = self.theme.marker();
         let pane = &mut self.lobbies[idx].pane;
         pane.scroll_bottom();

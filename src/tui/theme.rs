@@ -65,6 +65,19 @@ impl Theme {
         self.fg(Color::Cyan)
     }
 
+    /// A nick whose key is new (`(new key!)`, and its joins and renames): a warning that reads
+    /// on dark and light backgrounds alike.
+    pub fn warning(&self) -> Style {
+        if self.colours {
+            Style::new()
+                .fg(Color::Black)
+                .bg(Color::Yellow)
+                .add_modifier(Modifier::BOLD)
+        } else {
+            Style::new().add_modifier(Modifier::REVERSED | Modifier::BOLD)
+        }
+    }
+
     /// Errors: bad commands, texts not sent, lost messages.
     pub fn error(&self) -> Style {
         self.fg(Color::LightRed).add_modifier(Modifier::BOLD)
