@@ -139,6 +139,9 @@ pub struct Config {
     pub forward_burst: f64,
     /// Most transmits queued before the oldest are dropped (the runtime drains them).
     pub max_queued_transmits: usize,
+    /// Longest randomised interval between two requests for one packet, however far the
+    /// source seems (PROTOCOL.md 6.3).
+    pub max_retry: Duration,
     /// Most events queued before the oldest are dropped (the runtime drains them).
     pub max_queued_events: usize,
 }
@@ -201,6 +204,7 @@ impl Default for Config {
             forward_rate: (1 << 20) as f64,
             forward_burst: (1 << 20) as f64,
             max_queued_transmits: 4096,
+            max_retry: Duration::from_secs(1),
             max_queued_events: 65536,
         }
     }

@@ -564,8 +564,14 @@ pub(super) fn rearm(
     } else {
         2.0 + cfg.d1 + cfg.d2
     };
-    let exp = f64::from(1u32 << (miss.round + miss.backoff).saturating_sub(1).min(6));
     let spread = if own { 1.0 } else { cfg.c2 };
+    // Doubled per round, six times at most, and never past the longest retry interval: a
+    // distance measured through full queues must not make a member wait many seconds
+    // between requests once the queues are gone (PROTOCOL.md 6.3).
+    let cap = cfg.max_retry.as_secs_f64() / (d.as_secs_f64() * (cfg.c1 + spread)).max(1e-9);
+    let exp = f64::from(1u32 << (miss.round + miss.backoff).saturating_sub(1).min(6))
+        .min(cap)
+        .max(1.0);
     let wait = d.mul_f64(answer + (cfg.c1 + spread * u) * exp);
     miss.deadline = now + wait;
     miss.ignore_until = now + wait / 2;
@@ -645,6 +651,46 @@ mod tests {
             vec![SeqRange(1, 3), SeqRange(5, 5), SeqRange(7, 8)]
         );
         assert!(to_ranges(&[]).is_empty());
+    }
+
+    /// The timer of a packet asked for `round` times, at distance `d`, with the random draw
+    /// at its top (`u` just below 1): how long until the next request.
+    fn retry_after(d: Duration, round: u32, own: bool) -> Duration {
+        let cfg = Config::default();
+        let now = Instant::now();
+        let mut miss = Miss {
+            deadline: now,
+            round,
+            backoff: 0,
+            ignore_until: now,
+            detected: now,
+            rounds_gone: 0,
+            orphan: false,
+        };
+        rearm(&cfg, &mut miss, now, d, false, own, 0.999_999);
+        miss.deadline - now
+    }
+
+    #[test]
+    fn retries_double_six_times_but_never_past_the_longest_retry() {
+        let cfg = Config::default();
+        let answer = 2.0 + cfg.d1 + cfg.d2;
+        // On a quiet LAN the interval doubles six times, as SRM's does.
+        let d = Duration::from_millis(1);
+        let top = |exp: f64| d.mul_f64(answer + (cfg.c1 + cfg.c2) * exp);
+        assert!(retry_after(d, 1, false) <= top(1.0));
+        assert!(retry_after(d, 7, false) > top(32.0));
+        assert_eq!(retry_after(d, 7, false), retry_after(d, 20, false));
+        // A distance measured through full queues: the random part stops at a second.
+        let d = Duration::from_millis(50);
+        let longest = d.mul_f64(answer) + cfg.max_retry;
+        for round in 1..20 {
+            for own in [false, true] {
+                let wait = retry_after(d, round, own);
+                assert!(wait <= longest, "round {round}: {wait:?}");
+            }
+        }
+        assert!(retry_after(d, 20, true) > longest / 2, "still backed off");
     }
 }
 
