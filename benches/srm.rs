@@ -322,14 +322,30 @@ fn signing(quick: bool) {
 /// datagram, both drained as the runtime would. The baseline moves the same datagrams
 /// through a copy only.
 fn core_throughput() {
-    use lobbycast::proto::{Config, Event, Lobby, Node, SendError};
+    use lobbycast::proto::{Config, Event, Lobby, Node, SendError, SigningKey};
     use std::net::SocketAddr;
     let n = 200_000;
     let text = "x".repeat(100);
     let t0 = Instant::now();
     let lobby = Lobby::new("bench").unwrap();
-    let mut a = Node::new(Config::default(), PeerId(1), "a", t0, 1_800_000_000_000, 1).unwrap();
-    let mut b = Node::new(Config::default(), PeerId(2), "b", t0, 1_800_000_000_000, 2).unwrap();
+    let mut a = Node::new(
+        Config::default(),
+        SigningKey::from_bytes(&[1; 32]),
+        "a",
+        t0,
+        1_800_000_000_000,
+        1,
+    )
+    .unwrap();
+    let mut b = Node::new(
+        Config::default(),
+        SigningKey::from_bytes(&[2; 32]),
+        "b",
+        t0,
+        1_800_000_000_000,
+        2,
+    )
+    .unwrap();
     a.join(t0, &lobby, 0);
     b.join(t0, &lobby, 0);
     let from = SocketAddr::from(([127, 0, 0, 1], 47110));

@@ -1,5 +1,7 @@
 //! Property tests of the core: fragments, dedup, and a node fed hostile packets.
 
+mod signed;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -95,8 +97,27 @@ fn seq() -> impl Strategy<Value = u64> {
 }
 
 fn peer() -> impl Strategy<Value = PeerId> {
-    // A few peers, so that their packets interact; PeerId(1) is the node under test.
-    (1u64..6).prop_map(PeerId)
+    // A few peers, so that their packets interact; writer 1 is the node under test.
+    (1u8..6).prop_map(signed::id)
+}
+
+/// How a hostile peer sends `packet`: what it writes in its own signed bundle (hostile
+/// content, honest signature: a forged one is dropped before anything else), requests plain.
+fn datagram(packet: &Packet) -> Vec<u8> {
+    let key_of = |id: PeerId| signed::key((1u8..6).find(|&n| signed::id(n) == id).unwrap());
+    let lobby = packet.lobby;
+    match &packet.body {
+        Body::Data(d) => signed::bundle(&key_of(d.source), lobby, std::slice::from_ref(packet)),
+        Body::Session(s) => signed::bundle(&key_of(s.sender), lobby, std::slice::from_ref(packet)),
+        Body::Repair { repairer, data } => {
+            let p = Packet {
+                lobby,
+                body: Body::Data(data.clone()),
+            };
+            signed::repair(&key_of(data.source), lobby, &[p], *repairer)
+        }
+        _ => packet.to_bytes(),
+    }
 }
 
 fn data() -> impl Strategy<Value = Data> {
@@ -142,7 +163,7 @@ fn body(lobby: LobbyId) -> impl Strategy<Value = Packet> {
                 },
                 heard: heard.iter().map(|&(p, s)| Heard(p, s)).collect(),
                 echoes: vec![Echo {
-                    peer: PeerId(1),
+                    peer: signed::id(1),
                     timestamp: ts,
                     delay: ts / 3
                 }],
@@ -182,7 +203,7 @@ proptest! {
     fn hostile_packets_never_panic_and_draw_bounded_traffic(input in inputs()) {
         let t0 = Instant::now();
         let lobby = Lobby::new("props").unwrap();
-        let mut node = Node::new(Config::default(), PeerId(1), "me", t0, 1_800_000_000_000, 5).unwrap();
+        let mut node = Node::new(Config::default(), signed::key(1), "me", t0, 1_800_000_000_000, 5).unwrap();
         node.join(t0, &lobby, 0);
         node.send(t0, lobby.id, "something to repair").unwrap();
         let from = SocketAddr::from(([10, 0, 0, 2], 47110));
@@ -195,7 +216,7 @@ proptest! {
             while node.poll_event().is_some() {}
         };
         for (packet, step_us) in &input {
-            node.handle_datagram(now, Path::Multicast(from), &packet.to_bytes());
+            node.handle_datagram(now, Path::Multicast(from), &datagram(packet));
             drain(&mut node, &mut sent);
             now += Duration::from_micros(*step_us);
             node.handle_timeout(now);

@@ -72,7 +72,8 @@ fn summary(sim: &Sim, started: Duration, wall: Instant) -> String {
     let _ = writeln!(
         out,
         "core totals: data_sent {} repairs_sent {} requests_sent {} gaps_detected {} \
-         recovered {} lost {} gaps_untracked {} late {} queue_overflow {}",
+         recovered {} lost {} gaps_untracked {} late {} queue_overflow {}; signed {} verified \
+         {} links {} held {} dropped {} unvouched",
         s.data_sent,
         s.repairs_sent,
         s.requests_sent,
@@ -81,7 +82,12 @@ fn summary(sim: &Sim, started: Duration, wall: Instant) -> String {
         s.lost,
         s.gaps_untracked,
         s.late,
-        s.queue_overflow
+        s.queue_overflow,
+        s.bundles_sealed,
+        s.bundles_verified,
+        s.links_sent,
+        s.links_held,
+        s.links_dropped,
     );
     for i in 0..sim.len() {
         let r = sim.report(i);

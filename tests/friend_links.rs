@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lobbycast::proto::{Config, Dest, Event, FriendError, Node, Path, PeerId};
+use lobbycast::proto::{Config, Dest, Event, FriendError, Node, Path, SigningKey};
 
 const NOW_MS: u64 = 1_800_000_000_000;
 
@@ -32,7 +32,7 @@ impl Net {
                 let name = format!("n{i}");
                 Node::new(
                     Config::default(),
-                    PeerId(100 + i as u64),
+                    SigningKey::from_bytes(&[100 + i as u8; 32]),
                     &name,
                     now,
                     NOW_MS,
@@ -137,7 +137,7 @@ fn a_link_comes_up_in_one_round_trip_and_names_the_friend() {
             net.events[i],
             vec![Event::FriendUp {
                 addr: addr(other),
-                peer: PeerId(100 + other as u64),
+                peer: net.nodes[other].peer_id(),
                 nick: format!("n{other}"),
             }],
             "node {i}"

@@ -1,6 +1,7 @@
 //! A member gives a packet up only when nobody can repair it any more (PROTOCOL.md 6.3):
 //! while its source is alive it keeps asking, however long the network is bad.
 
+mod signed;
 mod sim;
 
 use std::net::SocketAddr;
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use lobbycast::proto::ids::MsgId;
 use lobbycast::proto::wire::{Body, Data, Packet};
-use lobbycast::proto::{Config, Event, Lobby, Node, Path, PeerId};
+use lobbycast::proto::{Config, Event, Lobby, Node, Path};
 use sim::{NetConfig, Sim, node_config};
 
 const NOW_MS: u64 = 1_800_000_000_000;
@@ -50,14 +51,14 @@ fn a_gap_of_a_source_that_is_gone_is_given_up_after_the_peer_timeout() {
     let start = Instant::now();
     let lobby = Lobby::new("gone").unwrap();
     let cfg = Config::default();
-    let mut n = Node::new(cfg.clone(), PeerId(1), "me", start, NOW_MS, 3).unwrap();
+    let mut n = Node::new(cfg.clone(), signed::key(1), "me", start, NOW_MS, 3).unwrap();
     n.join(start, &lobby, 0);
     let from: SocketAddr = "10.0.0.9:47110".parse().unwrap();
     for seq in [0, 2] {
         let p = Packet {
             lobby: lobby.id,
             body: Body::Data(Data {
-                source: PeerId(9),
+                source: signed::id(9),
                 seq,
                 msg_id: MsgId(100 + seq),
                 sent_at: NOW_MS,
@@ -67,7 +68,8 @@ fn a_gap_of_a_source_that_is_gone_is_given_up_after_the_peer_timeout() {
                 body: b"x".to_vec(),
             }),
         };
-        n.handle_datagram(start, Path::Multicast(from), &p.to_bytes());
+        let datagram = signed::bundle(&signed::key(9), lobby.id, &[p]);
+        n.handle_datagram(start, Path::Multicast(from), &datagram);
     }
     let lost_by = |n: &mut Node, until: Instant| -> u64 {
         let mut lost = 0;

@@ -293,14 +293,16 @@ fn a_burst_survives_a_receiver_killed_in_the_middle() {
     burst("d", true);
 }
 
-/// Forged session packets sent at idle nodes from a fourth host: 16 invented sources, each
-/// announced once and then claiming 4,095 packets (the measured attack: 1.3 KB in made three
-/// idle nodes send 5.1 MB). Each node's requests and repairs over the next seconds must stay
-/// within 16 times the forged bytes (PROTOCOL.md 6.3); its own sessions are not counted.
+/// Forged session packets sent at idle nodes from a fourth host: 16 invented sources (keys the
+/// attacker made), each announced once and then claiming 4,095 packets (the measured attack:
+/// 1.3 KB in made three idle nodes send 5.1 MB). Each node's requests and repairs over the
+/// next seconds must stay within 16 times the forged bytes (PROTOCOL.md 6.3); its own sessions
+/// are not counted. The same sessions unsigned, or signed by a key that is not the claimed
+/// member's, are dropped: those ghosts never join (4.12).
 #[test]
 fn forged_sessions_at_idle_nodes_draw_bounded_traffic() {
     use lobbycast::proto::wire::{Body, Packet, Sent, Session};
-    use lobbycast::proto::{Lobby, PeerId};
+    use lobbycast::proto::{Lobby, PeerId, SigningKey, signing};
     use std::net::{SocketAddr, UdpSocket};
 
     if skip_unless_possible() {
@@ -328,35 +330,49 @@ fn forged_sessions_at_idle_nodes_draw_bounded_traffic() {
     }
 
     let group = SocketAddr::from((lobby.ipv4_group(), 47110));
+    let key = |fake: u8| SigningKey::from_bytes(&[0x50 + fake; 32]);
+    let session = |sender: PeerId, nick: String, next: u64| Packet {
+        lobby: lobby.id,
+        body: Body::Session(Session {
+            sender,
+            nick,
+            timestamp: 1,
+            sent: Sent { low: 0, next },
+            heard: Vec::new(),
+            echoes: Vec::new(),
+            acked: Vec::new(),
+            flags: 0,
+            mheard: 0,
+        }),
+    };
     let forged: Vec<Vec<u8>> = (0..2u64)
         .flat_map(|round| {
-            (0..16u64).map(move |fake| {
-                Packet {
-                    lobby: lobby.id,
-                    body: Body::Session(Session {
-                        sender: PeerId(0x5eed_0000 + fake),
-                        nick: format!("ghost{fake}"),
-                        timestamp: 1,
-                        sent: Sent {
-                            low: 0,
-                            next: round * 4095,
-                        },
-                        heard: Vec::new(),
-                        echoes: Vec::new(),
-                        acked: Vec::new(),
-                        flags: 0,
-                        mheard: 0,
-                    }),
-                }
-                .to_bytes()
+            (0..16u8).map(move |fake| {
+                let key = key(fake);
+                let me = signing::peer_id_of(&key.verifying_key().to_bytes());
+                let s = session(me, format!("ghost{fake}"), round * 4095);
+                signing::seal(&key, lobby.id, s.to_bytes()).to_bytes()
             })
         })
         .collect();
     let forged_bytes: usize = forged.iter().map(Vec::len).sum();
+    // Unsigned, and signed by ghost 0's key under ghost 1's peer id.
+    let unsigned = session(PeerId(0x5eed), "unsigned-ghost".into(), 4095).to_bytes();
+    let ghost1 = signing::peer_id_of(&key(1).verifying_key().to_bytes());
+    let mut impostor = signing::seal(
+        &key(0),
+        lobby.id,
+        session(ghost1, "impostor-ghost".into(), 0).to_bytes(),
+    );
+    impostor.source = ghost1;
+    let impostor = impostor.to_bytes();
     thread::scope(|s| {
         s.spawn(|| {
             lan.enter(3).expect("entering the attacker's namespace");
             let sock = UdpSocket::bind((Lan::addr(3), 0)).expect("attacker socket");
+            for d in [&unsigned, &impostor] {
+                sock.send_to(d, group).expect("sending a forged session");
+            }
             for d in &forged {
                 sock.send_to(d, group).expect("sending a forged session");
             }
@@ -386,6 +402,14 @@ fn forged_sessions_at_idle_nodes_draw_bounded_traffic() {
         let answered = stats["request_bytes_out"].as_u64().unwrap()
             + stats["repair_bytes_out"].as_u64().unwrap();
         ok &= answered <= bound && stats["requests_sent"].as_u64().unwrap() > 0;
+        // Sent before the signed ones, which all arrived: these arrived too, and were dropped.
+        let joined_unsigned = p
+            .events("peer_joined")
+            .iter()
+            .any(|v| v["nick"] == "unsigned-ghost" || v["nick"] == "impostor-ghost");
+        ok &= !joined_unsigned
+            && stats["unsigned"].as_u64().unwrap() >= 1
+            && stats["bad_signatures"].as_u64().unwrap() >= 1;
         report += &format!(
             "{}: {answered} bytes of requests and repairs (bound {bound}); {stats}\n",
             p.name

@@ -5,7 +5,7 @@ mod sim;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lobbycast::proto::{Config, Event, Lobby, Node, Path, PeerId};
+use lobbycast::proto::{Config, Event, Lobby, Node, Path, PeerId, SigningKey};
 use sim::{NetConfig, Sim, chat, lossy, node_config};
 
 #[test]
@@ -192,7 +192,7 @@ impl Wired {
             .map(|i| {
                 let mut node = Node::new(
                     cfg.clone(),
-                    PeerId(0x1000 + i as u64),
+                    SigningKey::from_bytes(&[i as u8 + 1; 32]),
                     &format!("n{i}"),
                     now,
                     1_800_000_000_000,
@@ -303,8 +303,9 @@ fn members_are_announced() {
             );
         }
         let members = w.nodes[i].members(lobby.id);
-        let want: Vec<(PeerId, String)> =
+        let mut want: Vec<(PeerId, String)> =
             others.iter().map(|&j| (id(j), format!("n{j}"))).collect();
+        want.sort();
         assert_eq!(members, want, "node {i}'s members");
     }
 
@@ -390,8 +391,17 @@ fn a_long_gap_is_asked_for_in_few_requests() {
         sim.missing_report()
     );
     sim.assert_exactly_once();
-    let requests = sim.total_stats().requests_sent - before.requests_sent;
-    assert!(requests < 100, "{requests} requests for one 500-packet gap");
+    // Batched: a request names several seqs (up to 16), not one each; and each lost seq is
+    // asked for about once, not round after round. (Unsigned members asked for this gap in
+    // 67 requests; members of revision 1.3 ask in more, smaller requests, each seq still
+    // about once: 132 requests naming 567 seqs at this seed, 70 to 136 over seeds 1 to 12.)
+    let s = sim.total_stats();
+    let requests = s.requests_sent - before.requests_sent;
+    let named = s.request_seqs - before.request_seqs;
+    assert!(
+        requests * 3 <= 500 && named <= 2 * 500,
+        "{requests} requests naming {named} seqs for one 500-packet gap: {s:?}"
+    );
 }
 
 /// Fifty writers with long-running numbering (five-byte seqs): a session that listed every

@@ -3,8 +3,8 @@
 //! The files there are the truth, not this code: every `*.vec` file is decoded and compared with
 //! its expected outcome and fields, and every decoded packet is encoded again and compared byte
 //! for byte. `lobby-names.txt` is checked against [`Lobby::new`], and so is the example table in
-//! `proto/PROTOCOL.md`; `challenge-hashes.txt` and `bundle-signature.txt` against the challenge
-//! hash and the bundle signatures. PROTOCOL.md ("Test vectors") describes the file formats.
+//! `proto/PROTOCOL.md`; `challenge-hashes.txt`, `bundle-signature.txt`, `anchor-signature.txt`
+//! and `link-hashes.txt` against the challenge hash, the signatures and the link hash. PROTOCOL.md ("Test vectors") describes the file formats.
 //!
 //! With `LOBBYCAST_VECTOR_ITEMS=<dir>` set, the test also writes every CBOR item of every vector
 //! to `<dir>` (`<vector>.<n>.ok.cbor` or `.bad.cbor`) so that a CDDL tool can check them against
@@ -16,7 +16,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use lobbycast::proto::ids::{self, Lobby, LobbyId, LobbyNameError, MsgId, PeerId};
-use lobbycast::proto::wire::{self, Body, Bundle, Data, DecodeError, Decoded, Link, Packet};
+use lobbycast::proto::wire::{self, Auth, Body, Bundle, Data, DecodeError, Decoded, Link, Packet};
 
 fn vectors_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("proto/vectors")
@@ -305,18 +305,38 @@ fn render_link(l: &Link) -> Vec<String> {
 }
 
 fn render_bundle(b: &Bundle) -> Vec<String> {
-    vec![
-        format!("version = {}", wire::VERSION),
-        format!("kind = {}", wire::kind::BUNDLE),
-        format!("lobby = {}", id(b.lobby.0)),
-        format!("source = {}", id(b.source.0)),
-        format!("key = h'{}'", hex(&b.key)),
-        format!("signature = h'{}'", hex(&b.signature)),
-        format!("packets = h'{}'", hex(&b.packets)),
-    ]
-    .into_iter()
-    .chain(b.repairer.map(|r| format!("repairer = {}", id(r.0))))
-    .collect()
+    let mut out = vec![format!("version = {}", wire::VERSION)];
+    let Auth::Signed {
+        key,
+        signature,
+        chain,
+    } = &b.auth
+    else {
+        out.push(format!("kind = {}", wire::kind::LINK));
+        out.push(format!("lobby = {}", id(b.lobby.0)));
+        out.push(format!("source = {}", id(b.source.0)));
+        out.push(format!("packets = h'{}'", hex(&b.packets)));
+        out.extend(b.repairer.map(|r| format!("repairer = {}", id(r.0))));
+        return out;
+    };
+    out.push(format!("kind = {}", wire::kind::BUNDLE));
+    out.push(format!("lobby = {}", id(b.lobby.0)));
+    out.push(format!("source = {}", id(b.source.0)));
+    out.push(format!("key = h'{}'", hex(key)));
+    out.push(format!("signature = h'{}'", hex(signature)));
+    out.push(format!("packets = h'{}'", hex(&b.packets)));
+    match (b.repairer, chain.is_empty()) {
+        (Some(r), _) => out.push(format!("repairer = {}", id(r.0))),
+        (None, false) => out.push("repairer = null".into()),
+        (None, true) => {}
+    }
+    if !chain.is_empty() {
+        out.push(format!(
+            "chain = {}",
+            list(chain, |h| format!("h'{}'", hex(h)))
+        ));
+    }
+    out
 }
 
 fn outcome(item: &Result<Decoded, DecodeError>) -> Expect {
@@ -489,6 +509,8 @@ fn packet_vectors_decode_and_encode_as_written() {
             "lobby-names.txt",
             "challenge-hashes.txt",
             "bundle-signature.txt",
+            "anchor-signature.txt",
+            "link-hashes.txt",
         ]
         .contains(&file.as_str())
         {
@@ -496,8 +518,8 @@ fn packet_vectors_decode_and_encode_as_written() {
         }
         if !file.ends_with(".vec") {
             failures.push(format!(
-                "{file}: not a vector file (*.vec, lobby-names.txt, challenge-hashes.txt or \
-                 bundle-signature.txt)"
+                "{file}: not a vector file (*.vec, lobby-names.txt, challenge-hashes.txt, \
+                 bundle-signature.txt, anchor-signature.txt or link-hashes.txt)"
             ));
             continue;
         }
@@ -528,6 +550,7 @@ fn packet_vectors_decode_and_encode_as_written() {
         "kind = 7",
         "kind = 10",
         "kind = 11",
+        "kind = 12",
         "unknown-version",
         "unsupported-kind",
         "malformed",
@@ -792,9 +815,17 @@ fn bundle_signature_vectors_hold() {
         let id_of = |h: &str| u64::from_str_radix(h, 16).unwrap_or_else(|e| panic!("{h}: {e}"));
         let lobby = LobbyId(id_of(lobby));
         let b = signing::seal(&SigningKey::from_bytes(&seed), lobby, unhex(packets));
-        assert_eq!(hex(&b.key), key, "{at}: public key");
+        let Auth::Signed {
+            key: public,
+            signature: sig,
+            ..
+        } = &b.auth
+        else {
+            panic!("{at}: sealed unsigned")
+        };
+        assert_eq!(hex(public), key, "{at}: public key");
         assert_eq!(b.source, PeerId(id_of(peer)), "{at}: peer id");
-        assert_eq!(hex(&b.signature), signature, "{at}: signature");
+        assert_eq!(hex(sig), signature, "{at}: signature");
         assert_eq!(signing::verify(&b), Ok(()), "{at}: verifies");
         for i in 0..b.packets.len() {
             let mut bad = b.clone();
@@ -807,7 +838,9 @@ fn bundle_signature_vectors_hold() {
         }
         for i in [0, 31, 32, 63] {
             let mut bad = b.clone();
-            bad.signature[i] ^= 0x80;
+            if let Auth::Signed { signature, .. } = &mut bad.auth {
+                signature[i] ^= 0x80;
+            }
             assert!(signing::verify(&bad).is_err(), "{at}: signature byte {i}");
         }
         let mut bad = b.clone();
@@ -820,4 +853,100 @@ fn bundle_signature_vectors_hold() {
         cases += 1;
     }
     assert!(cases >= 3, "bundle-signature.txt holds only {cases} cases");
+}
+
+/// anchor-signature.txt: anchors' signatures over their chains (PROTOCOL.md 4.12), computed by
+/// Python's hashlib and PyNaCl; the implementation signs to the same bytes, accepts them, and
+/// refuses a changed hash, a hash left out, or the chain's bytes moved into the packets.
+#[test]
+fn anchor_signature_vectors_hold() {
+    use ed25519_dalek::SigningKey;
+    use lobbycast::proto::signing::{self, SignatureError};
+
+    let mut cases = 0;
+    for (n, fields) in table("anchor-signature.txt") {
+        let f: Vec<&str> = fields.iter().map(String::as_str).collect();
+        let [seed, lobby, chain, packets, signature] = f[..] else {
+            panic!("line {n}: expected five fields");
+        };
+        let at = format!("line {n}");
+        let seed: [u8; 32] = unhex(seed).try_into().expect("32-byte seed");
+        let lobby = LobbyId(u64::from_str_radix(lobby, 16).expect("lobby"));
+        let chain: Vec<[u8; 16]> = unhex(chain)
+            .chunks(16)
+            .map(|c| c.try_into().expect("16-byte hashes"))
+            .collect();
+        let b = signing::seal_anchor(
+            &SigningKey::from_bytes(&seed),
+            lobby,
+            chain.clone(),
+            unhex(packets),
+        );
+        let Auth::Signed { signature: sig, .. } = &b.auth else {
+            panic!("{at}: sealed unsigned")
+        };
+        assert_eq!(hex(sig), signature, "{at}: signature");
+        assert_eq!(signing::verify(&b), Ok(()), "{at}: verifies");
+        let with_chain = |c: Vec<[u8; 16]>, packets: Vec<u8>| {
+            let mut bad = b.clone();
+            if let Auth::Signed { chain, .. } = &mut bad.auth {
+                *chain = c;
+            }
+            bad.packets = packets;
+            signing::verify(&bad)
+        };
+        for i in 0..chain.len() {
+            let mut c = chain.clone();
+            c[i][15] ^= 1;
+            assert_eq!(
+                with_chain(c, b.packets.clone()),
+                Err(SignatureError::BadSignature),
+                "{at}: hash {i} changed"
+            );
+        }
+        let mut shorter = chain.clone();
+        let last = shorter.pop().expect("a chain");
+        assert_eq!(
+            with_chain(shorter, b.packets.clone()),
+            Err(SignatureError::BadSignature),
+            "{at}: a hash left out"
+        );
+        let mut moved = last.to_vec();
+        moved.extend_from_slice(&b.packets);
+        assert_eq!(
+            with_chain(chain[..chain.len() - 1].to_vec(), moved),
+            Err(SignatureError::BadSignature),
+            "{at}: a hash moved into the packets"
+        );
+        assert_eq!(
+            with_chain(Vec::new(), b.packets.clone()),
+            Err(SignatureError::BadSignature),
+            "{at}: an anchor is not a plain bundle"
+        );
+        cases += 1;
+    }
+    assert!(cases >= 3, "anchor-signature.txt holds only {cases} cases");
+}
+
+/// link-hashes.txt: link hashes (PROTOCOL.md 4.13), computed by Python's hashlib.
+#[test]
+fn link_hash_vectors_hold() {
+    use lobbycast::proto::signing;
+
+    let mut cases = 0;
+    for (n, fields) in table("link-hashes.txt") {
+        let f: Vec<&str> = fields.iter().map(String::as_str).collect();
+        let [lobby, source, packets, hash] = f[..] else {
+            panic!("line {n}: expected four fields");
+        };
+        let id_of = |h: &str| u64::from_str_radix(h, 16).unwrap_or_else(|e| panic!("{h}: {e}"));
+        let got = signing::link_hash(
+            LobbyId(id_of(lobby)),
+            PeerId(id_of(source)),
+            &unhex(packets),
+        );
+        assert_eq!(hex(&got), hash, "line {n}");
+        cases += 1;
+    }
+    assert!(cases >= 4, "link-hashes.txt holds only {cases} cases");
 }

@@ -13,6 +13,13 @@
 //! bytes received (16 × bytes in + `BYTE_ALLOWANCE`): see BENCHMARKS.md, "Fuzzing", for why
 //! that bound does not hold and is not checked by default.
 //!
+//! From revision 1.3 every data, session and heartbeat packet travels in a bundle signed by
+//! its writer (PROTOCOL.md 4.12) or in a link vouched for by an anchor (4.13): the peers here
+//! have keys (all but two ids, whose packets go unsigned and must be dropped), their packets
+//! are sealed as they would seal them, sometimes as an anchor and links delivered out of
+//! order, and the node must send its own only signed or linked, pass on others' bundles only
+//! as it was given them, and repair only with bundles it holds.
+//!
 //! The input is a list of operations (`arbitrary`): structured packets (data, repair,
 //! session, request, heartbeat, with small seqs and a few peer ids) encoded into one datagram
 //! that comes on the group or by unicast from the node's one friend, raw bytes, encoded
@@ -30,22 +37,42 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use lobbycast::proto::ids::MsgId;
 use lobbycast::proto::challenge::hash;
+use lobbycast::proto::ids::MsgId;
+use lobbycast::proto::signing;
 use lobbycast::proto::wire::{
-    self, Acked, Body, Challenge, Data, Decoded, Echo, Heard, Heartbeat, Hello, HelloEcho, Link,
+    self, Acked, Body, Bundle, Challenge, Data, Decoded, Echo, Heard, Heartbeat, Hello,
+    HelloEcho, Link, LinkHash,
     MAX_CHALLENGE_HASHES, MAX_DATAGRAM, MAX_MESSAGE, MAX_NICK, MAX_PIECE, MAX_REQUEST_RANGES,
     MAX_SESSION_ACKED, MAX_SESSION_ECHOES, MAX_SESSION_HEARD, Packet, Request, Sent, SeqRange,
     Session,
 };
 use lobbycast::proto::{
     Config, Event, Lobby, LobbyId, MAX_REPAIRS_PER_REQUEST, Message, Node, Path, PeerId,
+    SigningKey,
 };
 
 /// Wall clock at the start, Unix milliseconds.
 const NOW_MS: u64 = 1_800_000_000_000;
+/// The key of peer `n`: 0 is the node under test, 1 to 5 the others that sign.
+fn key(n: u8) -> SigningKey {
+    SigningKey::from_bytes(&[n.wrapping_add(1); 32])
+}
+
+/// The peer id of key `n`, computed once.
+fn keyed(n: u8) -> PeerId {
+    static IDS: OnceLock<Vec<PeerId>> = OnceLock::new();
+    IDS.get_or_init(|| {
+        (0..6)
+            .map(|k| signing::peer_id_of(&key(k).verifying_key().to_bytes()))
+            .collect()
+    })[usize::from(n)]
+}
+
 /// The node under test.
-const ME: PeerId = PeerId(1);
+fn me() -> PeerId {
+    keyed(0)
+}
 /// The node's one friend (its peer id is one of the five others).
 const FRIEND: ([u8; 4], u16) = ([10, 0, 0, 77], 47110);
 /// Operations per input: keeps an execution cheap.
@@ -70,12 +97,16 @@ struct P(u8);
 impl P {
     fn id(self) -> PeerId {
         match self.0 % 8 {
-            0 => ME,
-            1..=5 => PeerId(100 + u64::from(self.0 % 8)),
+            k @ 0..=5 => keyed(k),
             6 => PeerId(u64::MAX),
             _ => PeerId(1000 + u64::from(self.0)),
         }
     }
+}
+
+/// The key that signs for `id`, if it has one here.
+fn key_of(id: PeerId) -> Option<SigningKey> {
+    (0..6).find(|&k| keyed(k) == id).map(key)
 }
 
 /// A sequence number: mostly small, sometimes past the max gap (8192), sometimes near the top.
@@ -223,7 +254,7 @@ impl Pkt {
                         .iter()
                         .take(MAX_SESSION_ECHOES)
                         .map(|&(timestamp, delay)| Echo {
-                            peer: ME,
+                            peer: me(),
                             timestamp: u64::from(timestamp),
                             delay: u64::from(delay),
                         })
@@ -276,6 +307,130 @@ impl Pkt {
     }
 }
 
+/// One writer's packets of one lobby and kind, to be sealed in one bundle.
+struct Group {
+    writer: PeerId,
+    lobby: LobbyId,
+    kind: u8,
+    repairer: Option<PeerId>,
+    packets: Vec<u8>,
+}
+
+/// Encodes packets as their writers send them from revision 1.3: each run of one writer's
+/// data, sessions or heartbeats (or repairs by one repairer) in a bundle signed by the
+/// writer's key; packets of writers without a key go unsigned (the node must drop them),
+/// requests as they are. With `chain`, each data packet is a bundle of its own and a writer's
+/// data bundles after its first become links vouched for by it (an anchor); with `reorder`,
+/// the links go before their anchor.
+fn seal(packets: &[Packet], chain: bool, reorder: bool) -> Vec<u8> {
+    let mut items: Vec<Result<Group, Vec<u8>>> = Vec::new();
+    for p in packets {
+        let (writer, kind, repairer, inner) = match &p.body {
+            Body::Data(d) => (d.source, 0, None, p.clone()),
+            Body::Repair { repairer, data } => (
+                data.source,
+                0,
+                Some(*repairer),
+                Packet {
+                    lobby: p.lobby,
+                    body: Body::Data(data.clone()),
+                },
+            ),
+            Body::Session(x) => (x.sender, 1, None, p.clone()),
+            Body::Heartbeat(h) => (h.sender, 4, None, p.clone()),
+            Body::Request(_) => {
+                items.push(Err(p.to_bytes()));
+                continue;
+            }
+        };
+        if key_of(writer).is_none() {
+            items.push(Err(inner.to_bytes()));
+            continue;
+        }
+        let merge = !(chain && kind == 0);
+        if merge
+            && let Some(Ok(g)) = items.last_mut()
+            && g.writer == writer
+            && g.lobby == p.lobby
+            && g.kind == kind
+            && g.repairer == repairer
+        {
+            g.packets.extend(inner.to_bytes());
+            continue;
+        }
+        items.push(Ok(Group {
+            writer,
+            lobby: p.lobby,
+            kind,
+            repairer,
+            packets: inner.to_bytes(),
+        }));
+    }
+    // Which data groups are links, and which anchor lists them.
+    let mut anchor_of: Vec<Option<usize>> = vec![None; items.len()];
+    if chain {
+        for i in 0..items.len() {
+            let Ok(a) = &items[i] else { continue };
+            if a.kind != 0 || a.repairer.is_some() || anchor_of[i].is_some() {
+                continue;
+            }
+            let mut n = 0;
+            for j in i + 1..items.len() {
+                if let Ok(l) = &items[j]
+                    && l.kind == 0
+                    && l.repairer.is_none()
+                    && l.writer == a.writer
+                    && l.lobby == a.lobby
+                    && n < wire::MAX_CHAIN
+                {
+                    anchor_of[j] = Some(i);
+                    n += 1;
+                }
+            }
+        }
+    }
+    let mut encoded: Vec<Vec<u8>> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let g = match item {
+            Ok(g) => g,
+            Err(bytes) => {
+                encoded.push(bytes.clone());
+                continue;
+            }
+        };
+        let mut b = if anchor_of[i].is_some() {
+            signing::link(g.lobby, g.writer, g.packets.clone())
+        } else {
+            let links: Vec<LinkHash> = (0..items.len())
+                .filter(|&j| anchor_of[j] == Some(i))
+                .filter_map(|j| items[j].as_ref().ok())
+                .map(|l| signing::link_hash(l.lobby, l.writer, &l.packets))
+                .collect();
+            let key = key_of(g.writer).expect("keyed");
+            signing::seal_anchor(&key, g.lobby, links, g.packets.clone())
+        };
+        b.repairer = g.repairer;
+        encoded.push(b.to_bytes());
+    }
+    if reorder {
+        // Each anchor after its last link.
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        order.sort_by_key(|&i| {
+            let last_link = (0..items.len()).filter(|&j| anchor_of[j] == Some(i)).max();
+            (last_link.unwrap_or(i), i)
+        });
+        return order.into_iter().flat_map(|i| encoded[i].clone()).collect();
+    }
+    encoded.concat()
+}
+
+/// A bundle as its writer sealed it: without a repairer.
+fn as_sealed(b: &Bundle) -> Vec<u8> {
+    let mut b = b.clone();
+    b.repairer = None;
+    b.to_bytes()
+}
+
 /// A text of at most `bytes` bytes of one character: ASCII, two or four bytes, or U+FFFD,
 /// which marks text that was not valid UTF-8.
 fn repeat(c: u8, bytes: usize) -> String {
@@ -285,10 +440,12 @@ fn repeat(c: u8, bytes: usize) -> String {
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    /// Structured packets, encoded into one datagram, on the group or from the friend.
+    /// Structured packets, sealed into one datagram, on the group or from the friend.
     Packets {
         foreign: bool,
         unicast: bool,
+        chain: bool,
+        reorder: bool,
         pkts: Vec<Pkt>,
     },
     /// A hello from the friend: its peer id (or another), echoing the node's last hello.
@@ -343,6 +500,10 @@ struct Told {
     delivered: HashSet<MsgId>,
     /// Heartbeats of others it was given.
     beats: Vec<Heartbeat>,
+    /// Others' bundles and links it was given, as sealed (without a repairer).
+    bundles: HashSet<Vec<u8>>,
+    /// Link hashes its own anchors listed.
+    own_links: HashSet<LinkHash>,
     /// The seqs of its own messages, as `send` numbered them.
     own: Vec<std::ops::Range<u64>>,
     /// The timestamp of the node's latest hello, for the friend to echo.
@@ -358,25 +519,36 @@ impl Told {
     }
 
     fn mention(&mut self, source: PeerId, seq: u64) {
-        if source != ME {
+        if source != me() {
             let m = self.mentioned.entry(source).or_insert(seq);
             *m = (*m).max(seq);
         }
     }
 
-    /// Notes what a datagram fed to the node says, as the node decodes it.
+    /// Notes what a datagram fed to the node says, as the node decodes it: the packets in
+    /// bundles and links, whether they verify or not (the node may only know less).
     fn datagram(&mut self, lobby: LobbyId, bytes: &[u8]) {
+        let mut packets = Vec::new();
         for item in wire::decode_datagram(bytes) {
-            let Ok(Decoded::Packet(p)) = item else {
-                continue;
-            };
-            if p.lobby != lobby || p.sender() == ME {
+            match item {
+                Ok(Decoded::Packet(p)) => packets.push(p),
+                Ok(Decoded::Bundle(b)) => {
+                    if self.bundles.len() < 4096 {
+                        self.bundles.insert(as_sealed(&b));
+                    }
+                    packets.extend(signing::contents(&b).unwrap_or_default());
+                }
+                _ => {}
+            }
+        }
+        for p in packets {
+            if p.lobby != lobby || p.sender() == me() {
                 continue;
             }
             match p.body {
                 Body::Data(d) | Body::Repair { data: d, .. } => {
                     self.mention(d.source, d.seq);
-                    if d.source != ME {
+                    if d.source != me() {
                         self.data(d);
                     }
                 }
@@ -462,7 +634,7 @@ impl Run {
         }
         while let Some(e) = self.node.poll_event() {
             if let Event::Message(m) = e {
-                assert_ne!(m.source, ME, "own message delivered: {m:?}");
+                assert_ne!(m.source, me(), "own message delivered: {m:?}");
                 assert!(
                     self.told.delivered.insert(m.msg_id),
                     "message id delivered twice: {m:?}"
@@ -479,28 +651,52 @@ impl Run {
             "datagram of {} bytes",
             payload.len()
         );
+        let mut packets = Vec::new();
         for item in wire::decode_datagram(payload) {
             let p = match item {
-                Ok(Decoded::Packet(p)) => p,
+                Ok(Decoded::Packet(p)) => {
+                    assert!(
+                        matches!(p.body, Body::Request(_)),
+                        "unsigned {p:?} sent: only requests go outside bundles"
+                    );
+                    p
+                }
+                Ok(Decoded::Bundle(b)) => {
+                    self.check_bundle(&b);
+                    let repairer = b.repairer;
+                    for p in signing::contents(&b).expect("the node sends sound bundles") {
+                        packets.push(match (p.body, repairer) {
+                            (Body::Data(data), Some(repairer)) => Packet {
+                                lobby: p.lobby,
+                                body: Body::Repair { repairer, data },
+                            },
+                            (body, _) => Packet { lobby: p.lobby, body },
+                        });
+                    }
+                    continue;
+                }
                 Ok(Decoded::Link(Link::Hello(h))) => {
-                    assert_eq!(h.sender, ME, "hello under another id: {h:?}");
+                    assert_eq!(h.sender, me(), "hello under another id: {h:?}");
                     self.told.my_hello = Some(h.timestamp);
                     continue;
                 }
                 Ok(Decoded::Link(Link::Challenge(c))) => {
-                    assert_eq!(c.sender, ME, "challenge under another id: {c:?}");
+                    assert_eq!(c.sender, me(), "challenge under another id: {c:?}");
                     continue;
                 }
                 other => panic!("the node sent {other:?} in {payload:02x?}"),
             };
+            packets.push(p);
+        }
+        for p in packets {
             assert_eq!(p.lobby, self.lobby.id, "sent to another lobby: {p:?}");
             if !matches!(p.body, Body::Data(_) | Body::Heartbeat(_)) {
-                assert_eq!(p.sender(), ME, "sent under another id: {p:?}");
+                assert_eq!(p.sender(), me(), "sent under another id: {p:?}");
             }
             match p.body {
                 Body::Data(d) => {
                     // Its own, or another's it was given and forwards as it was written.
-                    if d.source == ME {
+                    if d.source == me() {
                         self.told.data(d);
                     } else {
                         let known = self
@@ -513,14 +709,14 @@ impl Run {
                 }
                 Body::Heartbeat(h) => {
                     assert!(
-                        h.sender == ME || self.told.beats.contains(&h),
+                        h.sender == me() || self.told.beats.contains(&h),
                         "heartbeat neither its own nor one it was given: {h:?}"
                     );
                 }
                 Body::Repair { data, .. } => {
                     // Its own packets may be repaired (to a friend) before their first copy,
                     // still in the outbox for the group, has left.
-                    let own = data.source == ME
+                    let own = data.source == me()
                         && self.told.own.iter().any(|r| r.contains(&data.seq));
                     let known = own
                         || self
@@ -531,7 +727,7 @@ impl Run {
                     assert!(known, "repair of data never held: {data:?}");
                 }
                 Body::Request(r) => {
-                    assert_ne!(r.source, ME, "request for own data: {r:?}");
+                    assert_ne!(r.source, me(), "request for own data: {r:?}");
                     let top = self.told.mentioned.get(&r.source).copied();
                     let mut count = 0u64;
                     for &SeqRange(first, last) in &r.ranges {
@@ -549,6 +745,29 @@ impl Run {
                 }
                 Body::Session(_) => {}
             }
+        }
+    }
+
+    /// A bundle the node sends: its own, signed by its key or a link one of its anchors
+    /// listed; or another writer's exactly as it was given; a repairer only itself.
+    fn check_bundle(&mut self, b: &Bundle) {
+        assert!(
+            b.repairer.is_none_or(|r| r == me()),
+            "repair under another id: {b:?}"
+        );
+        if b.source == me() {
+            if b.is_link() {
+                let h = signing::link_hash(b.lobby, b.source, &b.packets);
+                assert!(self.told.own_links.contains(&h), "own link no anchor listed: {b:?}");
+            } else {
+                signing::verify(b).expect("own bundles verify");
+                self.told.own_links.extend(b.chain().iter().copied());
+            }
+        } else {
+            assert!(
+                self.told.bundles.contains(&as_sealed(b)),
+                "passed on a bundle never given: {b:?}"
+            );
         }
     }
 
@@ -583,6 +802,8 @@ impl Run {
             Op::Packets {
                 foreign,
                 unicast,
+                chain,
+                reorder,
                 pkts,
             } => {
                 let lobby = if *foreign { LobbyId(id.0 ^ 1) } else { id };
@@ -592,7 +813,7 @@ impl Run {
                     .map(|p| p.build(lobby, self.elapsed()))
                     .collect();
                 if !packets.is_empty() {
-                    let bytes = wire::encode_datagram(&packets);
+                    let bytes = seal(&packets, *chain, *reorder);
                     if *unicast {
                         self.feed_via(Path::Unicast(FRIEND.into()), &bytes);
                     } else {
@@ -627,7 +848,7 @@ impl Run {
                 let mut hashes: Vec<u64> = values.iter().take(MAX_CHALLENGE_HASHES).copied().collect();
                 if *real && let Some(n) = self.told.delivered.iter().next() {
                     hashes.truncate(MAX_CHALLENGE_HASHES - 1);
-                    hashes.push(hash(id, *n, ME));
+                    hashes.push(hash(id, *n, me()));
                 }
                 if hashes.is_empty() {
                     hashes.push(0);
@@ -645,7 +866,7 @@ impl Run {
                     .take(MAX_PACKETS)
                     .map(|p| p.build(id, self.elapsed()))
                     .collect();
-                let mut bytes = wire::encode_datagram(&packets);
+                let mut bytes = seal(&packets, false, false);
                 if !bytes.is_empty() {
                     let i = usize::from(*at) % bytes.len();
                     bytes[i] = *byte;
@@ -672,7 +893,7 @@ impl Run {
                 };
                 let text = repeat(*c, n);
                 if let Ok(m) = self.node.send(self.now, id, &text) {
-                    assert_eq!(m.source, ME);
+                    assert_eq!(m.source, me());
                     assert_eq!(m.text, text);
                     let pieces = text.len().div_ceil(MAX_PIECE).max(1) as u64;
                     self.told.own.push(m.seq..m.seq + pieces);
@@ -719,11 +940,11 @@ impl Run {
     /// The packets a restored message may be served as: those rebuilt exactly from its text
     /// (all of an own message; of others', only text without replaced bytes).
     fn restored(&mut self, m: &Message) {
-        if m.source != ME {
+        if m.source != me() {
             let count = m.text.len().div_ceil(MAX_PIECE).max(1) as u64;
             self.told.mention(m.source, m.seq.saturating_add(count - 1));
         }
-        if m.source != ME && m.text.contains('\u{FFFD}') {
+        if m.source != me() && m.text.contains('\u{FFFD}') {
             return;
         }
         let body = m.text.as_bytes();
@@ -780,7 +1001,7 @@ fn config() -> Config {
 fuzz_target!(|input: Input| {
     let start = Instant::now();
     let lobby = Lobby::new("fuzz").expect("valid lobby name");
-    let mut node = Node::new(config(), ME, "victim", start, NOW_MS, 7).expect("valid nick");
+    let mut node = Node::new(config(), key(0), "victim", start, NOW_MS, 7).expect("valid nick");
     node.join(start, &lobby, input.first_seq.seq());
     node.add_friend(start, FRIEND.into())
         .expect("a unicast address");

@@ -308,7 +308,7 @@ impl App {
         let now = Instant::now();
         let mut node = Node::new(
             cfg.core.clone(),
-            me,
+            data_dir.signing_key().clone(),
             &cfg.nick,
             now,
             unix_ms(),
@@ -722,10 +722,14 @@ impl App {
             .enumerate()
             .flat_map(|(l, j)| (0..j.groups.len()).map(move |g| (l, g)))
             .collect();
+        let mut arena: Vec<u8> = Vec::new();
+        let mut batch: Vec<(Path, std::ops::Range<usize>)> = Vec::new();
         for i in 0..n_unicast + groups.len() {
             for _ in 0..RECV_BATCHES_PER_WAKEUP {
                 let mut got = 0;
                 let mut more = true;
+                arena.clear();
+                batch.clear();
                 while got < RECV_BATCH {
                     let sock = match i.checked_sub(n_unicast) {
                         None => self.unicast[i].sock.socket(),
@@ -745,8 +749,11 @@ impl App {
                             } else {
                                 Path::Multicast(from)
                             };
-                            self.node
-                                .handle_datagram(Instant::now(), path, &self.recv_buf[..n]);
+                            // Handed to the core together, so that their signatures are
+                            // verified as a batch.
+                            let start = arena.len();
+                            arena.extend_from_slice(&self.recv_buf[..n]);
+                            batch.push((path, start..arena.len()));
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             more = false;
@@ -759,6 +766,10 @@ impl App {
                             break;
                         }
                     }
+                }
+                if !batch.is_empty() {
+                    let items = batch.iter().map(|(p, r)| (*p, &arena[r.clone()]));
+                    self.node.handle_datagrams(Instant::now(), items);
                 }
                 self.pump(frontend);
                 if !more {

@@ -142,6 +142,13 @@ pub struct Config {
     /// Longest randomised interval between two requests for one packet, however far the
     /// source seems (PROTOCOL.md 6.3).
     pub max_retry: Duration,
+    /// Links one signed anchor vouches for at most under a burst (PROTOCOL.md 4.12); 0 signs
+    /// every datagram.
+    pub chain_length: usize,
+    /// Link hashes of verified chains remembered (PROTOCOL.md 4.12).
+    pub link_memory: usize,
+    /// Links held for their anchor at most, per lobby, and for how long (PROTOCOL.md 4.13).
+    pub link_wait: (usize, Duration),
     /// Most events queued before the oldest are dropped (the runtime drains them).
     pub max_queued_events: usize,
 }
@@ -205,6 +212,9 @@ impl Default for Config {
             forward_burst: (1 << 20) as f64,
             max_queued_transmits: 4096,
             max_retry: Duration::from_secs(1),
+            chain_length: 7,
+            link_memory: 32768,
+            link_wait: (256, Duration::from_secs(1)),
             max_queued_events: 65536,
         }
     }

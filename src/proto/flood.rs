@@ -468,13 +468,19 @@ impl Flood {
         true
     }
 
-    /// A packet came by unicast from `addr`: it holds it, and is the source's latest path.
-    pub fn note_data_from(&mut self, addr: SocketAddr, source: PeerId, seq: u64) {
+    /// A packet came by unicast from `addr`, pushed or as a repair: it holds it, and is the
+    /// source's latest path.
+    pub fn note_data_from(&mut self, addr: SocketAddr, source: PeerId, seq: u64, pushed: bool) {
         if let Some(p) = self.partner_mut(addr) {
             advertise(&mut p.advertised, source, seq);
         }
         if self.last_from.len() < MAX_LIMITED || self.last_from.contains_key(&source) {
             self.last_from.insert(source, addr);
+        }
+        // A repair this node asked for races the push that was on its way: only a push that
+        // repeats another push is redundant (see on_duplicate).
+        if !pushed {
+            return;
         }
         if self.recent_order.len() >= RECENT_UNICAST
             && let Some(old) = self.recent_order.pop_front()

@@ -21,12 +21,18 @@ use super::outbox::{Outbox, Transmit};
 use super::pace::Pacer;
 use super::path::Path;
 use super::shared::Shared;
+use super::signing::OpenError;
 use super::stats::Stats;
 use super::timers::{Timer, Timers};
-use super::wire::{self, Body, Decoded, Link, MAX_HELLO_LOBBIES, MAX_NICK};
+use super::verified::{Checked, Verified};
+use super::wire::{self, Body, Bundle, Decoded, Link, MAX_HELLO_LOBBIES, MAX_NICK};
+use ed25519_dalek::SigningKey;
 
 /// Least time between two evaluated challenges of one friend (PROTOCOL.md 7.7).
 const CHALLENGE_GAP: Duration = Duration::from_secs(5);
+
+/// Bundles remembered as verified (PROTOCOL.md 4.12).
+const VERIFIED_BUNDLES: usize = 4096;
 
 /// How often peers, hold-downs and reassemblies are expired.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
@@ -72,11 +78,12 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node with identity `me` and `nick`; `unix_ms` is the wall clock at `now`; `seed`
-    /// drives every random choice (message ids, timers), so equal seeds replay equally.
+    /// A node whose identity is `key` (its peer id is derived from it, and it signs what it
+    /// writes with it), with `nick`; `unix_ms` is the wall clock at `now`; `seed` drives
+    /// every random choice (message ids, timers), so equal seeds replay equally.
     pub fn new(
         cfg: Config,
-        me: PeerId,
+        key: SigningKey,
         nick: &str,
         now: Instant,
         unix_ms: u64,
@@ -93,15 +100,21 @@ impl Node {
         let mut timers = Timers::default();
         let housekeeping_at = now + HOUSEKEEPING;
         timers.push(housekeeping_at, Timer::Housekeeping);
+        let outbox = Outbox::new(cfg.max_queued_transmits, key, cfg.chain_length);
+        let verified = Verified::new(
+            VERIFIED_BUNDLES,
+            cfg.link_memory,
+            (rng.random(), rng.random()),
+        );
         Ok(Node {
             sh: Shared {
-                me,
+                me: outbox.peer_id(),
                 nick,
                 epoch: now,
                 wall: (now, unix_ms),
                 rng,
                 timers,
-                outbox: Outbox::new(cfg.max_queued_transmits),
+                outbox,
                 pacer: Pacer::new(now, cfg.pace_initial, cfg.pace_min, cfg.pace_max),
                 now,
                 events: VecDeque::new(),
@@ -111,6 +124,7 @@ impl Node {
                 recovery: None,
                 friends: Friends::default(),
                 multicast: true,
+                verified,
                 cfg,
             },
             lobbies: HashMap::with_hasher(hasher),
@@ -379,6 +393,36 @@ impl Node {
         }
     }
 
+    /// Takes several received datagrams, in order: the signatures of the bundles in them are
+    /// verified together first, at about half the cost of one by one.
+    pub fn handle_datagrams<'a>(
+        &mut self,
+        now: Instant,
+        batch: impl IntoIterator<Item = (Path, &'a [u8])> + Clone,
+    ) {
+        let bundles: Vec<Bundle> = batch
+            .clone()
+            .into_iter()
+            .flat_map(|(_, bytes)| wire::decode_datagram(bytes))
+            .filter_map(|item| match item {
+                Ok(Decoded::Bundle(b))
+                    if b.source != self.sh.me && self.lobbies.contains_key(&b.lobby) =>
+                {
+                    Some(b)
+                }
+                _ => None,
+            })
+            .collect();
+        if bundles.len() > 1 {
+            let refs: Vec<&Bundle> = bundles.iter().collect();
+            let checked = self.sh.verified.verify_batch(&refs);
+            self.sh.stats.bundles_verified += checked as u64;
+        }
+        for (path, bytes) in batch {
+            self.handle_datagram(now, path, bytes);
+        }
+    }
+
     /// Takes one received datagram and how it arrived.
     pub fn handle_datagram(&mut self, now: Instant, path: Path, bytes: &[u8]) {
         self.tick(now);
@@ -398,13 +442,16 @@ impl Node {
         for item in items {
             let packet = match item {
                 Ok(Decoded::Packet(p)) => p,
+                Ok(Decoded::Bundle(b)) => {
+                    self.sh.stats.packets_in += 1;
+                    self.on_bundle(now, path, b, share);
+                    continue;
+                }
                 Ok(Decoded::UnknownVersion(_)) => {
                     self.sh.stats.unknown_version += 1;
                     continue;
                 }
-                // Members do not take bundles yet (PROTOCOL.md 4.12): skipped like a kind of a
-                // later revision.
-                Ok(Decoded::UnsupportedKind(_) | Decoded::Bundle(_)) => {
+                Ok(Decoded::UnsupportedKind(_)) => {
                     self.sh.stats.unsupported_kind += 1;
                     continue;
                 }
@@ -424,50 +471,100 @@ impl Node {
                 }
             };
             self.sh.stats.packets_in += 1;
+            // Only requests travel unsigned (PROTOCOL.md 4.12): anything else outside a
+            // bundle was written by nobody's key.
+            let Body::Request(request) = packet.body else {
+                self.sh.stats.unsigned += 1;
+                continue;
+            };
             let Some(state) = self.lobbies.get_mut(&packet.lobby) else {
                 self.sh.stats.foreign_lobby += 1;
                 continue;
             };
-            if packet.sender() == self.sh.me {
+            if request.sender == self.sh.me {
                 self.sh.stats.own_packets += 1;
                 continue;
             }
             let sh = &mut self.sh;
-            let sender = packet.sender();
-            // A request is paid for by its own bytes too; a new source's first packet only
-            // exists as a source after it is handled.
-            state.credit_peer(sh, sender, share);
-            let via = match path {
-                Path::Multicast(_) => Via::Group,
-                Path::Unicast(from) => {
-                    // Everything a friend sends, forwarded data included, pays for the repairs
-                    // it asks of this node (PROTOCOL.md 7.8).
-                    if let Some(friend) = sh.friends.get(from).and_then(|l| l.peer)
-                        && friend != sender
-                    {
-                        state.credit_peer(sh, friend, share);
-                    }
-                    Via::Friend(from)
-                }
-            };
-            // What a session spends on sources it introduces is not credited twice (6.3).
-            let mut share = share;
-            match packet.body {
-                Body::Data(d) => state.on_data(sh, now, d, None, via),
-                Body::Repair { repairer, data } => {
-                    if data.source == sh.me {
-                        sh.stats.own_packets += 1;
-                    } else {
-                        state.on_data(sh, now, data, Some(repairer), via);
-                    }
-                }
-                Body::Session(s) => share -= state.on_session(sh, now, s, via, share),
-                Body::Request(r) => state.on_request(sh, now, r, via),
-                Body::Heartbeat(h) => state.on_heartbeat(sh, now, h, via),
-            }
+            // A request is paid for by its own bytes too.
+            state.credit_peer(sh, request.sender, share);
+            let via = Self::via(sh, path, request.sender, share, state);
+            let sender = request.sender;
+            state.on_request(sh, now, request, via);
             state.credit_source(sh, sender, share);
         }
         self.report_reassembly_drops();
+    }
+
+    /// How a packet of `sender` arrived. By unicast, everything a friend sends, forwarded
+    /// bundles included, pays for the repairs it asks of this node (PROTOCOL.md 7.8).
+    fn via(sh: &Shared, path: Path, sender: PeerId, share: u64, state: &mut LobbyState) -> Via {
+        match path {
+            Path::Multicast(_) => Via::Group,
+            Path::Unicast(from) => {
+                if let Some(friend) = sh.friends.get(from).and_then(|l| l.peer)
+                    && friend != sender
+                {
+                    state.credit_peer(sh, friend, share);
+                }
+                Via::Friend(from)
+            }
+        }
+    }
+
+    /// A signed bundle (PROTOCOL.md 4.12): verified (once), then its writer's packets are
+    /// taken as they would be one by one, and it is kept and passed on whole.
+    fn on_bundle(&mut self, now: Instant, path: Path, bundle: Bundle, share: u64) {
+        let Some(state) = self.lobbies.get_mut(&bundle.lobby) else {
+            self.sh.stats.foreign_lobby += 1;
+            return;
+        };
+        if bundle.source == self.sh.me {
+            self.sh.stats.own_packets += 1;
+            return;
+        }
+        let sh = &mut self.sh;
+        let (opened, checked) = sh.verified.open(&bundle);
+        match checked {
+            Checked::Verified => sh.stats.bundles_verified += 1,
+            Checked::Remembered => sh.stats.bundles_remembered += 1,
+            Checked::Vouched => {}
+        }
+        let packets = match opened {
+            Ok(p) => p,
+            Err(OpenError::Unvouched) => {
+                // Its anchor was lost or is late: it waits for it (PROTOCOL.md 4.13).
+                state.hold_link(sh, now, path, bundle, share);
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(source = %bundle.source, error = %e, "dropping a bundle");
+                match e {
+                    OpenError::Signature(_) => sh.stats.bad_signatures += 1,
+                    _ => sh.stats.bad_bundles += 1,
+                }
+                return;
+            }
+        };
+        if bundle.is_link() {
+            sh.stats.links_vouched += 1;
+        }
+        // An anchor (or a repair vouching again) releases the links that wait for it.
+        let chain = bundle.chain().to_vec();
+        if !packets.is_empty() {
+            // The member that put it on the wire: its writer, or the member repairing it.
+            let sender = bundle.repairer.unwrap_or(bundle.source);
+            state.credit_peer(sh, sender, share);
+            let via = Self::via(sh, path, sender, share, state);
+            let spent = state.on_bundle(sh, now, bundle, packets, via, share);
+            state.credit_source(sh, sender, share - spent);
+        }
+        if chain.is_empty() {
+            return;
+        }
+        for link in state.release_links(&chain) {
+            self.on_bundle(now, link.path, link.bundle, link.share);
+        }
     }
 
     /// Reports incomplete messages that reassembly had to drop (a bound or the timeout): their
@@ -658,6 +755,8 @@ impl Node {
     pub fn stats(&self) -> Stats {
         let mut s = self.sh.stats.clone();
         s.queue_overflow += self.sh.outbox.dropped;
+        s.bundles_sealed = self.sh.outbox.sealed;
+        s.links_sent = self.sh.outbox.linked;
         s
     }
 

@@ -93,7 +93,21 @@ impl OwnStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::store::tests::d;
+    use crate::proto::ids::{MsgId, PeerId};
+
+    /// A one-fragment packet of source 1 with `len` body bytes.
+    fn d(seq: u64, len: usize) -> Data {
+        Data {
+            source: PeerId(1),
+            seq,
+            msg_id: MsgId(seq),
+            sent_at: 0,
+            nick: String::new(),
+            frag_index: 0,
+            frag_count: 1,
+            body: vec![0; len],
+        }
+    }
 
     #[test]
     fn bounds_evict_oldest_and_bytes_count_from_a_seq() {

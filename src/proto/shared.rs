@@ -14,11 +14,12 @@ use super::event::Event;
 use super::fragment::Reassembler;
 use super::friends::{Friends, LinkTiming};
 use super::ids::{LobbyId, PeerId};
-use super::outbox::{Dest, Outbox};
+use super::outbox::{Dest, Outbox, Own};
 use super::pace::Pacer;
 use super::stats::Stats;
 use super::timers::Timers;
-use super::wire::{Body, Link, Packet};
+use super::verified::Verified;
+use super::wire::{Body, Bundle, Link, Packet};
 
 /// Node-wide state handed to each lobby's logic.
 #[derive(Debug)]
@@ -47,6 +48,8 @@ pub(crate) struct Shared {
     pub friends: Friends,
     /// Whether the node uses its lobbies' multicast groups (PROTOCOL.md 7.9).
     pub multicast: bool,
+    /// Bundles whose signature verified recently.
+    pub verified: Verified,
 }
 
 impl Shared {
@@ -82,29 +85,57 @@ impl Shared {
         }
     }
 
-    /// Queues a packet of `lobby` for `dest`.
+    /// Queues a packet of `lobby` for `dest`. This node's own data, sessions and heartbeats go
+    /// into bundles it signs; a repair is of its own data, sent again in a repair bundle
+    /// (others' data is repaired with their bundles, [`Shared::send_bundle`]).
     pub fn send_to(&mut self, dest: Dest, lobby: LobbyId, body: Body) {
-        let kind = match &body {
-            Body::Data(_) => 0,
-            Body::Session(_) => 1,
-            Body::Request(_) => 2,
-            Body::Repair { .. } => 3,
-            Body::Heartbeat(_) => 4,
-        };
-        let len = self.outbox.push(dest, &Packet { lobby, body }) as u64;
-        let s = &mut self.stats;
-        match kind {
-            0 => s.data_sent += 1,
-            1 => s.sessions_sent += 1,
-            2 => {
-                s.requests_sent += 1;
-                s.request_bytes_out += len;
+        let (own, body) = match body {
+            Body::Data(d) => (Some(Own::Data), Body::Data(d)),
+            Body::Session(s) => (Some(Own::Session), Body::Session(s)),
+            Body::Heartbeat(h) => (Some(Own::Heartbeat), Body::Heartbeat(h)),
+            Body::Repair { data, .. } => {
+                debug_assert_eq!(data.source, self.me, "only own data is repaired unbundled");
+                (Some(Own::Repair), Body::Data(data))
             }
-            3 => {
+            Body::Request(r) => (None, Body::Request(r)),
+        };
+        let seqs = match &body {
+            Body::Request(r) => r
+                .ranges
+                .iter()
+                .map(|r| r.1.saturating_sub(r.0).saturating_add(1))
+                .sum(),
+            _ => 0,
+        };
+        let packet = Packet { lobby, body };
+        let len = match own {
+            Some(own) => self.outbox.push_own(dest, own, &packet),
+            None => self.outbox.push(dest, &packet),
+        } as u64;
+        let s = &mut self.stats;
+        match own {
+            Some(Own::Data) => s.data_sent += 1,
+            Some(Own::Session) => s.sessions_sent += 1,
+            Some(Own::Heartbeat) => s.heartbeats_sent += 1,
+            Some(Own::Repair) => {
                 s.repairs_sent += 1;
                 s.repair_bytes_out += len;
             }
-            _ => s.heartbeats_sent += 1,
+            None => {
+                s.requests_sent += 1;
+                s.request_seqs += seqs;
+                s.request_bytes_out += len;
+            }
+        }
+    }
+
+    /// Queues another writer's bundle for `dest`, whole: forwarded, or as a repair if it
+    /// names a repairer.
+    pub fn send_bundle(&mut self, dest: Dest, bundle: &Bundle) {
+        let len = self.outbox.push_bundle(dest, bundle) as u64;
+        if bundle.repairer.is_some() {
+            self.stats.repairs_sent += 1;
+            self.stats.repair_bytes_out += len;
         }
     }
 

@@ -26,6 +26,8 @@ pub(crate) struct Miss {
     /// Below the `sent.low` of the source's latest session: the source no longer holds it,
     /// but other members may, so it is asked of them for a limited number of rounds.
     pub orphan: bool,
+    /// Request rounds skipped because a link that holds it waited for its anchor.
+    pub waited: u8,
 }
 
 /// Receive state of one source.

@@ -55,6 +55,8 @@ pub struct Stats {
     pub sessions_sent: u64,
     /// Request packets sent.
     pub requests_sent: u64,
+    /// Seqs named by the requests sent: more than the gaps found means seqs asked for again.
+    pub request_seqs: u64,
     /// Repair packets sent.
     pub repairs_sent: u64,
     /// Presence heartbeats sent.
@@ -103,6 +105,28 @@ pub struct Stats {
     pub datagrams_out: u64,
     /// Bytes in them.
     pub bytes_out: u64,
+    /// Data, session, heartbeat and repair packets dropped because they came outside a
+    /// signed bundle (PROTOCOL.md 4.12).
+    pub unsigned: u64,
+    /// Bundles dropped because the key, the source or the signature did not hold.
+    pub bad_signatures: u64,
+    /// Bundles dropped because what they held was not their writer's own, of one kind.
+    pub bad_bundles: u64,
+    /// Bundles whose signature was checked.
+    pub bundles_verified: u64,
+    /// Bundles taken without a second check: verified recently.
+    pub bundles_remembered: u64,
+    /// Bundles this node signed.
+    pub bundles_sealed: u64,
+    /// Links this node sent, vouched for by its anchors instead of signed (PROTOCOL.md 4.13).
+    pub links_sent: u64,
+    /// Links taken because a verified chain listed their hash.
+    pub links_vouched: u64,
+    /// Links held for their anchor on arrival.
+    pub links_held: u64,
+    /// Held links dropped unvouched: they waited too long, made room, or their anchor came
+    /// without them (forged, or the anchor was repaired without its chain).
+    pub links_dropped: u64,
     /// Datagrams or events dropped because the runtime did not drain its queues.
     pub queue_overflow: u64,
 }
@@ -138,6 +162,7 @@ impl std::ops::AddAssign<&Stats> for Stats {
             data_sent,
             sessions_sent,
             requests_sent,
+            request_seqs,
             repairs_sent,
             heartbeats_sent,
             heartbeats_heard,
@@ -162,6 +187,16 @@ impl std::ops::AddAssign<&Stats> for Stats {
             repair_bytes_out,
             datagrams_out,
             bytes_out,
+            unsigned,
+            bad_signatures,
+            bad_bundles,
+            bundles_verified,
+            bundles_remembered,
+            bundles_sealed,
+            links_sent,
+            links_vouched,
+            links_held,
+            links_dropped,
             queue_overflow,
         } = o;
         self.datagrams_in += datagrams_in;
@@ -190,6 +225,7 @@ impl std::ops::AddAssign<&Stats> for Stats {
         self.data_sent += data_sent;
         self.sessions_sent += sessions_sent;
         self.requests_sent += requests_sent;
+        self.request_seqs += request_seqs;
         self.repairs_sent += repairs_sent;
         self.heartbeats_sent += heartbeats_sent;
         self.heartbeats_heard += heartbeats_heard;
@@ -214,6 +250,16 @@ impl std::ops::AddAssign<&Stats> for Stats {
         self.repair_bytes_out += repair_bytes_out;
         self.datagrams_out += datagrams_out;
         self.bytes_out += bytes_out;
+        self.unsigned += unsigned;
+        self.bad_signatures += bad_signatures;
+        self.bad_bundles += bad_bundles;
+        self.bundles_verified += bundles_verified;
+        self.bundles_remembered += bundles_remembered;
+        self.bundles_sealed += bundles_sealed;
+        self.links_sent += links_sent;
+        self.links_vouched += links_vouched;
+        self.links_held += links_held;
+        self.links_dropped += links_dropped;
         self.queue_overflow += queue_overflow;
     }
 }

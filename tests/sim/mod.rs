@@ -35,7 +35,8 @@ use std::time::{Duration, Instant};
 use lobbycast::proto::fragment::piece_count;
 use lobbycast::proto::wire::{self, Body, Decoded};
 use lobbycast::proto::{
-    Config, Dest, Event, Lobby, Message, MsgId, Node, Path, PeerId, SendError, Stats,
+    Config, Dest, Event, Lobby, Message, MsgId, Node, Path, PeerId, SendError, SigningKey, Stats,
+    signing,
 };
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
@@ -245,6 +246,8 @@ impl Port {
 
 struct SimNode {
     node: Node,
+    /// The node's identity, kept across restarts.
+    key: SigningKey,
     addr: SocketAddr,
     /// The multicast segment the node is on; `None`: multicast is blocked for it, both ways.
     segment: Option<u32>,
@@ -390,10 +393,10 @@ impl Sim {
         let mut rng = SmallRng::seed_from_u64(seed);
         let nodes = (0..n)
             .map(|i| {
-                let me = PeerId(rng.random());
+                let key = SigningKey::from_bytes(&rng.random());
                 let node = Node::new(
                     cfg.clone(),
-                    me,
+                    key.clone(),
                     &format!("n{i}"),
                     start,
                     1_800_000_000_000,
@@ -402,6 +405,7 @@ impl Sim {
                 .unwrap();
                 SimNode {
                     node,
+                    key,
                     addr: SocketAddr::from((Ipv4Addr::new(10, 0, (i >> 8) as u8, i as u8), 47110)),
                     segment: Some(0),
                     joined: false,
@@ -752,17 +756,20 @@ impl Sim {
         let me = self.nodes[from].node.peer_id();
         let mut data = Vec::new();
         let mut own = Vec::new();
-        for p in wire::decode_datagram(&payload) {
-            if let Ok(Decoded::Packet(p)) = p {
-                match p.body {
-                    Body::Data(d) => {
+        // Data travels in its writers' signed bundles, sent as written or again as repairs.
+        for item in wire::decode_datagram(&payload) {
+            let Ok(Decoded::Bundle(b)) = item else {
+                continue;
+            };
+            for p in signing::contents(&b).unwrap_or_default() {
+                if let Body::Data(d) = p.body {
+                    // Original data only: repairs are counted apart.
+                    if b.repairer.is_none() {
                         data.push((d.source, d.seq));
-                        if d.source == me {
-                            own.push(d.seq);
-                        }
                     }
-                    Body::Repair { data: d, .. } if d.source == me => own.push(d.seq),
-                    _ => {}
+                    if d.source == me {
+                        own.push(d.seq);
+                    }
                 }
             }
         }
@@ -1128,11 +1135,18 @@ impl Sim {
     /// Node `i` restarts: same peer id, fresh state, numbering from `first_seq`.
     pub fn restart(&mut self, i: usize, first_seq: u64) {
         assert!(!self.nodes[i].dead, "node {i} was killed");
-        let me = self.nodes[i].node.peer_id();
+        let key = self.nodes[i].key.clone();
         let seed = self.rng.random();
         let cfg = self.nodes[i].node.config().clone();
-        let mut node =
-            Node::new(cfg, me, &format!("n{i}"), self.now, 1_800_000_000_000, seed).unwrap();
+        let mut node = Node::new(
+            cfg,
+            key,
+            &format!("n{i}"),
+            self.now,
+            1_800_000_000_000,
+            seed,
+        )
+        .unwrap();
         let lobby = self.lobby.clone();
         node.join(self.now, &lobby, first_seq);
         self.nodes[i].node = node;

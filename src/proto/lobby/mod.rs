@@ -3,6 +3,7 @@
 //! [`session`] (session messages and progress reports); this module holds the state they
 //! share and the members.
 
+mod bundle;
 mod challenge;
 mod presence;
 mod receive;
@@ -17,6 +18,7 @@ use super::event::Event;
 use super::flood::Flood;
 use super::flow::Flow;
 use super::hash::SeededState;
+use super::held_links::HeldLinks;
 use super::ids::{Lobby, LobbyId, PeerId};
 use super::own::OwnStore;
 use super::shared::Shared;
@@ -79,6 +81,8 @@ pub(crate) struct LobbyState {
     pub(crate) flood: Flood,
     /// Others' packets, kept for repair.
     store: Store,
+    /// Links waiting for their anchor (PROTOCOL.md 4.13).
+    held_links: HeldLinks,
     sources: HashMap<PeerId, Source, SeededState>,
     peers: HashMap<PeerId, Peer, SeededState>,
     /// Pending repair timers: deadline and the distance to the requester.
@@ -113,6 +117,26 @@ pub(crate) struct LobbyState {
     challenged_at: Option<Instant>,
 }
 
+/// What a member holds to repair a packet.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Holding<'a> {
+    /// One of its own packets, repaired in a bundle it signs anew.
+    Own(&'a super::wire::Data),
+    /// Another writer's bundle that holds it, repaired whole.
+    Stored(super::store::Held),
+}
+
+impl Holding<'_> {
+    /// What repairing it takes from the requester's repair credit (PROTOCOL.md 6.3): the
+    /// packet's bytes, or its share of its bundle's.
+    pub(super) fn cost(&self) -> u64 {
+        match self {
+            Holding::Own(d) => repair::REPAIR_OVERHEAD + (d.nick.len() + d.body.len()) as u64,
+            Holding::Stored(h) => h.cost,
+        }
+    }
+}
+
 /// Session messages sent after a burst of data ends.
 const TAIL_SESSIONS: u32 = 3;
 
@@ -141,6 +165,7 @@ impl LobbyState {
                 h(),
             ),
             store: Store::new(sh.cfg.store_packets, sh.cfg.store_bytes, h()),
+            held_links: HeldLinks::new(sh.cfg.link_wait),
             sources: HashMap::with_hasher(h()),
             peers: HashMap::with_hasher(h()),
             repairs: HashMap::with_hasher(h()),
@@ -265,6 +290,7 @@ impl LobbyState {
 
     pub fn housekeeping(&mut self, sh: &mut Shared, now: Instant) {
         self.hold_down.retain(|_, t| *t > now);
+        sh.stats.links_dropped += self.held_links.expire(now);
         let interval = self.session_base(sh);
         for addr in self
             .flood

@@ -53,11 +53,12 @@ impl LobbyState {
         }
     }
 
-    /// A heartbeat that came `via`: shown as presence once, then passed on like data.
-    pub fn on_heartbeat(&mut self, sh: &mut Shared, now: Instant, hb: Heartbeat, via: Via) {
+    /// A heartbeat: shown as presence once. Returns true the first time, when its bundle is to
+    /// be passed on like data.
+    pub(super) fn on_heartbeat(&mut self, sh: &mut Shared, now: Instant, hb: Heartbeat) -> bool {
         if hb.sender == sh.me {
             sh.stats.own_packets += 1;
-            return;
+            return false;
         }
         // Older than the presence timeout it says nothing; far ahead, the clock is wrong.
         let wall = sh.wall_ms(now);
@@ -65,11 +66,11 @@ impl LobbyState {
         let ahead = sh.cfg.future_limit.as_millis() as u64;
         if hb.sent_at.saturating_add(max_age) < wall || hb.sent_at > wall.saturating_add(ahead) {
             sh.stats.too_old += 1;
-            return;
+            return false;
         }
         if !sh.dedup.insert(now, hb.beat) {
             sh.stats.duplicate_packets += 1;
-            return;
+            return false;
         }
         sh.stats.heartbeats_heard += 1;
         if hb.leaving {
@@ -85,13 +86,7 @@ impl LobbyState {
                 p.heartbeat_at = Some(now);
             }
         }
-        let plan = self.forward_plan(sh, now, via);
-        if plan.to_group {
-            sh.send(self.id(), Body::Heartbeat(hb.clone()));
-        }
-        for addr in plan.friends {
-            sh.send_to(Dest::Peer(addr), self.id(), Body::Heartbeat(hb.clone()));
-        }
+        true
     }
 
     /// Whether a member is gone at `now`: nothing of it came for the peer timeout, and its

@@ -13,39 +13,33 @@ use crate::proto::outbox::Dest;
 use crate::proto::shared::Shared;
 use crate::proto::source::{Miss, Source};
 use crate::proto::timers::Timer;
-use crate::proto::wire::{Body, Data, Packet, Request, SeqRange};
+use crate::proto::wire::{Body, Bundle, Data, Packet, Request, SeqRange};
 
 impl LobbyState {
-    /// A data packet, original or repaired by `repairer`, that came `via`.
-    pub fn on_data(
+    /// A data packet, original or repaired by `repairer`, that came `via` in a bundle.
+    /// Returns true if it was held for the first time (the caller keeps and passes on its
+    /// bundle).
+    pub(super) fn on_data(
         &mut self,
         sh: &mut Shared,
         now: Instant,
         data: Data,
         repairer: Option<PeerId>,
         via: Via,
-    ) {
+    ) -> bool {
         let (src_id, seq) = (data.source, data.seq);
         if seq == u64::MAX {
             // The last number is never used, so that one past any packet exists.
             sh.stats.duplicate_packets += 1;
-            return;
+            return false;
         }
         match repairer {
             None => self.touch(sh, now, src_id, Some(&data.nick)),
-            Some(r) => {
-                self.touch(sh, now, r, None);
-                sh.stats.repairs_heard += 1;
-                if self.repairs.remove(&(src_id, seq)).is_some() {
-                    sh.stats.repairs_suppressed += 1;
-                }
-                let hold = now + self.dist(sh, r).mul_f64(sh.cfg.hold_down);
-                self.hold_down.insert((src_id, seq), hold);
-            }
+            Some(r) => self.heard_repair(sh, now, r, src_id, seq),
         }
         if !self.sources.contains_key(&src_id) {
             if !self.make_room_for_source(sh) {
-                return;
+                return false;
             }
             // Start at the first fragment of this message, and want the backlog before it
             // (packets reordered ahead of this one included).
@@ -64,47 +58,21 @@ impl LobbyState {
         let src = self.sources.get(&src_id).expect("present");
         if src.has(seq) {
             sh.stats.duplicate_packets += 1;
-            // A friend that pushes what another path brought first is asked to stop
-            // (PROTOCOL.md 7.4, lazy links).
-            // Repairs answer requests: only pushed data can be redundant.
-            let active = sh.multicast
-                && self
-                    .flood
-                    .active_bridge(sh.me, now, self.session_base(sh), sh.cfg.peer_timeout);
-            if repairer.is_none()
-                && let Some(a) = self.flood.on_duplicate(via, src_id, seq, active)
-            {
-                sh.stats.prunes += 1;
-                self.send_session_to(sh, now, a);
-            }
-            return;
-        }
-        let mut plan = self.forward_plan(sh, now, via);
-        if !plan.is_empty() {
-            let bytes = data.body.len() + data.nick.len() + FORWARD_OVERHEAD;
-            if !self.flood.allow_forward(src_id, bytes, now) {
-                if matches!(via, Via::Friend(_)) {
-                    // Dropped before it is held, so a later copy is taken (7.4).
-                    sh.stats.forward_throttled += 1;
-                    return;
-                }
-                plan = ForwardPlan::default();
-            }
+            return false;
         }
         if seq > 0 {
             self.learn(sh, now, src_id, seq - 1);
         }
-        self.keep(sh.me, data.clone());
         if data.frag_index == 0 {
             self.note_message(sh, now, data.msg_id, true);
         }
         if let Via::Friend(a) = via {
-            self.flood.note_data_from(a, src_id, seq);
+            self.flood
+                .note_data_from(a, src_id, seq, repairer.is_none());
         }
         if let Some(a) = self.flood.on_first(via, repairer.is_some(), src_id) {
             self.grafted(sh, now, a);
         }
-        self.forward(sh, plan, &data);
         self.want_report(sh, now);
         let id = self.id();
         let src = self.sources.get_mut(&src_id).expect("present");
@@ -143,10 +111,36 @@ impl LobbyState {
             // Skipped past by the hold-back: show it now, marked late.
             src.shown_any = true;
             deliver(sh, now, id, &mut self.newest_shown, data, true);
-            return;
+            return true;
         }
         src.pending.insert(seq, data);
         self.advance(sh, now, src_id);
+        true
+    }
+
+    /// `repairer` repaired packet `seq` of `src_id`, whether this node held it or not: this
+    /// node's repair of it is suppressed, and requests for it are ignored for the hold-down
+    /// (PROTOCOL.md 6.3, 6.4).
+    pub(super) fn heard_repair(
+        &mut self,
+        sh: &mut Shared,
+        now: Instant,
+        repairer: PeerId,
+        src_id: PeerId,
+        seq: u64,
+    ) {
+        self.touch(sh, now, repairer, None);
+        sh.stats.repairs_heard += 1;
+        if self.repairs.remove(&(src_id, seq)).is_some() {
+            sh.stats.repairs_suppressed += 1;
+        }
+        let hold = now + self.dist(sh, repairer).mul_f64(sh.cfg.hold_down);
+        self.hold_down.insert((src_id, seq), hold);
+    }
+
+    /// Whether a data packet of `src_id` would be held for the first time.
+    pub(super) fn is_new(&self, src_id: PeerId, seq: u64) -> bool {
+        seq != u64::MAX && self.sources.get(&src_id).is_none_or(|s| !s.has(seq))
     }
 
     /// Shows the source's pending packets that are next in order, and arms the hold-back
@@ -407,6 +401,7 @@ impl LobbyState {
         let Some(mut src) = self.sources.get_mut(&src_id) else {
             return;
         };
+        sh.stats.links_dropped += self.held_links.drop_stale(now, src_id, src.next);
         let mut hinted_seqs = Vec::new();
         let mut later = Vec::new();
         // The lowest round of the seqs asked for now (friends are asked differently by round).
@@ -417,6 +412,15 @@ impl LobbyState {
             let Some(miss) = src.missing.get_mut(&seq) else {
                 continue;
             };
+            // A link that holds it waits for its anchor, whose repair will most likely vouch
+            // for it: not asked for, a few times at most (PROTOCOL.md 4.13).
+            if miss.waited < MAX_LINK_WAITS && self.held_links.covers(src_id, seq) {
+                miss.waited += 1;
+                rearm(&sh.cfg, miss, now, d, true, true, u);
+                sh.timers
+                    .push(miss.deadline, Timer::Request(id, src_id, seq));
+                continue;
+            }
             // While its source is alive it still holds what is missing (flow control), so
             // only a departed source's packets, and those it no longer holds, run out of
             // rounds; nothing waits forever.
@@ -501,6 +505,9 @@ impl LobbyState {
     }
 }
 
+/// Request rounds a missing packet skips while a held link holds it (PROTOCOL.md 4.13).
+const MAX_LINK_WAITS: u8 = 3;
+
 /// Marks the packets `range` of a source missing, all with one request deadline, except those
 /// held or already missing, within the lobby's bound on missing packets.
 pub(super) fn mark_missing(
@@ -532,6 +539,7 @@ pub(super) fn mark_missing(
                 detected: now,
                 rounds_gone: 0,
                 orphan: false,
+                waited: 0,
             },
         );
         *missing_total += 1;
@@ -666,6 +674,7 @@ mod tests {
             detected: now,
             rounds_gone: 0,
             orphan: false,
+            waited: 0,
         };
         rearm(&cfg, &mut miss, now, d, false, own, 0.999_999);
         miss.deadline - now
@@ -694,9 +703,6 @@ mod tests {
     }
 }
 
-/// Bytes a forwarded data packet costs beyond its nick and body, for the forward limit.
-const FORWARD_OVERHEAD: usize = 60;
-
 /// Where a packet first held goes besides this node (PROTOCOL.md 7.4).
 #[derive(Debug, Default)]
 pub(super) struct ForwardPlan {
@@ -707,7 +713,7 @@ pub(super) struct ForwardPlan {
 }
 
 impl ForwardPlan {
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         !self.to_group && self.friends.is_empty()
     }
 }
@@ -761,20 +767,49 @@ impl LobbyState {
         self.send_session_to(sh, now, addr);
     }
 
-    /// Sends a packet first held by this node where `plan` says, as a data packet with every
-    /// field as its source wrote it.
-    pub(super) fn forward(&mut self, sh: &mut Shared, plan: ForwardPlan, data: &Data) {
+    /// Sends this node's own new data packet to the friends `plan` names (in its own bundles,
+    /// signed per datagram).
+    pub(super) fn forward_own(&mut self, sh: &mut Shared, plan: ForwardPlan, data: &Data) {
         let id = self.id();
         if !plan.is_empty() {
             let now = sh.now;
             self.arm_tail(sh, now);
         }
-        if plan.to_group {
-            sh.send(id, Body::Data(data.clone()));
-        }
         for addr in plan.friends {
             sh.stats.forwarded += 1;
             sh.send_to(Dest::Peer(addr), id, Body::Data(data.clone()));
+        }
+    }
+
+    /// Passes on another writer's bundle that brought something new where `plan` says, whole
+    /// and as its writer signed it (PROTOCOL.md 7.4). Forwarded data (`data`) is followed by
+    /// tail sessions: the members it reached hear none of its source's.
+    pub(super) fn pass_on(
+        &mut self,
+        sh: &mut Shared,
+        plan: ForwardPlan,
+        bundle: &Bundle,
+        data: bool,
+    ) {
+        if plan.is_empty() {
+            return;
+        }
+        debug_assert!(
+            bundle.repairer.is_none(),
+            "passed on as written, not as a repair"
+        );
+        if data {
+            let now = sh.now;
+            self.arm_tail(sh, now);
+        }
+        if plan.to_group && sh.multicast {
+            sh.send_bundle(Dest::Lobby(self.id()), bundle);
+        }
+        for addr in plan.friends {
+            if data {
+                sh.stats.forwarded += 1;
+            }
+            sh.send_bundle(Dest::Peer(addr), bundle);
         }
     }
 }

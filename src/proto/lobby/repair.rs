@@ -12,11 +12,12 @@ use std::net::SocketAddr;
 
 use crate::proto::flood::Via;
 use crate::proto::outbox::Dest;
-use crate::proto::wire::{Body, Request, SeqRange};
+use crate::proto::own::OwnStore;
+use crate::proto::wire::{BUNDLE_OVERHEAD, Body, MAX_DATAGRAM, Request, SeqRange};
 
-/// Encoded bytes of a repair packet besides its nick and body: ten integers of at most nine
-/// bytes and the headers around them.
-const REPAIR_OVERHEAD: u64 = 100;
+/// Encoded bytes of a repaired own data packet besides its nick and body: seven integers of at
+/// most nine bytes and the headers around them, and a share of its bundle's.
+pub(super) const REPAIR_OVERHEAD: u64 = 100;
 
 impl LobbyState {
     pub fn on_request(&mut self, sh: &mut Shared, now: Instant, req: Request, via: Via) {
@@ -79,19 +80,17 @@ impl LobbyState {
                     break;
                 }
                 scan -= 1;
-                if self.held(me, req.source, seq).is_none() {
+                let Some(held) = self.holding(me, req.source, seq) else {
                     continue;
-                }
+                };
+                // The requester's own packets pay for what it draws, in bytes (6.3).
+                let cost = held.cost();
                 let key = (req.source, seq);
                 if self.hold_down.get(&key).is_some_and(|&t| now < t)
                     || self.repairs.contains_key(&key)
                 {
                     continue;
                 }
-                // The requester's own packets pay for what it draws, in bytes (6.3).
-                let cost = self.held(me, req.source, seq).map_or(0, |d| {
-                    REPAIR_OVERHEAD + (d.nick.len() + d.body.len()) as u64
-                });
                 match self.peers.get_mut(&req.sender) {
                     Some(p) if p.credit >= cost => p.credit -= cost,
                     _ => {
@@ -110,21 +109,35 @@ impl LobbyState {
     }
 
     /// A friend asked by unicast: it asked this node alone, so it is answered at once, by
-    /// unicast, from what is held, within its repair credit (PROTOCOL.md 7.8).
+    /// unicast, from what is held, within its repair credit (PROTOCOL.md 7.8). Each stored
+    /// bundle goes once, however many of the seqs asked for it holds.
     fn answer_friend(&mut self, sh: &mut Shared, addr: SocketAddr, req: &Request) {
         let me = sh.me;
         let mut budget = MAX_REPAIRS_PER_REQUEST;
         let mut scan = sh.cfg.max_gap;
+        let mut sent: Vec<u64> = Vec::new();
         'ranges: for &SeqRange(first, last) in &req.ranges {
             for seq in first..=last {
                 if budget == 0 || scan == 0 {
                     break 'ranges;
                 }
                 scan -= 1;
-                let Some(data) = self.held(me, req.source, seq).cloned() else {
+                let Some(held) = self.holding(me, req.source, seq) else {
                     continue;
                 };
-                let cost = REPAIR_OVERHEAD + (data.nick.len() + data.body.len()) as u64;
+                if let Holding::Stored(h) = held
+                    && sent.contains(&h.serial)
+                {
+                    continue;
+                }
+                let cost = held.cost();
+                let own = match held {
+                    Holding::Own(data) => Some(data.clone()),
+                    Holding::Stored(h) => {
+                        sent.push(h.serial);
+                        None
+                    }
+                };
                 match self.peers.get_mut(&req.sender) {
                     Some(p) if p.credit >= cost => p.credit -= cost,
                     _ => {
@@ -133,8 +146,20 @@ impl LobbyState {
                     }
                 }
                 budget -= 1;
-                let body = Body::Repair { repairer: me, data };
-                sh.send_to(Dest::Peer(addr), self.lobby.id, body);
+                match own {
+                    Some(data) => {
+                        let body = Body::Repair { repairer: me, data };
+                        sh.send_to(Dest::Peer(addr), self.lobby.id, body);
+                    }
+                    None => {
+                        let serial = *sent.last().expect("pushed above");
+                        if let Some((b, _)) = self.store.bundle(serial) {
+                            let mut b = b.clone();
+                            b.repairer = Some(me);
+                            sh.send_bundle(Dest::Peer(addr), &b);
+                        }
+                    }
+                }
             }
         }
     }
@@ -148,20 +173,74 @@ impl LobbyState {
         at: Instant,
     ) {
         let key = (src, seq);
-        match self.repairs.get(&key) {
-            Some(&(t, d)) if t == at => {
-                self.repairs.remove(&key);
-                if let Some(data) = self.held(sh.me, src, seq) {
-                    let body = Body::Repair {
-                        repairer: sh.me,
-                        data: data.clone(),
-                    };
-                    sh.send(self.lobby.id, body);
-                    self.hold_down
-                        .insert(key, now + d.mul_f64(sh.cfg.hold_down));
+        let d = match self.repairs.get(&key) {
+            Some(&(t, d)) if t == at => d,
+            _ => return,
+        };
+        self.repairs.remove(&key);
+        let hold = now + d.mul_f64(sh.cfg.hold_down);
+        // Everything a stored bundle carries is repaired: its other timers are cancelled, and
+        // the hold-down covers it all (PROTOCOL.md 4.12).
+        let mut seqs = vec![seq];
+        let me = sh.me;
+        match self.holding(me, src, seq) {
+            None => return,
+            Some(Holding::Own(_)) => {
+                // In a bundle signed anew, with the neighbouring own repairs that are pending (a
+                // lost datagram is asked for whole), up to one datagram's worth: as much as a
+                // stored bundle repairs. More at once made bursts that the pace held back past
+                // the requesters' timers.
+                let mut room = MAX_DATAGRAM - BUNDLE_OVERHEAD;
+                let fits = |x: u64, room: &mut usize, own: &OwnStore| {
+                    let len = own
+                        .get(x)
+                        .map_or(usize::MAX, |d| d.body.len() + d.nick.len() + 80);
+                    let ok = len <= *room;
+                    if ok {
+                        *room -= len;
+                    }
+                    ok
+                };
+                fits(seq, &mut room, &self.own);
+                for x in (seq + 1..).take_while(|&x| {
+                    self.repairs.contains_key(&(me, x)) && fits(x, &mut room, &self.own)
+                }) {
+                    seqs.push(x);
+                }
+                for x in (0..seq).rev().take_while(|&x| {
+                    self.repairs.contains_key(&(me, x)) && fits(x, &mut room, &self.own)
+                }) {
+                    seqs.push(x);
+                }
+                seqs.sort_unstable();
+                for &x in &seqs {
+                    self.repairs.remove(&(me, x));
+                    if let Some(data) = self.own.get(x) {
+                        let body = Body::Repair {
+                            repairer: me,
+                            data: data.clone(),
+                        };
+                        sh.send(self.lobby.id, body);
+                    }
                 }
             }
-            _ => {}
+            Some(Holding::Stored(h)) => {
+                let Some((b, inside)) = self.store.bundle(h.serial) else {
+                    return;
+                };
+                let mut b = b.clone();
+                seqs = inside.to_vec();
+                b.repairer = Some(me);
+                if sh.multicast {
+                    sh.send_bundle(Dest::Lobby(self.lobby.id), &b);
+                }
+                for &s in &seqs {
+                    self.repairs.remove(&(src, s));
+                }
+            }
+        }
+        for s in seqs {
+            self.hold_down.insert((src, s), hold);
         }
     }
 }

@@ -61,7 +61,7 @@ impl LobbyState {
             self.next_seq += 1;
             sh.send(self.id(), Body::Data(data.clone()));
             let plan = self.forward_plan(sh, now, Via::Own);
-            self.forward(sh, plan, &data);
+            self.forward_own(sh, plan, &data);
             self.own.insert(data);
         }
         sh.dedup.insert(now, msg_id);
@@ -80,7 +80,6 @@ impl LobbyState {
         })
     }
 
-    /// Puts a packet in the repair store it belongs to.
     /// Data left this node at `now`: tail sessions follow the burst (PROTOCOL.md 6.5), and
     /// after forwarded data too, since the members it reached hear none of its source's.
     pub(super) fn arm_tail(&mut self, sh: &mut Shared, now: Instant) {
@@ -93,20 +92,13 @@ impl LobbyState {
         }
     }
 
-    pub(super) fn keep(&mut self, me: PeerId, data: Data) {
-        if data.source == me {
-            self.own.insert(data);
-        } else {
-            self.store.insert(data, |_, _| {});
-        }
-    }
-
-    /// A packet held for repair, own or others'.
-    pub(super) fn held(&self, me: PeerId, src: PeerId, seq: u64) -> Option<&Data> {
+    /// What this node holds to repair packet `seq` of `src`: its own packet, or the stored
+    /// bundle of another writer that holds it.
+    pub(super) fn holding(&self, me: PeerId, src: PeerId, seq: u64) -> Option<Holding<'_>> {
         if src == me {
-            self.own.get(seq)
+            self.own.get(seq).map(Holding::Own)
         } else {
-            self.store.get(src, seq)
+            self.store.find(src, seq).map(Holding::Stored)
         }
     }
 
@@ -169,7 +161,9 @@ impl LobbyState {
         }
     }
 
-    /// Takes back a message from history: it can be repaired again, and is not asked for.
+    /// Takes back a message from history: it is not asked for again, and an own one can be
+    /// repaired again (in bundles signed anew; others' signatures are not kept, PROTOCOL.md
+    /// 4.12).
     pub fn restore(&mut self, sh: &mut Shared, now: Instant, msg: &Message) {
         let count = fragment::piece_count(msg.text.len());
         if count > usize::from(crate::proto::wire::MAX_FRAGMENTS)
@@ -177,15 +171,13 @@ impl LobbyState {
         {
             return;
         }
-        // The packets are rebuilt from the text, so they are the ones sent only if the text
-        // is the body's exact bytes: always for own messages (sent from valid UTF-8), and for
-        // others' when no invalid byte was replaced. Lossy ones are not served as repairs
-        // (their source or another holder can); pieces are cut as every sender cuts them,
-        // MAX_PIECE bytes but the last, which reassembly enforces.
-        let exact = msg.source == sh.me || !msg.text.contains(char::REPLACEMENT_CHARACTER);
+        // Own packets are rebuilt from the text, cut as every sender cuts them (MAX_PIECE
+        // bytes but the last, which reassembly enforces); the text is the body's exact bytes,
+        // sent from valid UTF-8.
+        let own = msg.source == sh.me;
         let nick = truncate_at_char(&msg.nick, MAX_NICK);
         for (i, piece) in fragment::split(msg.text.as_bytes()).enumerate() {
-            if !exact {
+            if !own {
                 break;
             }
             let data = Data {
@@ -198,7 +190,7 @@ impl LobbyState {
                 frag_count: count as u16,
                 body: piece.to_vec(),
             };
-            self.keep(sh.me, data);
+            self.own.insert(data);
         }
         let end = msg.seq + count as u64;
         sh.dedup.insert(now, msg.msg_id);

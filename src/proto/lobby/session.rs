@@ -200,15 +200,27 @@ impl LobbyState {
             .chain(sources.into_iter().map(|(_, id, top)| (id, top)))
         {
             let from = top.saturating_sub(CATCH_UP_PER_SOURCE - 1);
+            // Others' packets go in their writers' bundles, each bundle once.
+            let mut last_bundle = None;
             for seq in from..=top {
                 if budget == 0 {
                     return;
                 }
-                if let Some(d) = self.held(me, src, seq).cloned() {
-                    budget -= 1;
-                    sh.stats.forwarded += 1;
-                    sh.send_to(Dest::Peer(addr), self.lobby.id, Body::Data(d));
+                match self.holding(me, src, seq) {
+                    Some(Holding::Own(d)) => {
+                        let body = Body::Data(d.clone());
+                        sh.send_to(Dest::Peer(addr), self.lobby.id, body);
+                    }
+                    Some(Holding::Stored(h)) if last_bundle != Some(h.serial) => {
+                        last_bundle = Some(h.serial);
+                        if let Some((b, _)) = self.store.bundle(h.serial) {
+                            sh.send_bundle(Dest::Peer(addr), &b.clone());
+                        }
+                    }
+                    _ => continue,
                 }
+                budget -= 1;
+                sh.stats.forwarded += 1;
             }
         }
     }

@@ -10,8 +10,8 @@
 use ciborium_ll::{Decoder, Header};
 
 use super::{
-    Acked, Body, Bundle, Challenge, Data, DecodeError, Decoded, Echo, Heard, Heartbeat, Hello,
-    HelloEcho, Link, Packet, Request, Sent, SeqRange, Session, VERSION, kind,
+    Acked, Auth, Body, Bundle, Challenge, Data, DecodeError, Decoded, Echo, Heard, Heartbeat,
+    Hello, HelloEcho, Link, Packet, Request, Sent, SeqRange, Session, VERSION, kind,
 };
 use crate::proto::ids::{LobbyId, MsgId, PeerId};
 
@@ -287,8 +287,8 @@ impl<'a> Reader<'a> {
             kind::DATA | kind::SESSION | kind::REQUEST | kind::REPAIR | kind::HEARTBEAT => None,
             kind::HELLO => Some(Link::Hello(self.hello(&mut a)?)),
             kind::CHALLENGE => Some(Link::Challenge(self.challenge(&mut a)?)),
-            kind::BUNDLE => {
-                let b = self.bundle(&mut a)?;
+            kind::BUNDLE | kind::LINK => {
+                let b = self.bundle(&mut a, kind == kind::LINK)?;
                 self.skip_rest(&mut a)?;
                 return Ok(Decoded::Bundle(b));
             }
@@ -454,11 +454,27 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn bundle(&mut self, a: &mut Array) -> Result<Bundle> {
+    fn bundle(&mut self, a: &mut Array, link: bool) -> Result<Bundle> {
         self.expect(a, "lobby")?;
         let lobby = LobbyId(self.uint("lobby")?);
         self.expect(a, "source")?;
         let source = self.peer("source")?;
+        if link {
+            self.expect(a, "packets")?;
+            let packets = self.bytes("packets")?;
+            let repairer = if self.more(a)? {
+                Some(self.peer("repairer")?)
+            } else {
+                None
+            };
+            return Ok(Bundle {
+                lobby,
+                source,
+                auth: Auth::Linked,
+                packets,
+                repairer,
+            });
+        }
         self.expect(a, "key")?;
         let key = self
             .bytes("key")?
@@ -472,15 +488,31 @@ impl<'a> Reader<'a> {
         self.expect(a, "packets")?;
         let packets = self.bytes("packets")?;
         let repairer = if self.more(a)? {
-            Some(self.peer("repairer")?)
+            self.opt_peer("repairer")?
         } else {
             None
+        };
+        let chain = if self.more(a)? {
+            let chain = self.list("chain", |r| {
+                r.bytes("link hash")?
+                    .try_into()
+                    .map_err(|_| DecodeError::Invalid("link hash length"))
+            })?;
+            if chain.is_empty() {
+                return Err(DecodeError::Invalid("chain length"));
+            }
+            chain
+        } else {
+            Vec::new()
         };
         Ok(Bundle {
             lobby,
             source,
-            key,
-            signature,
+            auth: Auth::Signed {
+                key,
+                signature,
+                chain,
+            },
             packets,
             repairer,
         })

@@ -26,6 +26,19 @@ pub const MAX_PIECE: usize = 960;
 /// Most bytes a bundle adds around its packets: its header, lobby, source, key, signature,
 /// the packets' length and a repairer (PROTOCOL.md 4.12).
 pub const BUNDLE_OVERHEAD: usize = 1 + 1 + 1 + 9 + 9 + (2 + 32) + (2 + 64) + 3 + 9;
+/// Most bytes a link adds around its packets: its header, lobby, source, the packets' length
+/// and a repairer (PROTOCOL.md 4.13).
+pub const LINK_OVERHEAD: usize = 1 + 1 + 1 + 9 + 9 + 3 + 9;
+/// Most link hashes in an anchor's chain (PROTOCOL.md 4.12).
+pub const MAX_CHAIN: usize = 32;
+/// Bytes a chain of `n` hashes adds to a bundle: the array's head and each hash with its own.
+pub const fn chain_overhead(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        (if n < 24 { 1 } else { 2 }) + n * 17
+    }
+}
 /// Most fragments of one message.
 pub const MAX_FRAGMENTS: u16 = 64;
 /// Largest message body: [`MAX_FRAGMENTS`] full pieces.
@@ -70,6 +83,8 @@ pub mod kind {
     pub const HELLO: u64 = 10;
     /// A writer's own packets of one lobby, signed (revision 1.3).
     pub const BUNDLE: u64 = 11;
+    /// A writer's data vouched for by a signed bundle (revision 1.3).
+    pub const LINK: u64 = 12;
 }
 
 /// Bits of a session's `flags` (revision 1.2, PROTOCOL.md 4.5).
@@ -265,23 +280,56 @@ pub struct Packet {
     pub body: Body,
 }
 
-/// A writer's own packets of one lobby, signed once for all (kind 11, PROTOCOL.md 4.12).
-/// Decoding checks only the shape; [`crate::proto::signing::verify`] checks the signature,
-/// and only then may `packets` be decoded.
+/// The first 16 bytes of a link's SHA-256 (PROTOCOL.md 4.13).
+pub type LinkHash = [u8; 16];
+
+/// A writer's own packets of one lobby, signed once for all (kind 11, PROTOCOL.md 4.12), or
+/// vouched for by a signed bundle's chain (a link, kind 12, 4.13). Decoding checks only the
+/// shape; [`crate::proto::signing::verify`] checks the signature (or a link's hash is looked
+/// up), and only then may `packets` be decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Bundle {
     /// The lobby of every packet inside.
     pub lobby: LobbyId,
-    /// The writer: the peer id of `key`.
+    /// The writer: the peer id of its key.
     pub source: PeerId,
-    /// The writer's Ed25519 public key.
-    pub key: [u8; 32],
-    /// Ed25519 signature over the lobby and `packets` (PROTOCOL.md 4.12).
-    pub signature: [u8; 64],
+    /// What makes it the writer's: a signature, or a hash in a signed chain.
+    pub auth: Auth,
     /// A CBOR sequence of the writer's packets, as signed.
     pub packets: Vec<u8>,
     /// The member sending it again as a repair, if it is one; not signed.
     pub repairer: Option<PeerId>,
+}
+
+/// How a [`Bundle`] is tied to its writer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Auth {
+    /// Signed (kind 11).
+    Signed {
+        /// The writer's Ed25519 public key.
+        key: [u8; 32],
+        /// Ed25519 signature over the lobby, the chain and `packets` (PROTOCOL.md 4.12).
+        signature: [u8; 64],
+        /// Hashes of the links this bundle vouches for (an anchor's), in order; signed.
+        chain: Vec<LinkHash>,
+    },
+    /// A link (kind 12): its hash must be in a verified chain.
+    Linked,
+}
+
+impl Bundle {
+    /// True for a link (kind 12).
+    pub fn is_link(&self) -> bool {
+        matches!(self.auth, Auth::Linked)
+    }
+
+    /// The chain of an anchor; empty for other bundles and links.
+    pub fn chain(&self) -> &[LinkHash] {
+        match &self.auth {
+            Auth::Signed { chain, .. } => chain,
+            Auth::Linked => &[],
+        }
+    }
 }
 
 /// One item of a datagram, decoded.
@@ -574,6 +622,9 @@ impl Bundle {
         if self.packets.len() > MAX_DATAGRAM {
             return Err(DecodeError::Invalid("bundle too large"));
         }
+        if self.chain().len() > MAX_CHAIN {
+            return Err(DecodeError::Invalid("chain length"));
+        }
         Ok(())
     }
 
@@ -593,16 +644,43 @@ impl Bundle {
 
 impl Serialize for Bundle {
     fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        let mut t = ser.serialize_tuple(7 + usize::from(self.repairer.is_some()))?;
+        let Auth::Signed {
+            key,
+            signature,
+            chain,
+        } = &self.auth
+        else {
+            let mut t = ser.serialize_tuple(5 + usize::from(self.repairer.is_some()))?;
+            t.serialize_element(&VERSION)?;
+            t.serialize_element(&kind::LINK)?;
+            t.serialize_element(&self.lobby)?;
+            t.serialize_element(&self.source)?;
+            t.serialize_element(serde_bytes::Bytes::new(&self.packets))?;
+            if let Some(r) = &self.repairer {
+                t.serialize_element(r)?;
+            }
+            return t.end();
+        };
+        let len = if !chain.is_empty() {
+            9
+        } else {
+            7 + usize::from(self.repairer.is_some())
+        };
+        let mut t = ser.serialize_tuple(len)?;
         t.serialize_element(&VERSION)?;
         t.serialize_element(&kind::BUNDLE)?;
         t.serialize_element(&self.lobby)?;
         t.serialize_element(&self.source)?;
-        t.serialize_element(serde_bytes::Bytes::new(&self.key))?;
-        t.serialize_element(serde_bytes::Bytes::new(&self.signature))?;
+        t.serialize_element(serde_bytes::Bytes::new(key))?;
+        t.serialize_element(serde_bytes::Bytes::new(signature))?;
         t.serialize_element(serde_bytes::Bytes::new(&self.packets))?;
-        if let Some(r) = &self.repairer {
-            t.serialize_element(r)?;
+        if len > 7 {
+            t.serialize_element(&self.repairer)?;
+        }
+        if !chain.is_empty() {
+            let hashes: Vec<&serde_bytes::Bytes> =
+                chain.iter().map(|h| serde_bytes::Bytes::new(h)).collect();
+            t.serialize_element(&hashes)?;
         }
         t.end()
     }
@@ -720,11 +798,14 @@ mod tests {
             lobby: LobbyId(u64::MAX),
             body: Body::Data(d),
         };
-        let bundle = Bundle {
+        let mut bundle = Bundle {
             lobby: LobbyId(u64::MAX),
             source: PeerId(u64::MAX),
-            key: [0xff; 32],
-            signature: [0xff; 64],
+            auth: Auth::Signed {
+                key: [0xff; 32],
+                signature: [0xff; 64],
+                chain: Vec::new(),
+            },
             packets: p.to_bytes(),
             repairer: Some(PeerId(u64::MAX)),
         };
@@ -735,5 +816,21 @@ mod tests {
             "the overhead is exact"
         );
         assert!(len <= MAX_DATAGRAM, "{len}");
+        // A chain adds exactly its own bytes, at every length.
+        for n in [1, 23, 24, MAX_CHAIN] {
+            bundle.auth = Auth::Signed {
+                key: [0xff; 32],
+                signature: [0xff; 64],
+                chain: vec![[0xff; 16]; n],
+            };
+            assert_eq!(
+                bundle.to_bytes().len(),
+                p.to_bytes().len() + BUNDLE_OVERHEAD + chain_overhead(n),
+                "a chain of {n}"
+            );
+        }
+        // A link's overhead, with its repairer, is exact too.
+        bundle.auth = Auth::Linked;
+        assert_eq!(bundle.to_bytes().len(), p.to_bytes().len() + LINK_OVERHEAD);
     }
 }
