@@ -339,11 +339,22 @@ fn render_bundle(b: &Bundle) -> Vec<String> {
     out
 }
 
+fn render_envelope(e: &wire::Envelope) -> Vec<String> {
+    vec![
+        format!("version = {}", wire::VERSION),
+        format!("kind = {}", wire::kind::ENVELOPE),
+        format!("lobby = {}", id(e.lobby.0)),
+        format!("nonce = h'{}'", hex(&e.nonce)),
+        format!("sealed = h'{}'", hex(&e.sealed)),
+    ]
+}
+
 fn outcome(item: &Result<Decoded, DecodeError>) -> Expect {
     match item {
         Ok(Decoded::Packet(p)) => Expect::Packet(render(p)),
         Ok(Decoded::Link(l)) => Expect::Packet(render_link(l)),
         Ok(Decoded::Bundle(b)) => Expect::Packet(render_bundle(b)),
+        Ok(Decoded::Envelope(e)) => Expect::Packet(render_envelope(e)),
         Ok(Decoded::UnknownVersion(v)) => Expect::UnknownVersion(*v),
         Ok(Decoded::UnsupportedKind(k)) => Expect::UnsupportedKind(*k),
         Err(DecodeError::Malformed(_)) => Expect::Malformed,
@@ -450,6 +461,7 @@ fn check(v: &Vector, kinds: &mut BTreeMap<String, usize>) -> Result<(), String> 
             Ok(Decoded::Packet(p)) => (p.to_bytes(), render(p)),
             Ok(Decoded::Link(l)) => (l.to_bytes(), render_link(l)),
             Ok(Decoded::Bundle(b)) => (b.to_bytes(), render_bundle(b)),
+            Ok(Decoded::Envelope(e)) => (e.to_bytes(), render_envelope(e)),
             _ => continue,
         };
         if items.get(i) != Some(&again.as_slice()) {
@@ -511,6 +523,8 @@ fn packet_vectors_decode_and_encode_as_written() {
             "bundle-signature.txt",
             "anchor-signature.txt",
             "link-hashes.txt",
+            "private-lobbies.txt",
+            "envelope-seal.txt",
         ]
         .contains(&file.as_str())
         {
@@ -519,7 +533,8 @@ fn packet_vectors_decode_and_encode_as_written() {
         if !file.ends_with(".vec") {
             failures.push(format!(
                 "{file}: not a vector file (*.vec, lobby-names.txt, challenge-hashes.txt, \
-                 bundle-signature.txt, anchor-signature.txt or link-hashes.txt)"
+                 bundle-signature.txt, anchor-signature.txt, link-hashes.txt, \
+                 private-lobbies.txt or envelope-seal.txt)"
             ));
             continue;
         }
@@ -551,6 +566,7 @@ fn packet_vectors_decode_and_encode_as_written() {
         "kind = 10",
         "kind = 11",
         "kind = 12",
+        "kind = 13",
         "unknown-version",
         "unsupported-kind",
         "malformed",
@@ -949,4 +965,65 @@ fn link_hash_vectors_hold() {
         cases += 1;
     }
     assert!(cases >= 4, "link-hashes.txt holds only {cases} cases");
+}
+
+/// private-lobbies.txt: lobby keys derived from passphrases and their private lobby ids
+/// (PROTOCOL.md 2.4), computed by Python's hashlib and PyNaCl (libsodium's Argon2id).
+#[test]
+fn private_lobby_vectors_hold() {
+    use lobbycast::proto::private::LobbyKey;
+
+    let unquote = |f: &str| -> String {
+        f.strip_prefix('"')
+            .and_then(|f| f.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("{f}: expected a quoted text"))
+            .to_string()
+    };
+    let mut cases = 0;
+    for (n, fields) in table("private-lobbies.txt") {
+        let f: Vec<&str> = fields.iter().map(String::as_str).collect();
+        let [passphrase, name, key, lobby_id] = f[..] else {
+            panic!("line {n}: expected four fields");
+        };
+        let lobby = Lobby::new(&unquote(name)).expect("a valid name");
+        let k = LobbyKey::from_passphrase(&unquote(passphrase), &lobby).expect("derived");
+        assert_eq!(hex(k.as_bytes()), key, "line {n}: key");
+        assert_eq!(format!("{:016x}", k.id().0), lobby_id, "line {n}: id");
+        cases += 1;
+    }
+    assert!(cases >= 4, "private-lobbies.txt holds only {cases} cases");
+}
+
+/// envelope-seal.txt: private lobbies' envelopes (PROTOCOL.md 4.14), sealed by PyNaCl
+/// (libsodium's XChaCha20-Poly1305); the implementation seals to the same bytes, opens them,
+/// and refuses any changed byte of the sealed text or the nonce.
+#[test]
+fn envelope_seal_vectors_hold() {
+    use lobbycast::proto::private::{LobbyKey, SealError};
+
+    let mut cases = 0;
+    for (n, fields) in table("envelope-seal.txt") {
+        let f: Vec<&str> = fields.iter().map(String::as_str).collect();
+        let [key, nonce, lobby, plaintext, sealed] = f[..] else {
+            panic!("line {n}: expected five fields");
+        };
+        let at = format!("line {n}");
+        let k = LobbyKey::from_bytes(unhex(key).try_into().expect("32-byte key"));
+        let nonce: [u8; 24] = unhex(nonce).try_into().expect("24-byte nonce");
+        let e = k.seal(nonce, &unhex(plaintext));
+        let lobby = LobbyId(u64::from_str_radix(lobby, 16).expect("lobby"));
+        assert_eq!(e.lobby, lobby, "{at}: the key's private lobby id");
+        assert_eq!(hex(&e.sealed), sealed, "{at}: sealed");
+        assert_eq!(k.open(&e), Ok(unhex(plaintext)), "{at}: opens");
+        for i in [0, e.sealed.len() / 2, e.sealed.len() - 1] {
+            let mut bad = e.clone();
+            bad.sealed[i] ^= 1;
+            assert_eq!(k.open(&bad), Err(SealError::Forged), "{at}: byte {i}");
+        }
+        let mut bad = e.clone();
+        bad.nonce[3] ^= 1;
+        assert_eq!(k.open(&bad), Err(SealError::Forged), "{at}: nonce");
+        cases += 1;
+    }
+    assert!(cases >= 3, "envelope-seal.txt holds only {cases} cases");
 }

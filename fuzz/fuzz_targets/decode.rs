@@ -25,6 +25,10 @@ fn encode(d: &Decoded) -> Option<Vec<u8>> {
             assert_eq!(b.validate(), Ok(()), "decoded an invalid bundle: {b:?}");
             Some(b.to_bytes())
         }
+        Decoded::Envelope(e) => {
+            assert_eq!(e.validate(), Ok(()), "decoded an invalid envelope: {e:?}");
+            Some(e.to_bytes())
+        }
         Decoded::UnknownVersion(_) | Decoded::UnsupportedKind(_) => None,
     }
 }

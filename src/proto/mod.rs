@@ -18,6 +18,7 @@ pub mod outbox;
 mod own;
 mod pace;
 pub mod path;
+pub mod private;
 mod shared;
 pub mod signing;
 mod source;

@@ -451,7 +451,9 @@ impl Node {
                     self.sh.stats.unknown_version += 1;
                     continue;
                 }
-                Ok(Decoded::UnsupportedKind(_)) => {
+                // Private lobbies are specified (PROTOCOL.md 4.14) but not built: this node
+                // holds no lobby key, so it skips envelopes as 4.14 says.
+                Ok(Decoded::UnsupportedKind(_) | Decoded::Envelope(_)) => {
                     self.sh.stats.unsupported_kind += 1;
                     continue;
                 }

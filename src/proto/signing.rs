@@ -86,7 +86,9 @@ pub fn contents(b: &Bundle) -> Result<Vec<Packet>, OpenError> {
         let p = match item? {
             Decoded::Packet(p) => p,
             Decoded::UnknownVersion(_) | Decoded::UnsupportedKind(_) => continue,
-            Decoded::Link(_) | Decoded::Bundle(_) => return Err(OpenError::Foreign),
+            Decoded::Link(_) | Decoded::Bundle(_) | Decoded::Envelope(_) => {
+                return Err(OpenError::Foreign);
+            }
         };
         let writer = match &p.body {
             Body::Data(d) => d.source,

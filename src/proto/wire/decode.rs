@@ -10,8 +10,8 @@
 use ciborium_ll::{Decoder, Header};
 
 use super::{
-    Acked, Auth, Body, Bundle, Challenge, Data, DecodeError, Decoded, Echo, Heard, Heartbeat,
-    Hello, HelloEcho, Link, Packet, Request, Sent, SeqRange, Session, VERSION, kind,
+    Acked, Auth, Body, Bundle, Challenge, Data, DecodeError, Decoded, Echo, Envelope, Heard,
+    Heartbeat, Hello, HelloEcho, Link, Packet, Request, Sent, SeqRange, Session, VERSION, kind,
 };
 use crate::proto::ids::{LobbyId, MsgId, PeerId};
 
@@ -287,6 +287,11 @@ impl<'a> Reader<'a> {
             kind::DATA | kind::SESSION | kind::REQUEST | kind::REPAIR | kind::HEARTBEAT => None,
             kind::HELLO => Some(Link::Hello(self.hello(&mut a)?)),
             kind::CHALLENGE => Some(Link::Challenge(self.challenge(&mut a)?)),
+            kind::ENVELOPE => {
+                let e = self.envelope(&mut a)?;
+                self.skip_rest(&mut a)?;
+                return Ok(Decoded::Envelope(e));
+            }
             kind::BUNDLE | kind::LINK => {
                 let b = self.bundle(&mut a, kind == kind::LINK)?;
                 self.skip_rest(&mut a)?;
@@ -515,6 +520,23 @@ impl<'a> Reader<'a> {
             },
             packets,
             repairer,
+        })
+    }
+
+    fn envelope(&mut self, a: &mut Array) -> Result<Envelope> {
+        self.expect(a, "lobby")?;
+        let lobby = LobbyId(self.uint("lobby")?);
+        self.expect(a, "nonce")?;
+        let nonce = self
+            .bytes("nonce")?
+            .try_into()
+            .map_err(|_| DecodeError::Invalid("envelope nonce length"))?;
+        self.expect(a, "sealed")?;
+        let sealed = self.bytes("sealed")?;
+        Ok(Envelope {
+            lobby,
+            nonce,
+            sealed,
         })
     }
 

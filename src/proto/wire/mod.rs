@@ -85,6 +85,8 @@ pub mod kind {
     pub const BUNDLE: u64 = 11;
     /// A writer's data vouched for by a signed bundle (revision 1.3).
     pub const LINK: u64 = 12;
+    /// A private lobby's packets, sealed under its key (revision 1.4).
+    pub const ENVELOPE: u64 = 13;
 }
 
 /// Bits of a session's `flags` (revision 1.2, PROTOCOL.md 4.5).
@@ -332,6 +334,60 @@ impl Bundle {
     }
 }
 
+/// A private lobby's packets, sealed under its lobby key (kind 13, PROTOCOL.md 4.14).
+/// Decoding checks only the shape; [`crate::proto::private::LobbyKey::open`] opens it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// The private lobby id (PROTOCOL.md 2.4).
+    pub lobby: LobbyId,
+    /// XChaCha20-Poly1305's nonce, random.
+    pub nonce: [u8; 24],
+    /// The sealed packets, the 16-byte tag at the end.
+    pub sealed: Vec<u8>,
+}
+
+/// Bytes an envelope adds around its sealed packets: header, lobby, nonce, the byte string's
+/// head and the tag (PROTOCOL.md 4.14).
+pub const ENVELOPE_OVERHEAD: usize = 1 + 1 + 1 + 9 + 26 + 3 + 16;
+
+impl Envelope {
+    /// Checks the limits the schema sets beyond CBOR types.
+    pub fn validate(&self) -> Result<(), DecodeError> {
+        if self.sealed.len() < 17 {
+            return Err(DecodeError::Invalid("envelope too short"));
+        }
+        if self.sealed.len() > MAX_DATAGRAM {
+            return Err(DecodeError::Invalid("envelope too large"));
+        }
+        Ok(())
+    }
+
+    /// The associated data of the AEAD: the CBOR encoding of `[1, 13, lobby]`.
+    pub fn header(lobby: LobbyId) -> Vec<u8> {
+        let mut out = Vec::with_capacity(12);
+        ciborium::into_writer(&(VERSION, kind::ENVELOPE, lobby), &mut out)
+            .expect("encoding to a Vec cannot fail");
+        out
+    }
+
+    /// This packet's CBOR encoding.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.sealed.len() + ENVELOPE_OVERHEAD);
+        ciborium::into_writer(
+            &(
+                VERSION,
+                kind::ENVELOPE,
+                self.lobby,
+                serde_bytes::Bytes::new(&self.nonce),
+                serde_bytes::Bytes::new(&self.sealed),
+            ),
+            &mut out,
+        )
+        .expect("encoding to a Vec cannot fail");
+        out
+    }
+}
+
 /// One item of a datagram, decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decoded {
@@ -341,6 +397,8 @@ pub enum Decoded {
     Link(Link),
     /// A signed bundle, not yet verified (revision 1.3).
     Bundle(Bundle),
+    /// A private lobby's sealed packets, not yet opened (revision 1.4).
+    Envelope(Envelope),
     /// A packet of another protocol version, skipped.
     UnknownVersion(u64),
     /// A packet of a reserved or unknown kind, skipped.
@@ -499,6 +557,7 @@ pub fn decode_datagram(bytes: &[u8]) -> impl Iterator<Item = Result<Decoded, Dec
                 Decoded::Packet(p) => p.validate()?,
                 Decoded::Link(l) => l.validate()?,
                 Decoded::Bundle(b) => b.validate()?,
+                Decoded::Envelope(e) => e.validate()?,
                 Decoded::UnknownVersion(_) | Decoded::UnsupportedKind(_) => {}
             }
             Ok(d)
