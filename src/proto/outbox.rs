@@ -190,23 +190,23 @@ impl Outbox {
             let at = self.filling[i].parts.iter().position(
                 |p| matches!(p, Part::Own { lobby: l, own: o, .. } if *l == lobby && *o == own),
             );
-            let (overhead, seal, had) = match at.map(|k| &self.filling[i].parts[k]) {
-                Some(Part::Own { seal, chain, .. }) => (0, *seal, chain.len()),
+            // The part's chain so far: how long, and whether it vouches for this anchor's.
+            let (overhead, seal, had, carried) = match at.map(|k| &self.filling[i].parts[k]) {
+                Some(Part::Own { seal, chain, .. }) => {
+                    let carried = revouch
+                        .as_ref()
+                        .and_then(|c| c.first())
+                        .is_some_and(|h| chain.contains(h));
+                    (0, *seal, chain.len(), carried)
+                }
                 _ => {
                     let (overhead, seal) = self.new_part(dest, lobby, own, n, i);
-                    (overhead, seal, 0)
+                    (overhead, seal, 0, false)
                 }
             };
             let add = revouch
                 .as_ref()
-                .filter(|c| {
-                    let Some(Part::Own { chain, .. }) = at.map(|k| &self.filling[i].parts[k])
-                    else {
-                        return true;
-                    };
-                    c.first().is_some_and(|h| !chain.contains(h))
-                })
-                .filter(|c| had + c.len() <= MAX_CHAIN);
+                .filter(|c| !carried && had + c.len() <= MAX_CHAIN);
             let chain_grow = add.map_or(0, |c| chain_overhead(had + c.len()) - chain_overhead(had));
             let len = self.filling[i].len;
             if attempt == 0 && len > 0 && len + n + overhead + chain_grow > MAX_DATAGRAM {

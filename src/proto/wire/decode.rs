@@ -243,6 +243,14 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A byte string of exactly `N` bytes (a key, a signature, a hash, a nonce); another
+    /// length is invalid for the reason `why`.
+    fn fixed<const N: usize>(&mut self, what: &str, why: &'static str) -> Result<[u8; N]> {
+        self.bytes(what)?
+            .try_into()
+            .map_err(|_| DecodeError::Invalid(why))
+    }
+
     /// A fixed-size inner array of unsigned integers, like `[first, last]`.
     fn uints<const N: usize>(&mut self, what: &str) -> Result<[u64; N]> {
         let mut a = self.array(what)?;
@@ -481,15 +489,9 @@ impl<'a> Reader<'a> {
             });
         }
         self.expect(a, "key")?;
-        let key = self
-            .bytes("key")?
-            .try_into()
-            .map_err(|_| DecodeError::Invalid("bundle key length"))?;
+        let key = self.fixed("key", "bundle key length")?;
         self.expect(a, "signature")?;
-        let signature = self
-            .bytes("signature")?
-            .try_into()
-            .map_err(|_| DecodeError::Invalid("bundle signature length"))?;
+        let signature = self.fixed("signature", "bundle signature length")?;
         self.expect(a, "packets")?;
         let packets = self.bytes("packets")?;
         let repairer = if self.more(a)? {
@@ -498,11 +500,7 @@ impl<'a> Reader<'a> {
             None
         };
         let chain = if self.more(a)? {
-            let chain = self.list("chain", |r| {
-                r.bytes("link hash")?
-                    .try_into()
-                    .map_err(|_| DecodeError::Invalid("link hash length"))
-            })?;
+            let chain = self.list("chain", |r| r.fixed("link hash", "link hash length"))?;
             if chain.is_empty() {
                 return Err(DecodeError::Invalid("chain length"));
             }
@@ -527,10 +525,7 @@ impl<'a> Reader<'a> {
         self.expect(a, "lobby")?;
         let lobby = LobbyId(self.uint("lobby")?);
         self.expect(a, "nonce")?;
-        let nonce = self
-            .bytes("nonce")?
-            .try_into()
-            .map_err(|_| DecodeError::Invalid("envelope nonce length"))?;
+        let nonce = self.fixed("nonce", "envelope nonce length")?;
         self.expect(a, "sealed")?;
         let sealed = self.bytes("sealed")?;
         Ok(Envelope {
