@@ -132,13 +132,14 @@ impl History {
 
     /// Opens (creating) the history at `path`, cuts off a torn last record, and finds where
     /// its last `keep` records start, without holding them: [`Tail::read`] streams them. With
-    /// `own`, it also finds where that peer's numbering stopped ([`Tail::own_end`]), which
-    /// must be known before the records are restored into the core.
+    /// `own` (a peer, and the piece size its messages in the lobby are cut in: private lobbies
+    /// have smaller ones), it also finds where that peer's numbering stopped
+    /// ([`Tail::own_end`]), which must be known before the records are restored into the core.
     pub fn open_tail(
         path: &Path,
         lobby: LobbyId,
         keep: usize,
-        own: Option<PeerId>,
+        own: Option<(PeerId, usize)>,
     ) -> Result<(History, Tail), HistoryError> {
         let err = |source| HistoryError {
             path: path.to_owned(),
@@ -262,7 +263,7 @@ fn find_tail(
     path: &Path,
     lobby: LobbyId,
     keep: usize,
-    own: Option<PeerId>,
+    own: Option<(PeerId, usize)>,
 ) -> io::Result<Tail> {
     let len = file.metadata()?.len();
     let end = last_newline_end(file, len)?;
@@ -285,7 +286,7 @@ fn find_tail(
         own_end: None,
         torn_bytes,
     };
-    if let Some(me) = own {
+    if let Some((me, piece)) = own {
         // Records start with their source: only own lines are parsed in this pass.
         let mut prefix = b"{\"source\":\"".to_vec();
         let mut hexbuf = [0; 16];
@@ -296,7 +297,7 @@ fn find_tail(
                 && let Some((m, _)) = parse_line(line, lobby)
                 && m.source == me
             {
-                let e = m.seq + piece_count(m.text.len()) as u64;
+                let e = m.seq + piece_count(m.text.len(), piece) as u64;
                 own_end = Some(own_end.map_or(e, |o: u64| o.max(e)));
             }
         })?;
@@ -449,6 +450,7 @@ fn parse_line(line: &[u8], lobby: LobbyId) -> Option<(Message, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::wire::MAX_PIECE;
 
     fn msg(i: u64, text: &str) -> Message {
         Message {
@@ -577,7 +579,7 @@ mod tests {
         h.sync_now().unwrap();
         drop(h);
 
-        let (_, tail) = History::open_tail(&p, LobbyId(1), 2000, Some(me)).unwrap();
+        let (_, tail) = History::open_tail(&p, LobbyId(1), 2000, Some((me, MAX_PIECE))).unwrap();
         assert_eq!(
             tail.own_end,
             Some(100 + 2993 + 1),
@@ -595,10 +597,12 @@ mod tests {
         assert!(!l.complete);
 
         // No own record in a tail that is not the whole file: only older ones could tell.
-        let (_, tail) = History::open_tail(&p, LobbyId(1), 5, Some(PeerId(0x99))).unwrap();
+        let (_, tail) =
+            History::open_tail(&p, LobbyId(1), 5, Some((PeerId(0x99), MAX_PIECE))).unwrap();
         assert_eq!(tail.own_end, None);
         // The whole file without one: numbering starts at 0.
-        let (_, tail) = History::open_tail(&p, LobbyId(1), 10_000, Some(PeerId(0x99))).unwrap();
+        let (_, tail) =
+            History::open_tail(&p, LobbyId(1), 10_000, Some((PeerId(0x99), MAX_PIECE))).unwrap();
         assert_eq!(tail.own_end, Some(0));
         assert!(tail.read(0, |_, _| {}).unwrap().complete);
     }

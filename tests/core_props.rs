@@ -6,18 +6,19 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use lobbycast::proto::dedup::Dedup;
-use lobbycast::proto::fragment::{Limits, Reassembler, piece_count, split};
+use lobbycast::proto::fragment::{Limits, Reassembler, piece_count, piece_size, split};
 use lobbycast::proto::hash::SeededState;
 use lobbycast::proto::wire::{
-    Acked, Body, Data, Echo, Heard, MAX_MESSAGE, Packet, Request, Sent, SeqRange, Session,
+    Acked, Body, Data, Echo, Heard, MAX_MESSAGE, MAX_PIECE, Packet, Request, Sent, SeqRange,
+    Session,
 };
 use lobbycast::proto::{Config, Lobby, LobbyId, MsgId, Node, PeerId};
 use lobbycast::proto::{MAX_REPAIRS_PER_REQUEST, Path};
 use proptest::prelude::*;
 
-fn fragments(body: &[u8]) -> Vec<Data> {
-    let n = piece_count(body.len()) as u16;
-    split(body)
+fn fragments(body: &[u8], piece: usize) -> Vec<Data> {
+    let n = piece_count(body.len(), piece) as u16;
+    split(body, piece)
         .enumerate()
         .map(|(i, p)| Data {
             source: PeerId(9),
@@ -38,9 +39,14 @@ proptest! {
         len in 0usize..=MAX_MESSAGE,
         seed in any::<u64>(),
         dup in any::<bool>(),
+        private in any::<bool>(),
     ) {
+        // A private lobby's pieces are smaller, and so is its largest message.
+        let piece = piece_size(private);
+        let len = len / MAX_PIECE * piece + len % MAX_PIECE % piece;
         let body: Vec<u8> = (0..len).map(|i| (i as u64).wrapping_mul(seed | 1) as u8).collect();
-        let mut frags = fragments(&body);
+        let mut frags = fragments(&body, piece);
+        prop_assert!(frags.len() <= 64);
         // A seeded shuffle: every order is reachable.
         let mut s = seed;
         for i in (1..frags.len()).rev() {
@@ -57,7 +63,7 @@ proptest! {
         let now = Instant::now();
         let mut done = Vec::new();
         for f in frags {
-            if let Some(a) = r.insert(now, LobbyId(1), f, false).unwrap() {
+            if let Some(a) = r.insert(now, LobbyId(1), f, false, piece).unwrap() {
                 done.push(a);
             }
         }

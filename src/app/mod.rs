@@ -403,8 +403,12 @@ impl App {
     ) -> Result<(usize, Vec<Message>), AppError> {
         let me = self.node.peer_id();
         let dir = self.data_dir.lobby_dir(lobby)?;
-        let (history, tail) =
-            History::open_tail(&dir.join("history"), lobby.id, self.history_len, Some(me))?;
+        let (history, tail) = History::open_tail(
+            &dir.join("history"),
+            lobby.id,
+            self.history_len,
+            Some((me, crate::proto::fragment::piece_size(false))),
+        )?;
         // Own records are appended in sending order; the tail tells where numbering stopped
         // before anything is restored (the core numbers from the lease).
         let own_end = tail.own_end;
@@ -823,7 +827,9 @@ impl App {
             }
             match self.node.send(Instant::now(), lobby, &text) {
                 Ok(msg) => {
-                    j.lease.used(msg.seq + piece_count(msg.text.len()) as u64);
+                    let piece = self.node.piece_size(lobby);
+                    j.lease
+                        .used(msg.seq + piece_count(msg.text.len(), piece) as u64);
                     j.history.append(&msg, msg.sent_at);
                     frontend.event(AppEvent::Sent {
                         lobby: &j.lobby,

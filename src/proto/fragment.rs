@@ -5,18 +5,25 @@ use std::time::{Duration, Instant};
 
 use super::hash::SeededState;
 use super::ids::{LobbyId, MsgId, PeerId};
+use super::private::PRIVATE_PIECE;
 use super::wire::{Data, MAX_PIECE};
 
-/// The pieces a message body is sent in: full [`MAX_PIECE`] chunks and a shorter last one;
+/// The largest fragment body of a lobby: [`MAX_PIECE`], or [`PRIVATE_PIECE`] in a private
+/// one, whose envelope takes room (PROTOCOL.md 2.4).
+pub fn piece_size(private: bool) -> usize {
+    if private { PRIVATE_PIECE } else { MAX_PIECE }
+}
+
+/// The pieces a message body is sent in: full chunks of `piece` bytes and a shorter last one;
 /// an empty body is one empty piece.
-pub fn split(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub fn split(body: &[u8], piece: usize) -> impl Iterator<Item = &[u8]> {
     let empty = body.is_empty().then_some(&body[..0]);
-    body.chunks(MAX_PIECE).chain(empty)
+    body.chunks(piece).chain(empty)
 }
 
 /// How many pieces [`split`] makes of a body of `len` bytes.
-pub fn piece_count(len: usize) -> usize {
-    len.div_ceil(MAX_PIECE).max(1)
+pub fn piece_count(len: usize, piece: usize) -> usize {
+    len.div_ceil(piece).max(1)
 }
 
 /// Limits on what incomplete messages may hold.
@@ -81,20 +88,21 @@ impl Reassembler {
         }
     }
 
-    /// Takes one fragment; returns the whole message when this completes it. Fragments of
-    /// one-piece messages pass straight through.
+    /// Takes one fragment of a lobby whose pieces are `piece` bytes; returns the whole
+    /// message when this completes it. Fragments of one-piece messages pass straight through.
     pub fn insert(
         &mut self,
         now: Instant,
         lobby: LobbyId,
         data: Data,
         late: bool,
+        piece: usize,
     ) -> Result<Option<Assembled>, Refused> {
         if data.frag_count <= 1 {
             return Ok(Some(Assembled { data, late }));
         }
         let last = data.frag_index + 1 == data.frag_count;
-        if (!last && data.body.len() != MAX_PIECE) || data.body.len() > MAX_PIECE {
+        if (!last && data.body.len() != piece) || data.body.len() > piece {
             return Err(Refused::Inconsistent);
         }
         let key = (lobby, data.source, data.msg_id);
@@ -222,8 +230,8 @@ mod tests {
     }
 
     fn fragments(id: u64, body: &[u8]) -> Vec<Data> {
-        let n = piece_count(body.len()) as u16;
-        split(body)
+        let n = piece_count(body.len(), MAX_PIECE) as u16;
+        split(body, MAX_PIECE)
             .enumerate()
             .map(|(i, p)| Data {
                 source: PeerId(1),
@@ -240,11 +248,11 @@ mod tests {
 
     #[test]
     fn split_covers_the_body() {
-        assert_eq!(split(b"").count(), 1);
-        assert_eq!(split(&[0; MAX_PIECE]).count(), 1);
-        assert_eq!(split(&[0; MAX_PIECE + 1]).count(), 2);
-        assert_eq!(piece_count(MAX_PIECE + 1), 2);
-        assert_eq!(piece_count(0), 1);
+        assert_eq!(split(b"", MAX_PIECE).count(), 1);
+        assert_eq!(split(&[0; MAX_PIECE], MAX_PIECE).count(), 1);
+        assert_eq!(split(&[0; MAX_PIECE + 1], MAX_PIECE).count(), 2);
+        assert_eq!(piece_count(MAX_PIECE + 1, MAX_PIECE), 2);
+        assert_eq!(piece_count(0, MAX_PIECE), 1);
     }
 
     #[test]
@@ -257,7 +265,7 @@ mod tests {
         let mut out = None;
         for f in frags {
             assert!(out.is_none());
-            out = r.insert(t, LobbyId(1), f, false).unwrap();
+            out = r.insert(t, LobbyId(1), f, false, MAX_PIECE).unwrap();
         }
         let a = out.unwrap();
         assert_eq!(a.data.body, body);
@@ -271,7 +279,11 @@ mod tests {
         let t = Instant::now();
         for id in 0..10 {
             let f = fragments(id, &[1; 2000]).remove(0);
-            assert!(r.insert(t, LobbyId(1), f, false).unwrap().is_none());
+            assert!(
+                r.insert(t, LobbyId(1), f, false, MAX_PIECE)
+                    .unwrap()
+                    .is_none()
+            );
         }
         assert_eq!(r.len(), 4);
         r.expire(t + Duration::from_secs(31));
@@ -286,7 +298,8 @@ mod tests {
         let mut f = fragments(1, &[1; 3000]).remove(0);
         f.body.pop();
         assert_eq!(
-            r.insert(Instant::now(), LobbyId(1), f, false).unwrap_err(),
+            r.insert(Instant::now(), LobbyId(1), f, false, MAX_PIECE)
+                .unwrap_err(),
             Refused::Inconsistent
         );
     }

@@ -20,7 +20,7 @@ use super::lobby::{LobbyState, SendError};
 use super::outbox::{Outbox, Transmit};
 use super::pace::Pacer;
 use super::path::Path;
-use super::private::LobbyKey;
+use super::private::{LobbyKey, Sealer};
 use super::shared::Shared;
 use super::signing::OpenError;
 use super::stats::Stats;
@@ -205,11 +205,13 @@ impl Node {
             debug_assert!(false, "{lobby:?} is not the lobby of {key:?}");
             return;
         }
-        let _ = nonce_seed;
-        self.join(now, lobby, first_seq);
-        if let Some(state) = self.lobbies.get_mut(&lobby.id) {
-            state.listed = false;
+        if self.lobbies.contains_key(&lobby.id) {
+            return;
         }
+        self.sh
+            .outbox
+            .add_sealer(lobby.id, Sealer::new(key, nonce_seed));
+        self.join(now, lobby, first_seq);
     }
 
     /// Leaves a lobby, forgetting its state; friends taking part are told.
@@ -218,6 +220,7 @@ impl Node {
             let now = self.sh.now;
             state.say_leaving(&mut self.sh, now);
             state.send_heartbeat(&mut self.sh, now, true);
+            self.sh.outbox.retire_sealer(lobby);
         }
     }
 
@@ -259,6 +262,11 @@ impl Node {
             .unwrap_or_default();
         v.sort();
         v
+    }
+
+    /// The size messages in `lobby` are cut in: smaller in a private lobby (PROTOCOL.md 2.4).
+    pub fn piece_size(&self, lobby: LobbyId) -> usize {
+        super::fragment::piece_size(self.sh.outbox.seals(lobby))
     }
 
     /// Packets known missing in `lobby` now and being repaired (0 if not joined): what a
@@ -404,9 +412,12 @@ impl Node {
     }
 
     /// Names the lobby to friends in hellos, or not (PROTOCOL.md 7.2): friends in an unlisted
-    /// lobby find this node only through the challenge.
+    /// lobby find this node only through the challenge. A private lobby is never named.
     pub fn set_listed(&mut self, now: Instant, lobby: LobbyId, listed: bool) {
         self.tick(now);
+        if self.sh.outbox.seals(lobby) {
+            return;
+        }
         let Some(state) = self.lobbies.get_mut(&lobby) else {
             return;
         };
@@ -425,19 +436,31 @@ impl Node {
         now: Instant,
         batch: impl IntoIterator<Item = (Path, &'a [u8])> + Clone,
     ) {
-        let bundles: Vec<Bundle> = batch
-            .clone()
-            .into_iter()
-            .flat_map(|(_, bytes)| wire::decode_datagram(bytes))
-            .filter_map(|item| match item {
-                Ok(Decoded::Bundle(b))
-                    if b.source != self.sh.me && self.lobbies.contains_key(&b.lobby) =>
-                {
-                    Some(b)
+        // A private lobby's bundles are in envelopes: opened here too (an AEAD costs a small
+        // part of a signature check), and again when their datagram is taken.
+        let mut bundles: Vec<Bundle> = Vec::new();
+        let mut take = |item: Result<Decoded, wire::DecodeError>, sealed: Option<LobbyId>| {
+            if let Ok(Decoded::Bundle(b)) = item
+                && b.source != self.sh.me
+                && self.lobbies.contains_key(&b.lobby)
+                && sealed.is_none_or(|l| l == b.lobby)
+            {
+                bundles.push(b);
+            }
+        };
+        for (_, bytes) in batch.clone() {
+            for item in wire::decode_datagram(bytes) {
+                if let Ok(Decoded::Envelope(e)) = &item {
+                    if let Some(Ok(plain)) = self.sh.outbox.key(e.lobby).map(|k| k.open(e)) {
+                        for inner in wire::decode_datagram(&plain) {
+                            take(inner, Some(e.lobby));
+                        }
+                    }
+                } else {
+                    take(item, None);
                 }
-                _ => None,
-            })
-            .collect();
+            }
+        }
         if bundles.len() > 1 {
             let refs: Vec<&Bundle> = bundles.iter().collect();
             let checked = self.sh.verified.verify_batch(&refs);
@@ -464,30 +487,53 @@ impl Node {
         // Each packet's share of the datagram pays for requests about its sender (6.3).
         let items: Vec<_> = wire::decode_datagram(bytes).collect();
         let share = (bytes.len() / items.len().max(1)) as u64;
+        self.take_items(now, path, items, share, None);
+        self.report_reassembly_drops();
+    }
+
+    /// Takes the decoded items of a datagram, or of an envelope of the private lobby `sealed`
+    /// (PROTOCOL.md 4.14): inside one only that lobby's bundles and requests count.
+    fn take_items(
+        &mut self,
+        now: Instant,
+        path: Path,
+        items: Vec<Result<Decoded, wire::DecodeError>>,
+        share: u64,
+        sealed: Option<LobbyId>,
+    ) {
         for item in items {
             let packet = match item {
                 Ok(Decoded::Packet(p)) => p,
                 Ok(Decoded::Bundle(b)) => {
                     self.sh.stats.packets_in += 1;
-                    self.on_bundle(now, path, b, share);
+                    if self.sealing_holds(sealed, b.lobby) {
+                        self.on_bundle(now, path, b, share);
+                    }
+                    continue;
+                }
+                Ok(Decoded::Envelope(e)) => {
+                    self.sh.stats.packets_in += 1;
+                    if sealed.is_some() {
+                        self.sh.stats.sealed_foreign += 1;
+                    } else {
+                        self.on_envelope(now, path, e, share);
+                    }
                     continue;
                 }
                 Ok(Decoded::UnknownVersion(_)) => {
                     self.sh.stats.unknown_version += 1;
                     continue;
                 }
-                // Private lobbies are specified (PROTOCOL.md 4.14) but not built: this node
-                // holds no lobby key, so it skips envelopes as 4.14 says.
-                Ok(Decoded::UnsupportedKind(_) | Decoded::Envelope(_)) => {
+                Ok(Decoded::UnsupportedKind(_)) => {
                     self.sh.stats.unsupported_kind += 1;
                     continue;
                 }
                 Ok(Decoded::Link(link)) => {
                     self.sh.stats.packets_in += 1;
-                    if let Path::Unicast(from) = path {
-                        self.on_link_packet(now, from, link);
-                    } else {
-                        self.sh.stats.unsupported_kind += 1;
+                    match path {
+                        _ if sealed.is_some() => self.sh.stats.sealed_foreign += 1,
+                        Path::Unicast(from) => self.on_link_packet(now, from, link),
+                        Path::Multicast(_) => self.sh.stats.unsupported_kind += 1,
                     }
                     continue;
                 }
@@ -498,6 +544,9 @@ impl Node {
                 }
             };
             self.sh.stats.packets_in += 1;
+            if !self.sealing_holds(sealed, packet.lobby) {
+                continue;
+            }
             // Only requests travel unsigned (PROTOCOL.md 4.12): anything else outside a
             // bundle was written by nobody's key.
             let Body::Request(request) = packet.body else {
@@ -520,7 +569,39 @@ impl Node {
             state.on_request(sh, now, request, via);
             state.credit_source(sh, sender, share);
         }
-        self.report_reassembly_drops();
+    }
+
+    /// Whether a packet of `lobby`, inside the envelope of `sealed` or outside any, is taken:
+    /// a private lobby's packets only come sealed, and an envelope holds its lobby's only
+    /// (PROTOCOL.md 2.4, 4.14). Else it is counted and dropped.
+    fn sealing_holds(&mut self, sealed: Option<LobbyId>, lobby: LobbyId) -> bool {
+        match sealed {
+            Some(s) if s != lobby => {
+                self.sh.stats.sealed_foreign += 1;
+                false
+            }
+            None if self.sh.outbox.seals(lobby) => {
+                self.sh.stats.unsealed += 1;
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// An envelope (PROTOCOL.md 4.14): opened under its lobby's key if this node holds it,
+    /// its packets then taken as a datagram's; skipped without the key, dropped if forged.
+    fn on_envelope(&mut self, now: Instant, path: Path, e: wire::Envelope, share: u64) {
+        let opened = self.sh.outbox.key(e.lobby).map(|k| k.open(&e));
+        match opened {
+            None => self.sh.stats.envelopes_skipped += 1,
+            Some(Err(_)) => self.sh.stats.envelopes_forged += 1,
+            Some(Ok(plain)) => {
+                self.sh.stats.envelopes_opened += 1;
+                let items: Vec<_> = wire::decode_datagram(&plain).collect();
+                let share = share / items.len().max(1) as u64;
+                self.take_items(now, path, items, share, Some(e.lobby));
+            }
+        }
     }
 
     /// How a packet of `sender` arrived. By unicast, everything a friend sends, forwarded
@@ -784,6 +865,7 @@ impl Node {
         s.queue_overflow += self.sh.outbox.dropped;
         s.bundles_sealed = self.sh.outbox.sealed;
         s.links_sent = self.sh.outbox.linked;
+        s.envelopes_sealed = self.sh.outbox.enveloped;
         s
     }
 

@@ -1,16 +1,18 @@
 //! Packs outgoing packets into datagrams of at most [`MAX_DATAGRAM`] bytes, and this node's
-//! own packets into bundles it signs as each datagram is closed (PROTOCOL.md 4.12).
+//! own packets into bundles it signs as each datagram is closed (PROTOCOL.md 4.12). A private
+//! lobby's packets go in datagrams of their own, sealed in an envelope as they leave (4.14).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 
 use ed25519_dalek::SigningKey;
 
 use super::ids::{LobbyId, PeerId};
+use super::private::{LobbyKey, Sealer};
 use super::signing;
 use super::wire::{
-    BUNDLE_OVERHEAD, Body, Bundle, LINK_OVERHEAD, Link, LinkHash, MAX_CHAIN, MAX_DATAGRAM, Packet,
-    chain_overhead,
+    BUNDLE_OVERHEAD, Body, Bundle, ENVELOPE_OVERHEAD, LINK_OVERHEAD, Link, LinkHash, MAX_CHAIN,
+    MAX_DATAGRAM, Packet, chain_overhead,
 };
 
 /// Where a datagram goes.
@@ -76,6 +78,10 @@ enum Part {
 #[derive(Debug)]
 struct Datagram {
     dest: Dest,
+    /// The private lobby whose packets it holds, sealed in one envelope as it leaves.
+    sealed: Option<LobbyId>,
+    /// Bytes its parts may take: less than a datagram's by the envelope's, if sealed.
+    budget: usize,
     parts: Vec<Part>,
     /// Bytes the datagram will have at most: bundles counted with their whole overhead.
     len: usize,
@@ -109,6 +115,12 @@ pub struct Outbox {
     open: HashMap<(Dest, LobbyId), OpenChain>,
     /// Own anchors by lobby and first seq: their last seq and their chain.
     anchors: HashMap<LobbyId, BTreeMap<u64, (u64, Vec<LinkHash>)>>,
+    /// The sealers of private lobbies (PROTOCOL.md 2.4).
+    sealers: HashMap<LobbyId, Sealer>,
+    /// Private lobbies left: their sealers go once nothing of theirs waits.
+    retired: HashSet<LobbyId>,
+    /// Envelopes sealed.
+    pub enveloped: u64,
     /// Datagrams dropped because the runtime did not drain the queue.
     pub dropped: u64,
     /// Bundles signed.
@@ -135,6 +147,9 @@ impl Outbox {
             next_chain: 0,
             open: HashMap::new(),
             anchors: HashMap::new(),
+            sealers: HashMap::new(),
+            retired: HashSet::new(),
+            enveloped: 0,
             dropped: 0,
             sealed: 0,
             linked: 0,
@@ -147,26 +162,70 @@ impl Outbox {
         self.me
     }
 
+    /// Seals every packet of the private lobby `lobby` from now on with `sealer`.
+    pub fn add_sealer(&mut self, lobby: LobbyId, sealer: Sealer) {
+        self.retired.remove(&lobby);
+        self.sealers.insert(lobby, sealer);
+    }
+
+    /// The private lobby `lobby` was left: its sealer seals what of it still waits (its
+    /// leaving session, its heartbeat), then goes.
+    pub fn retire_sealer(&mut self, lobby: LobbyId) {
+        if self.sealers.contains_key(&lobby) {
+            self.retired.insert(lobby);
+            self.drop_retired();
+        }
+    }
+
+    /// The key of a private lobby whose packets this outbox seals.
+    pub fn key(&self, lobby: LobbyId) -> Option<&LobbyKey> {
+        self.sealers.get(&lobby).map(Sealer::key)
+    }
+
+    /// Whether `lobby`'s packets are sealed (it is a private lobby being taken part in).
+    pub fn seals(&self, lobby: LobbyId) -> bool {
+        self.sealers.contains_key(&lobby)
+    }
+
+    fn drop_retired(&mut self) {
+        let waiting: HashSet<LobbyId> = self
+            .ready
+            .iter()
+            .chain(self.filling.iter())
+            .filter(|d| !d.parts.is_empty())
+            .filter_map(|d| d.sealed)
+            .collect();
+        let sealers = &mut self.sealers;
+        self.retired.retain(|l| {
+            let wait = waiting.contains(l);
+            if !wait {
+                sealers.remove(l);
+            }
+            wait
+        });
+    }
+
     /// Appends an unsigned packet (a request) to the datagram being filled for `dest`.
     /// Returns its encoded length.
     pub fn push(&mut self, dest: Dest, packet: &Packet) -> usize {
         self.scratch.clear();
         packet.encode_into(&mut self.scratch);
-        self.push_plain(dest)
+        self.push_plain(dest, packet.lobby)
     }
 
-    /// Like [`Outbox::push`], for a friend-link packet.
+    /// Like [`Outbox::push`], for a friend-link packet (of no lobby, never sealed).
     pub fn push_link(&mut self, dest: Dest, packet: &Link) -> usize {
         self.scratch.clear();
         packet.encode_into(&mut self.scratch);
-        self.push_plain(dest)
+        let i = self.filling_for(dest, None);
+        self.append_plain(i)
     }
 
     /// Like [`Outbox::push`], for another writer's bundle or link passed on whole.
     pub fn push_bundle(&mut self, dest: Dest, bundle: &Bundle) -> usize {
         self.scratch.clear();
         bundle.encode_into(&mut self.scratch);
-        self.push_plain(dest)
+        self.push_plain(dest, bundle.lobby)
     }
 
     /// Appends one of this node's own packets to the bundle of its lobby and kind in the
@@ -185,7 +244,8 @@ impl Outbox {
             (Own::Repair, Some(seq)) => self.anchor_chain(lobby, seq),
             _ => None,
         };
-        let i = self.filling_for(dest);
+        let i = self.filling_for(dest, self.sealers.contains_key(&lobby).then_some(lobby));
+        let budget = self.filling[i].budget;
         for attempt in 0..2 {
             let at = self.filling[i].parts.iter().position(
                 |p| matches!(p, Part::Own { lobby: l, own: o, .. } if *l == lobby && *o == own),
@@ -209,13 +269,13 @@ impl Outbox {
                 .filter(|c| !carried && had + c.len() <= MAX_CHAIN);
             let chain_grow = add.map_or(0, |c| chain_overhead(had + c.len()) - chain_overhead(had));
             let len = self.filling[i].len;
-            if attempt == 0 && len > 0 && len + n + overhead + chain_grow > MAX_DATAGRAM {
+            if attempt == 0 && len > 0 && len + n + overhead + chain_grow > budget {
                 self.close(i, true);
                 continue;
             }
             // A repair whose chain would not fit goes without it (its links then wait and
             // are asked for again, PROTOCOL.md 4.13).
-            let (add, chain_grow) = if len + n + overhead + chain_grow > MAX_DATAGRAM {
+            let (add, chain_grow) = if len + n + overhead + chain_grow > budget {
                 (None, 0)
             } else {
                 (add.cloned(), chain_grow)
@@ -275,12 +335,13 @@ impl Outbox {
             return (LINK_OVERHEAD, Seal::Link { id: c.id });
         }
         // A fresh datagram (the part may close the one filling) decides the room.
-        let used = if self.filling[i].len + n + BUNDLE_OVERHEAD > MAX_DATAGRAM {
+        let budget = self.filling[i].budget;
+        let used = if self.filling[i].len + n + BUNDLE_OVERHEAD > budget {
             0
         } else {
             self.filling[i].len
         };
-        let free = MAX_DATAGRAM.saturating_sub(used + n + BUNDLE_OVERHEAD);
+        let free = budget.saturating_sub(used + n + BUNDLE_OVERHEAD);
         let room = (0..=self.chain_length)
             .rev()
             .find(|&k| chain_overhead(k) <= free)
@@ -300,12 +361,24 @@ impl Outbox {
         (seq <= *last).then(|| chain.clone())
     }
 
-    fn filling_for(&mut self, dest: Dest) -> usize {
-        match self.filling.iter().position(|f| f.dest == dest) {
+    /// The datagram filling for `dest`: a private lobby's packets (`sealed`) have their own.
+    fn filling_for(&mut self, dest: Dest, sealed: Option<LobbyId>) -> usize {
+        match self
+            .filling
+            .iter()
+            .position(|f| f.dest == dest && f.sealed == sealed)
+        {
             Some(i) => i,
             None => {
                 self.filling.push(Datagram {
                     dest,
+                    sealed,
+                    budget: MAX_DATAGRAM
+                        - if sealed.is_some() {
+                            ENVELOPE_OVERHEAD
+                        } else {
+                            0
+                        },
                     parts: Vec::new(),
                     len: 0,
                 });
@@ -314,10 +387,15 @@ impl Outbox {
         }
     }
 
-    fn push_plain(&mut self, dest: Dest) -> usize {
+    /// Appends the packet in `scratch`, of `lobby`, as it is.
+    fn push_plain(&mut self, dest: Dest, lobby: LobbyId) -> usize {
+        let i = self.filling_for(dest, self.sealers.contains_key(&lobby).then_some(lobby));
+        self.append_plain(i)
+    }
+
+    fn append_plain(&mut self, i: usize) -> usize {
         let n = self.scratch.len();
-        let i = self.filling_for(dest);
-        if self.filling[i].len > 0 && self.filling[i].len + n > MAX_DATAGRAM {
+        if self.filling[i].len > 0 && self.filling[i].len + n > self.filling[i].budget {
             self.close(i, true);
         }
         let f = &mut self.filling[i];
@@ -339,6 +417,8 @@ impl Outbox {
         }
         let d = Datagram {
             dest: f.dest,
+            sealed: f.sealed,
+            budget: f.budget,
             parts: std::mem::take(&mut f.parts),
             len: std::mem::take(&mut f.len),
         };
@@ -353,9 +433,24 @@ impl Outbox {
         self.ready.push_back(d);
     }
 
-    /// Seals the own parts of a datagram that leaves and encodes it. An anchor vouches for the
-    /// links of its chain queued behind it; those still filling are closed, as they are final.
-    fn finish(&mut self, d: Datagram) -> Vec<u8> {
+    /// Seals the own parts of a datagram that leaves and encodes it, in an envelope if it is
+    /// a private lobby's. An anchor vouches for the links of its chain queued behind it; those
+    /// still filling are closed, as they are final. None if the datagram cannot be sealed
+    /// (its lobby's sealer is gone): a private lobby's packets never leave in clear.
+    fn finish(&mut self, d: Datagram) -> Option<Vec<u8>> {
+        let sealed = d.sealed;
+        let payload = self.encode(d);
+        let Some(lobby) = sealed else {
+            return Some(payload);
+        };
+        let sealer = self.sealers.get_mut(&lobby)?;
+        let envelope = sealer.seal(&payload);
+        self.enveloped += 1;
+        Some(envelope.to_bytes())
+    }
+
+    /// The packets of a datagram, own ones sealed in bundles and links.
+    fn encode(&mut self, d: Datagram) -> Vec<u8> {
         let mut payload = Vec::with_capacity(d.len);
         for part in d.parts {
             let (lobby, own, seal, packets, seqs, chain) = match part {
@@ -433,16 +528,23 @@ impl Outbox {
 
     /// The next datagram to send; partly filled datagrams go out once the full ones have.
     pub fn poll(&mut self) -> Option<Transmit> {
-        if self.ready.is_empty() {
-            for i in 0..self.filling.len() {
-                self.close(i, true);
+        loop {
+            if self.ready.is_empty() {
+                for i in 0..self.filling.len() {
+                    self.close(i, true);
+                }
+            }
+            let d = self.ready.pop_front()?;
+            self.pending -= d.len;
+            let dest = d.dest;
+            let payload = self.finish(d);
+            if !self.retired.is_empty() {
+                self.drop_retired();
+            }
+            if let Some(payload) = payload {
+                return Some(Transmit { dest, payload });
             }
         }
-        let d = self.ready.pop_front()?;
-        self.pending -= d.len;
-        let dest = d.dest;
-        let payload = self.finish(d);
-        Some(Transmit { dest, payload })
     }
 
     /// Bytes waiting to be sent, at most, in full and partly filled datagrams.

@@ -2,8 +2,7 @@
 //! id derived from it, and sealing a private lobby's packets in an envelope. Pure computation,
 //! like the rest of the core: the caller brings the random bytes (a key, a nonce), so that
 //! sealing stays deterministic and testable.
-//!
-//! Specified and built as primitives; nodes do not join private lobbies yet.
+//! [`Sealer`] is what a node seals a private lobby's datagrams with.
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -21,6 +20,11 @@ const ID_CONTEXT: &[u8] = b"lobbycast private lobby v1";
 const ARGON2_M_KIB: u32 = 64 * 1024;
 const ARGON2_T: u32 = 3;
 const ARGON2_P: u32 = 1;
+/// What envelope nonces are hashed from, with the seed and a counter.
+const NONCE_CONTEXT: &[u8] = b"lobbycast nonce v1";
+/// Largest fragment body in a private lobby: 64 bytes under the public 960, since the
+/// envelope takes 57 bytes of the datagram (PROTOCOL.md 2.4).
+pub const PRIVATE_PIECE: usize = 896;
 
 /// Why a lobby key could not be made.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -148,6 +152,59 @@ impl LobbyKey {
     }
 }
 
+/// Seals one private lobby's datagrams: its key and a nonce generator that never repeats a
+/// nonce (PROTOCOL.md 4.14): the n-th nonce is SHA-256 of a 256-bit seed the operating system
+/// gave at join and of n, so nonces are unpredictable and no counter needs to survive a
+/// restart or be shared between the members that hold the key.
+#[derive(Clone)]
+pub struct Sealer {
+    key: LobbyKey,
+    seed: [u8; 32],
+    sealed: u64,
+}
+
+impl std::fmt::Debug for Sealer {
+    /// Prints neither the key nor the seed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sealer({:?}, {} sealed)", self.key, self.sealed)
+    }
+}
+
+impl Sealer {
+    /// A sealer under `key` whose nonces come from `seed` (random bytes from the operating
+    /// system's generator).
+    pub fn new(key: LobbyKey, seed: [u8; 32]) -> Self {
+        Sealer {
+            key,
+            seed,
+            sealed: 0,
+        }
+    }
+
+    /// The lobby key.
+    pub fn key(&self) -> &LobbyKey {
+        &self.key
+    }
+
+    /// Envelopes sealed so far.
+    pub fn sealed(&self) -> u64 {
+        self.sealed
+    }
+
+    /// Seals a datagram's packets of the lobby, under the next nonce.
+    pub fn seal(&mut self, plaintext: &[u8]) -> Envelope {
+        let digest = Sha256::new()
+            .chain_update(NONCE_CONTEXT)
+            .chain_update(self.seed)
+            .chain_update(self.sealed.to_be_bytes())
+            .finalize();
+        self.sealed += 1;
+        let mut nonce = [0u8; 24];
+        nonce.copy_from_slice(&digest[..24]);
+        self.key.seal(nonce, plaintext)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +230,26 @@ mod tests {
         assert!(
             !format!("{key:?}").contains("0707"),
             "the key stays out of logs"
+        );
+    }
+
+    #[test]
+    fn a_sealer_never_repeats_a_nonce_and_two_seeds_never_meet() {
+        let key = LobbyKey::from_bytes([7; 32]);
+        let mut a = Sealer::new(key.clone(), [1; 32]);
+        let mut b = Sealer::new(key.clone(), [2; 32]);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            for s in [&mut a, &mut b] {
+                let e = s.seal(b"x");
+                assert!(seen.insert(e.nonce), "a nonce came twice");
+                assert_eq!(key.open(&e), Ok(b"x".to_vec()));
+            }
+        }
+        assert_eq!(a.sealed(), 1000);
+        assert!(
+            !format!("{a:?}").contains("0101"),
+            "the seed stays out of logs"
         );
     }
 

@@ -127,6 +127,18 @@ pub struct Stats {
     /// Held links dropped unvouched: they waited too long, made room, or their anchor came
     /// without them (forged, or the anchor was repaired without its chain).
     pub links_dropped: u64,
+    /// Envelopes this node sealed: datagrams of its private lobbies (PROTOCOL.md 4.14).
+    pub envelopes_sealed: u64,
+    /// Envelopes opened under a key this node holds.
+    pub envelopes_opened: u64,
+    /// Envelopes of private lobbies this node holds no key for, skipped.
+    pub envelopes_skipped: u64,
+    /// Envelopes that did not open under their lobby's key (forged, or changed), dropped.
+    pub envelopes_forged: u64,
+    /// Packets of a private lobby that came outside an envelope, dropped (PROTOCOL.md 2.4).
+    pub unsealed: u64,
+    /// Items in an envelope that were not its lobby's packets, dropped.
+    pub sealed_foreign: u64,
     /// Datagrams or events dropped because the runtime did not drain its queues.
     pub queue_overflow: u64,
 }
@@ -197,6 +209,12 @@ impl std::ops::AddAssign<&Stats> for Stats {
             links_vouched,
             links_held,
             links_dropped,
+            envelopes_sealed,
+            envelopes_opened,
+            envelopes_skipped,
+            envelopes_forged,
+            unsealed,
+            sealed_foreign,
             queue_overflow,
         } = o;
         self.datagrams_in += datagrams_in;
@@ -257,6 +275,12 @@ impl std::ops::AddAssign<&Stats> for Stats {
         self.bundles_remembered += bundles_remembered;
         self.bundles_sealed += bundles_sealed;
         self.links_sent += links_sent;
+        self.envelopes_sealed += envelopes_sealed;
+        self.envelopes_opened += envelopes_opened;
+        self.envelopes_skipped += envelopes_skipped;
+        self.envelopes_forged += envelopes_forged;
+        self.unsealed += unsealed;
+        self.sealed_foreign += sealed_foreign;
         self.links_vouched += links_vouched;
         self.links_held += links_held;
         self.links_dropped += links_dropped;

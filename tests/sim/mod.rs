@@ -33,6 +33,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use lobbycast::proto::fragment::piece_count;
+use lobbycast::proto::private::LobbyKey;
 use lobbycast::proto::wire::{self, Body, Decoded};
 use lobbycast::proto::{
     Config, Dest, Event, Lobby, Message, MsgId, Node, Path, PeerId, SendError, SigningKey, Stats,
@@ -378,6 +379,8 @@ pub struct Sim {
     pub traffic: Traffic,
     /// Every message sent, by id: (sender index, text).
     pub sent: HashMap<MsgId, (usize, String)>,
+    /// The lobby key, when the lobby is private (PROTOCOL.md 2.4).
+    key: Option<LobbyKey>,
 }
 
 impl Sim {
@@ -444,8 +447,20 @@ impl Sim {
             keep_messages: true,
             traffic: Traffic::default(),
             sent: HashMap::new(),
+            key: None,
         };
         for i in 0..joined {
+            sim.join(i);
+        }
+        sim
+    }
+
+    /// `n` nodes, all joined at time zero to a private lobby of key `key` (PROTOCOL.md 2.4).
+    pub fn private(n: usize, seed: u64, net: NetConfig, cfg: Config, key: LobbyKey) -> Self {
+        let mut sim = Self::with_joined(n, seed, net, cfg, 0);
+        sim.lobby = key.lobby(&sim.lobby);
+        sim.key = Some(key);
+        for i in 0..n {
             sim.join(i);
         }
         sim
@@ -488,7 +503,15 @@ impl Sim {
     pub fn join(&mut self, i: usize) {
         assert!(!self.nodes[i].dead, "node {i} was killed");
         let lobby = self.lobby.clone();
-        self.nodes[i].node.join(self.now, &lobby, 0);
+        match &self.key {
+            Some(key) => {
+                let seed = self.rng.random();
+                self.nodes[i]
+                    .node
+                    .join_private(self.now, &lobby, key.clone(), 0, seed);
+            }
+            None => self.nodes[i].node.join(self.now, &lobby, 0),
+        }
         self.nodes[i].joined = true;
         self.after_input(i);
     }
@@ -641,11 +664,12 @@ impl Sim {
 
     fn record_sent(&mut self, i: usize, msg: &Message, text: String) {
         let k = self.log.len() as u32;
+        let piece = self.nodes[i].node.piece_size(self.lobby.id);
         self.log.push(Sent {
             id: msg.msg_id,
             from: i,
             seq: msg.seq,
-            frags: piece_count(text.len()) as u64,
+            frags: piece_count(text.len(), piece) as u64,
             text: text.clone(),
         });
         self.index.insert(msg.msg_id, k);
@@ -756,9 +780,26 @@ impl Sim {
         let me = self.nodes[from].node.peer_id();
         let mut data = Vec::new();
         let mut own = Vec::new();
-        // Data travels in its writers' signed bundles, sent as written or again as repairs.
-        for item in wire::decode_datagram(&payload) {
-            let Ok(Decoded::Bundle(b)) = item else {
+        // Data travels in its writers' signed bundles, sent as written or again as repairs;
+        // in a private lobby, sealed in envelopes, and never in clear.
+        let mut items: Vec<Decoded> = Vec::new();
+        for item in wire::decode_datagram(&payload).flatten() {
+            match (&item, &self.key) {
+                (Decoded::Envelope(e), Some(k)) => {
+                    let plain = k.open(e).expect("an envelope opens under the lobby's key");
+                    items.extend(wire::decode_datagram(&plain).flatten());
+                }
+                (Decoded::Bundle(b), Some(_)) if b.lobby == self.lobby.id => {
+                    panic!("node {from} sent a bundle of the private lobby in clear")
+                }
+                (Decoded::Packet(p), Some(_)) if p.lobby == self.lobby.id => {
+                    panic!("node {from} sent a packet of the private lobby in clear")
+                }
+                _ => items.push(item),
+            }
+        }
+        for item in items {
+            let Decoded::Bundle(b) = item else {
                 continue;
             };
             for p in signing::contents(&b).unwrap_or_default() {

@@ -25,7 +25,7 @@ use super::shared::Shared;
 use super::source::Source;
 use super::store::Store;
 use super::timers::Timer;
-use super::wire::{MAX_MESSAGE, MAX_REQUEST_RANGES};
+use super::wire::{ENVELOPE_OVERHEAD, MAX_DATAGRAM, MAX_REQUEST_RANGES};
 
 /// Most packets one request packet can make this node repair: what bounds the traffic a
 /// peer can draw from it (the rest is asked for again in later rounds).
@@ -40,9 +40,14 @@ pub enum SendError {
     /// The lobby is not joined.
     #[error("not in lobby {0}")]
     NotJoined(LobbyId),
-    /// The text is longer than the protocol carries.
-    #[error("message is {0} bytes; the limit is {max} bytes", max = MAX_MESSAGE)]
-    TooLong(usize),
+    /// The text is longer than the protocol carries in this lobby.
+    #[error("message is {len} bytes; the limit is {max} bytes")]
+    TooLong {
+        /// The text's length.
+        len: usize,
+        /// The lobby's limit: [`super::wire::MAX_MESSAGE`], less in a private lobby.
+        max: usize,
+    },
     /// Nothing to send.
     #[error("message is empty")]
     Empty,
@@ -181,7 +186,7 @@ impl LobbyState {
             report_at: None,
             joined_wall: sh.wall_ms(now),
             missing_total: 0,
-            listed: true,
+            listed: !sh.outbox.seals(lobby.id),
             recent_ids: std::collections::VecDeque::new(),
             received_since_challenge: 0,
             challenged_at: None,
@@ -191,6 +196,22 @@ impl LobbyState {
 
     pub(super) fn id(&self) -> LobbyId {
         self.lobby.id
+    }
+
+    /// Whether this is a private lobby, whose packets leave sealed (PROTOCOL.md 2.4).
+    pub(super) fn private(&self, sh: &Shared) -> bool {
+        sh.outbox.seals(self.lobby.id)
+    }
+
+    /// Bytes a datagram of this lobby has for its packets: less the envelope's in a private
+    /// lobby.
+    pub(super) fn room(&self, sh: &Shared) -> usize {
+        MAX_DATAGRAM
+            - if self.private(sh) {
+                ENVELOPE_OVERHEAD
+            } else {
+                0
+            }
     }
 
     /// Distance used in timers for `peer`: measured or default, never below the floor.

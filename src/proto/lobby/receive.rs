@@ -594,7 +594,8 @@ pub(super) fn deliver(
     data: Data,
     late: bool,
 ) {
-    let done = match sh.reassembly.insert(now, lobby, data, late) {
+    let piece = crate::proto::fragment::piece_size(sh.outbox.seals(lobby));
+    let done = match sh.reassembly.insert(now, lobby, data, late, piece) {
         Ok(Some(done)) => done,
         Ok(None) => return,
         Err(Refused::Inconsistent) => {

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use crate::proto::flood::Via;
 use crate::proto::outbox::Dest;
 use crate::proto::own::OwnStore;
-use crate::proto::wire::{BUNDLE_OVERHEAD, Body, MAX_DATAGRAM, Request, SeqRange};
+use crate::proto::wire::{BUNDLE_OVERHEAD, Body, Request, SeqRange};
 
 /// Encoded bytes of a repaired own data packet besides its nick and body: seven integers of at
 /// most nine bytes and the headers around them, and a share of its bundle's.
@@ -190,7 +190,7 @@ impl LobbyState {
                 // lost datagram is asked for whole), up to one datagram's worth: as much as a
                 // stored bundle repairs. More at once made bursts that the pace held back past
                 // the requesters' timers.
-                let mut room = MAX_DATAGRAM - BUNDLE_OVERHEAD;
+                let mut room = self.room(sh) - BUNDLE_OVERHEAD;
                 let fits = |x: u64, room: &mut usize, own: &OwnStore| {
                     let len = own
                         .get(x)

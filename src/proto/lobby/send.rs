@@ -11,7 +11,7 @@ use crate::proto::ids::{MsgId, PeerId};
 use crate::proto::shared::Shared;
 use crate::proto::source::Source;
 use crate::proto::timers::Timer;
-use crate::proto::wire::{Body, Data, MAX_MESSAGE, MAX_NICK};
+use crate::proto::wire::{Body, Data, MAX_MESSAGE, MAX_NICK, MAX_PIECE};
 
 impl LobbyState {
     pub fn send_message(
@@ -23,10 +23,15 @@ impl LobbyState {
         if text.is_empty() {
             return Err(SendError::Empty);
         }
-        if text.len() > MAX_MESSAGE {
-            return Err(SendError::TooLong(text.len()));
+        let piece = fragment::piece_size(self.private(sh));
+        let max = MAX_MESSAGE / MAX_PIECE * piece;
+        if text.len() > max {
+            return Err(SendError::TooLong {
+                len: text.len(),
+                max,
+            });
         }
-        let count = fragment::piece_count(text.len()) as u16;
+        let count = fragment::piece_count(text.len(), piece) as u16;
         if self.next_seq.checked_add(u64::from(count) + 1).is_none() {
             return Err(SendError::SequenceExhausted);
         }
@@ -47,7 +52,7 @@ impl LobbyState {
         let msg_id = MsgId(rand::RngExt::random(&mut sh.rng));
         let sent_at = sh.wall_ms(now);
         let first = self.next_seq;
-        for (i, piece) in fragment::split(text.as_bytes()).enumerate() {
+        for (i, piece) in fragment::split(text.as_bytes(), piece).enumerate() {
             let data = Data {
                 source: sh.me,
                 seq: self.next_seq,
@@ -165,18 +170,19 @@ impl LobbyState {
     /// repaired again (in bundles signed anew; others' signatures are not kept, PROTOCOL.md
     /// 4.12).
     pub fn restore(&mut self, sh: &mut Shared, now: Instant, msg: &Message) {
-        let count = fragment::piece_count(msg.text.len());
+        let piece = fragment::piece_size(self.private(sh));
+        let count = fragment::piece_count(msg.text.len(), piece);
         if count > usize::from(crate::proto::wire::MAX_FRAGMENTS)
             || msg.seq.checked_add(count as u64 + 1).is_none()
         {
             return;
         }
-        // Own packets are rebuilt from the text, cut as every sender cuts them (MAX_PIECE
+        // Own packets are rebuilt from the text, cut as every sender cuts them (`piece`
         // bytes but the last, which reassembly enforces); the text is the body's exact bytes,
         // sent from valid UTF-8.
         let own = msg.source == sh.me;
         let nick = truncate_at_char(&msg.nick, MAX_NICK);
-        for (i, piece) in fragment::split(msg.text.as_bytes()).enumerate() {
+        for (i, piece) in fragment::split(msg.text.as_bytes(), piece).enumerate() {
             if !own {
                 break;
             }

@@ -12,7 +12,7 @@ use crate::proto::shared::Shared;
 use crate::proto::source::Source;
 use crate::proto::timers::Timer;
 use crate::proto::wire::{
-    Acked, BUNDLE_OVERHEAD, Body, Echo, Heard, MAX_DATAGRAM, MAX_SESSION_ACKED, MAX_SESSION_ECHOES,
+    Acked, BUNDLE_OVERHEAD, Body, Echo, Heard, MAX_SESSION_ACKED, MAX_SESSION_ECHOES,
     MAX_SESSION_HEARD, Packet, Sent, Session, flags,
 };
 
@@ -277,7 +277,7 @@ impl LobbyState {
             body: Body::Session(session.clone()),
         }
         .encoded_len();
-        let mut room = (MAX_DATAGRAM - BUNDLE_OVERHEAD).saturating_sub(fixed + 12);
+        let mut room = (self.room(sh) - BUNDLE_OVERHEAD).saturating_sub(fixed + 12);
         let mut heard: Vec<Heard> = self
             .sources
             .iter()

@@ -1,0 +1,198 @@
+//! Private lobbies in the core (PROTOCOL.md 2.4, 4.14): members talk through envelopes sealed
+//! under the lobby key, under loss and with the largest message the lobby carries; someone
+//! who knows the lobby's id (it is on the wire) can neither read nor write into it, and a
+//! private lobby is never named to friends.
+
+mod signed;
+mod sim;
+
+use std::time::{Duration, Instant};
+
+use lobbycast::proto::private::LobbyKey;
+use lobbycast::proto::wire::{self, Body, Data, Decoded, Link, Packet};
+use lobbycast::proto::{Config, Dest, Event, Lobby, MsgId, Node, Path, SendError, Transmit};
+use sim::{Sim, chat, lossy, node_config};
+
+const NOW_MS: u64 = 1_800_000_000_000;
+
+fn lobby_key() -> LobbyKey {
+    LobbyKey::from_bytes([0x42; 32])
+}
+
+fn group() -> Path {
+    Path::Multicast("10.0.0.9:47110".parse().unwrap())
+}
+
+/// Drains a node: what it sends and what it tells.
+fn drain(n: &mut Node) -> (Vec<Transmit>, Vec<Event>) {
+    let sent = std::iter::from_fn(|| n.poll_transmit()).collect();
+    let events = std::iter::from_fn(|| n.poll_event()).collect();
+    (sent, events)
+}
+
+fn messages(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m.text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `text` written by `n`'s key holder in the lobby: the datagrams it sends to the group.
+fn say(n: &mut Node, now: Instant, lobby: &Lobby, text: &str) -> Vec<Vec<u8>> {
+    n.send(now, lobby.id, text).unwrap();
+    drain(n)
+        .0
+        .into_iter()
+        .filter(|t| t.dest == Dest::Lobby(lobby.id))
+        .map(|t| t.payload)
+        .collect()
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn members_talk_sealed_under_loss_up_to_the_largest_message() {
+    let net = lossy(0.1);
+    let mut sim = Sim::private(6, 3, net.clone(), node_config(&net), lobby_key());
+    chat(&mut sim, 5, Duration::from_millis(20));
+    // The largest message of a private lobby: 64 pieces of 896 bytes (PROTOCOL.md 2.4).
+    sim.send(2, &"p".repeat(57_344));
+    let lobby = sim.lobby.id;
+    let now = Instant::now();
+    assert_eq!(
+        sim.node_mut(1).send(now, lobby, &"q".repeat(57_345)),
+        Err(SendError::TooLong {
+            len: 57_345,
+            max: 57_344
+        })
+    );
+    assert!(sim.run_until_delivered(Duration::from_secs(30)));
+    sim.assert_exactly_once();
+    assert_eq!(sim.sent.len(), 31);
+    // Every datagram was checked on its way: at most 1200 bytes, nothing of the lobby in
+    // clear (the simulator panics otherwise).
+    let s = sim.total_stats();
+    assert!(s.envelopes_sealed > 0 && s.envelopes_opened > 0, "{s:?}");
+    assert_eq!((s.envelopes_forged, s.unsealed), (0, 0), "{s:?}");
+}
+
+#[test]
+fn an_outsider_who_knows_the_id_neither_reads_nor_writes() {
+    let start = Instant::now();
+    let key = lobby_key();
+    let private = key.lobby(&Lobby::new("plans").unwrap());
+    let member = |k: u8| {
+        let mut n = Node::new(
+            Config::default(),
+            signed::key(k),
+            "ann",
+            start,
+            NOW_MS,
+            k.into(),
+        )
+        .unwrap();
+        n.join_private(start, &private, key.clone(), 0, [k; 32]);
+        drain(&mut n);
+        n
+    };
+    let (mut a, mut b) = (member(1), member(2));
+    // The outsider joins the id it saw on the wire as if it were a public lobby's.
+    let guessed = Lobby {
+        name: "guessed".into(),
+        id: private.id,
+    };
+    let mut o = Node::new(Config::default(), signed::key(3), "eve", start, NOW_MS, 3).unwrap();
+    o.join(start, &guessed, 0);
+    drain(&mut o);
+
+    let t = start + Duration::from_millis(10);
+    let sealed = say(&mut a, t, &private, "meet at the old mill");
+    assert_eq!(sealed.len(), 1);
+    for needle in ["meet at the old mill", "ann", "plans"] {
+        assert!(!contains(&sealed[0], needle), "{needle:?} is in clear");
+    }
+    // The outsider skips it; the member reads it.
+    o.handle_datagram(t, group(), &sealed[0]);
+    assert!(messages(&drain(&mut o).1).is_empty());
+    assert_eq!(o.stats().envelopes_skipped, 1);
+    b.handle_datagram(t, group(), &sealed[0]);
+    assert_eq!(messages(&drain(&mut b).1), ["meet at the old mill"]);
+    assert_eq!(b.stats().envelopes_opened, 1);
+
+    // What the outsider writes under the id, in clear, is dropped.
+    let clear = say(&mut o, t, &guessed, "let me in");
+    b.handle_datagram(t, group(), &clear[0]);
+    assert!(messages(&drain(&mut b).1).is_empty());
+    assert!(b.stats().unsealed >= 1, "{:?}", b.stats());
+
+    // An envelope with one byte changed, or sealed under another key, does not open.
+    let mut changed = sealed[0].clone();
+    let last = changed.len() - 1;
+    changed[last] ^= 1;
+    let other = LobbyKey::from_bytes([0x43; 32]).seal([7; 24], b"\x80");
+    let moved = wire::Envelope {
+        lobby: private.id,
+        ..other
+    };
+    for bytes in [changed, moved.to_bytes()] {
+        b.handle_datagram(t, group(), &bytes);
+    }
+    assert!(messages(&drain(&mut b).1).is_empty());
+    assert_eq!(b.stats().envelopes_forged, 2);
+
+    // Sealed packets of another lobby (a member's slip or a replay) count for nothing.
+    let general = Lobby::new("general").unwrap();
+    let data = Packet {
+        lobby: general.id,
+        body: Body::Data(Data {
+            source: signed::id(1),
+            seq: 0,
+            msg_id: MsgId(5),
+            sent_at: NOW_MS,
+            nick: "ann".into(),
+            frag_index: 0,
+            frag_count: 1,
+            body: b"elsewhere".to_vec(),
+        }),
+    };
+    b.join(t, &general, 0);
+    drain(&mut b);
+    let inner = signed::bundle(&signed::key(1), general.id, &[data]);
+    b.handle_datagram(t, group(), &key.seal([9; 24], &inner).to_bytes());
+    assert!(messages(&drain(&mut b).1).is_empty());
+    assert_eq!(b.stats().sealed_foreign, 1);
+}
+
+#[test]
+fn a_private_lobby_is_never_named_to_friends() {
+    let start = Instant::now();
+    let key = lobby_key();
+    let private = key.lobby(&Lobby::new("plans").unwrap());
+    let public = Lobby::new("general").unwrap();
+    let mut a = Node::new(Config::default(), signed::key(1), "ann", start, NOW_MS, 1).unwrap();
+    a.join(start, &public, 0);
+    a.join_private(start, &private, key, 0, [1; 32]);
+    // Asking to list it changes nothing.
+    a.set_listed(start, private.id, true);
+    a.add_friend(start, "10.0.0.2:4000".parse().unwrap())
+        .unwrap();
+    let hellos: Vec<Vec<u64>> = drain(&mut a)
+        .0
+        .iter()
+        .filter(|t| matches!(t.dest, Dest::Peer(_)))
+        .flat_map(|t| wire::decode_datagram(&t.payload).collect::<Vec<_>>())
+        .filter_map(|d| match d {
+            Ok(Decoded::Link(Link::Hello(h))) => Some(h.lobbies.iter().map(|l| l.0).collect()),
+            _ => None,
+        })
+        .collect();
+    assert!(!hellos.is_empty());
+    for lobbies in hellos {
+        assert_eq!(lobbies, [public.id.0]);
+    }
+}
