@@ -196,3 +196,49 @@ fn a_private_lobby_is_never_named_to_friends() {
         assert_eq!(lobbies, [public.id.0]);
     }
 }
+
+/// Two segments that multicast does not cross, bridged by one pair of friends, and a chain of
+/// friends with no multicast at all: friends holding the key find each other by the private
+/// tags in their hellos (PROTOCOL.md 7.2) and carry the lobby, sealed, with 5 % loss.
+#[test]
+fn friends_carry_a_private_lobby_found_by_its_tags() {
+    for chain in [false, true] {
+        let net = lossy(0.05);
+        let mut sim = Sim::private(6, 5, net.clone(), node_config(&net), lobby_key());
+        if chain {
+            for i in 0..6 {
+                sim.set_segment(i, None);
+            }
+            for i in 0..5 {
+                sim.befriend(i, i + 1);
+            }
+        } else {
+            for i in 3..6 {
+                sim.set_segment(i, Some(1));
+            }
+            sim.befriend(1, 4);
+        }
+        sim.run_for(Duration::from_secs(6));
+        chat(&mut sim, 10, Duration::from_millis(20));
+        assert!(
+            sim.run_until_delivered(Duration::from_secs(30)),
+            "chain {chain}: {}\n{:?}",
+            sim.missing_report(),
+            sim.total_stats()
+        );
+        sim.assert_exactly_once();
+        let s = sim.total_stats();
+        assert!(s.forwarded > 0, "chain {chain}: {s:?}");
+        assert_eq!((s.lost, s.unsealed, s.envelopes_forged), (0, 0, 0));
+    }
+}
+
+#[test]
+fn a_private_tag_is_the_key_holders_and_differs_per_friend() {
+    let key = lobby_key();
+    let (a, b, c) = (signed::id(1), signed::id(2), signed::id(3));
+    assert_ne!(key.tag(a, b), key.tag(b, a));
+    assert_ne!(key.tag(a, b), key.tag(a, c));
+    assert_ne!(key.tag(a, b), LobbyKey::from_bytes([0x43; 32]).tag(a, b));
+    assert_ne!(key.tag(a, b), key.id());
+}

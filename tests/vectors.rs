@@ -524,6 +524,7 @@ fn packet_vectors_decode_and_encode_as_written() {
             "anchor-signature.txt",
             "link-hashes.txt",
             "private-lobbies.txt",
+            "private-tags.txt",
             "envelope-seal.txt",
         ]
         .contains(&file.as_str())
@@ -534,7 +535,7 @@ fn packet_vectors_decode_and_encode_as_written() {
             failures.push(format!(
                 "{file}: not a vector file (*.vec, lobby-names.txt, challenge-hashes.txt, \
                  bundle-signature.txt, anchor-signature.txt, link-hashes.txt, \
-                 private-lobbies.txt or envelope-seal.txt)"
+                 private-lobbies.txt, private-tags.txt or envelope-seal.txt)"
             ));
             continue;
         }
@@ -992,6 +993,27 @@ fn private_lobby_vectors_hold() {
         cases += 1;
     }
     assert!(cases >= 4, "private-lobbies.txt holds only {cases} cases");
+}
+
+/// private-tags.txt: the tags by which friends list a private lobby in hellos (PROTOCOL.md
+/// 7.2), computed by Python's hashlib.
+#[test]
+fn private_tag_vectors_hold() {
+    use lobbycast::proto::private::LobbyKey;
+
+    let id = |f: &str| u64::from_str_radix(f, 16).expect("a hex id");
+    let mut cases = 0;
+    for (n, fields) in table("private-tags.txt") {
+        let f: Vec<&str> = fields.iter().map(String::as_str).collect();
+        let [key, sender, addressee, tag] = f[..] else {
+            panic!("line {n}: expected four fields");
+        };
+        let k = LobbyKey::from_bytes(unhex(key).try_into().expect("32-byte key"));
+        let t = k.tag(PeerId(id(sender)), PeerId(id(addressee)));
+        assert_eq!(format!("{:016x}", t.0), tag, "line {n}");
+        cases += 1;
+    }
+    assert!(cases >= 4, "private-tags.txt holds only {cases} cases");
 }
 
 /// envelope-seal.txt: private lobbies' envelopes (PROTOCOL.md 4.14), sealed by PyNaCl

@@ -231,12 +231,17 @@ impl Node {
             .friends
             .get(addr)
             .map(|l| (l.up.then_some(l.peer).flatten(), l.lobbies.clone()));
-        let now = self.sh.now;
+        let (now, me) = (self.sh.now, self.sh.me);
         for state in self.lobbies.values_mut() {
             let graft = match &link {
                 Some((peer, lobbies)) => {
-                    // Listed by both (7.2): an unlisted lobby is never taken part in by name.
-                    let listed = state.listed && lobbies.contains(&state.lobby.id);
+                    // Listed by both (7.2): an unlisted lobby is never taken part in by name,
+                    // a private one by its tag for this node.
+                    let listed = match (self.sh.outbox.key(state.lobby.id), peer) {
+                        (Some(key), Some(peer)) => lobbies.contains(&key.tag(*peer, me)),
+                        (Some(_), None) => false,
+                        (None, _) => state.listed && lobbies.contains(&state.lobby.id),
+                    };
                     state.flood.sync_link(addr, *peer, listed)
                 }
                 None => state.flood.sync_link(addr, None, false),
@@ -339,11 +344,16 @@ impl Node {
     }
 
     fn send_hello(&mut self, now: Instant, addr: SocketAddr) {
+        let friend = self.sh.friends.get(addr).and_then(|l| l.peer);
+        let (me, outbox) = (self.sh.me, &self.sh.outbox);
+        // Private lobbies by their tags for this friend, once its peer id is known (7.2).
         let mut lobbies: Vec<LobbyId> = self
             .lobbies
             .values()
-            .filter(|s| s.listed)
-            .map(|s| s.lobby.id)
+            .filter_map(|s| match outbox.key(s.lobby.id) {
+                Some(key) => friend.map(|f| key.tag(me, f)),
+                None => s.listed.then_some(s.lobby.id),
+            })
             .collect();
         lobbies.sort_unstable();
         lobbies.truncate(MAX_HELLO_LOBBIES);

@@ -9,7 +9,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use sha2::{Digest, Sha256};
 
-use super::ids::{Lobby, LobbyId};
+use super::ids::{Lobby, LobbyId, PeerId};
 use super::wire::Envelope;
 
 /// What the salt of a passphrase's Argon2id is hashed from, with the lobby's name.
@@ -20,6 +20,8 @@ const ID_CONTEXT: &[u8] = b"lobbycast private lobby v1";
 const ARGON2_M_KIB: u32 = 64 * 1024;
 const ARGON2_T: u32 = 3;
 const ARGON2_P: u32 = 1;
+/// What a private tag is hashed from, with the key and the two peer ids.
+const TAG_CONTEXT: &[u8] = b"lobbycast private tag v1";
 /// What envelope nonces are hashed from, with the seed and a counter.
 const NONCE_CONTEXT: &[u8] = b"lobbycast nonce v1";
 /// Largest fragment body in a private lobby: 64 bytes under the public 960, since the
@@ -93,6 +95,21 @@ impl LobbyKey {
             name: named.name.clone(),
             id: self.id(),
         }
+    }
+
+    /// The private tag by which `sender` lists this lobby in its hellos to `addressee`
+    /// (PROTOCOL.md 7.2): only a friend holding the key recognises it, and the tags one node
+    /// sends to different friends cannot be linked.
+    pub fn tag(&self, sender: PeerId, addressee: PeerId) -> LobbyId {
+        let digest = Sha256::new()
+            .chain_update(TAG_CONTEXT)
+            .chain_update(self.0)
+            .chain_update(sender.0.to_be_bytes())
+            .chain_update(addressee.0.to_be_bytes())
+            .finalize();
+        let mut tag = [0u8; 8];
+        tag.copy_from_slice(&digest[..8]);
+        LobbyId(u64::from_be_bytes(tag))
     }
 
     /// The key's bytes, to put in an invitation.
