@@ -349,12 +349,27 @@ fn render_envelope(e: &wire::Envelope) -> Vec<String> {
     ]
 }
 
+fn render_direct(d: &wire::Direct) -> Vec<String> {
+    vec![
+        format!("version = {}", wire::VERSION),
+        format!("kind = {}", wire::kind::DIRECT),
+        format!("sender = {}", id(d.sender.0)),
+        format!("addressee = {}", id(d.addressee.0)),
+        format!("id = {}", id(d.id.0)),
+        format!("hops = {}", d.hops),
+        format!("key = h'{}'", hex(&d.key)),
+        format!("nonce = h'{}'", hex(&d.nonce)),
+        format!("sealed = h'{}'", hex(&d.sealed)),
+    ]
+}
+
 fn outcome(item: &Result<Decoded, DecodeError>) -> Expect {
     match item {
         Ok(Decoded::Packet(p)) => Expect::Packet(render(p)),
         Ok(Decoded::Link(l)) => Expect::Packet(render_link(l)),
         Ok(Decoded::Bundle(b)) => Expect::Packet(render_bundle(b)),
         Ok(Decoded::Envelope(e)) => Expect::Packet(render_envelope(e)),
+        Ok(Decoded::Direct(d)) => Expect::Packet(render_direct(d)),
         Ok(Decoded::UnknownVersion(v)) => Expect::UnknownVersion(*v),
         Ok(Decoded::UnsupportedKind(k)) => Expect::UnsupportedKind(*k),
         Err(DecodeError::Malformed(_)) => Expect::Malformed,
@@ -462,6 +477,7 @@ fn check(v: &Vector, kinds: &mut BTreeMap<String, usize>) -> Result<(), String> 
             Ok(Decoded::Link(l)) => (l.to_bytes(), render_link(l)),
             Ok(Decoded::Bundle(b)) => (b.to_bytes(), render_bundle(b)),
             Ok(Decoded::Envelope(e)) => (e.to_bytes(), render_envelope(e)),
+            Ok(Decoded::Direct(d)) => (d.to_bytes(), render_direct(d)),
             _ => continue,
         };
         if items.get(i) != Some(&again.as_slice()) {
@@ -526,6 +542,7 @@ fn packet_vectors_decode_and_encode_as_written() {
             "private-lobbies.txt",
             "private-tags.txt",
             "envelope-seal.txt",
+            "direct-seal.txt",
         ]
         .contains(&file.as_str())
         {
@@ -535,7 +552,7 @@ fn packet_vectors_decode_and_encode_as_written() {
             failures.push(format!(
                 "{file}: not a vector file (*.vec, lobby-names.txt, challenge-hashes.txt, \
                  bundle-signature.txt, anchor-signature.txt, link-hashes.txt, \
-                 private-lobbies.txt, private-tags.txt or envelope-seal.txt)"
+                 private-lobbies.txt, private-tags.txt, envelope-seal.txt or direct-seal.txt)"
             ));
             continue;
         }
@@ -564,6 +581,7 @@ fn packet_vectors_decode_and_encode_as_written() {
         "kind = 3",
         "kind = 4",
         "kind = 7",
+        "kind = 9",
         "kind = 10",
         "kind = 11",
         "kind = 12",
@@ -993,6 +1011,64 @@ fn private_lobby_vectors_hold() {
         cases += 1;
     }
     assert!(cases >= 4, "private-lobbies.txt holds only {cases} cases");
+}
+
+/// direct-seal.txt: direct messages (PROTOCOL.md 4.15) sealed by PyNaCl (libsodium's key
+/// conversion, X25519 and XChaCha20-Poly1305): both ends derive the direct key, the
+/// implementation seals to the same bytes, opens them, and refuses a changed byte.
+#[test]
+fn direct_seal_vectors_hold() {
+    use lobbycast::proto::SigningKey;
+    use lobbycast::proto::direct::{OpenError, direct_key, open, seal};
+    use lobbycast::proto::wire::Content;
+
+    let mut cases = 0;
+    for (n, fields) in table("direct-seal.txt") {
+        let f: Vec<&str> = fields.iter().map(String::as_str).collect();
+        let [sender, addressee, msg, nonce, content, key, sealed] = f[..] else {
+            panic!("line {n}: expected seven fields");
+        };
+        let at = format!("line {n}");
+        let a = SigningKey::from_bytes(&unhex(sender).try_into().expect("seed"));
+        let b = SigningKey::from_bytes(&unhex(addressee).try_into().expect("seed"));
+        let (ka, kb) = (a.verifying_key().to_bytes(), b.verifying_key().to_bytes());
+        assert_eq!(
+            direct_key(&a, &kb).map(|k| hex(&k)),
+            Some(key.to_owned()),
+            "{at}"
+        );
+        assert_eq!(
+            direct_key(&b, &ka).map(|k| hex(&k)),
+            Some(key.to_owned()),
+            "{at}"
+        );
+        let c = Content::decode(&unhex(content)).expect("content decodes");
+        assert_eq!(
+            hex(&c.to_bytes()),
+            content,
+            "{at}: content encodes as written"
+        );
+        let to = lobbycast::proto::signing::peer_id_of(&kb);
+        let id = MsgId(u64::from_str_radix(msg, 16).expect("id"));
+        let nonce: [u8; 24] = unhex(nonce).try_into().expect("24-byte nonce");
+        let d = seal(&a, to, &kb, id, nonce, &c).expect("a valid key");
+        assert_eq!(hex(&d.sealed), sealed, "{at}: sealed");
+        assert_eq!(open(&b, &d), Ok(c.clone()), "{at}: opens");
+        for i in [0, d.sealed.len() / 2, d.sealed.len() - 1] {
+            let mut bad = d.clone();
+            bad.sealed[i] ^= 1;
+            assert_eq!(open(&b, &bad), Err(OpenError::Forged), "{at}: byte {i}");
+        }
+        let mut bad = d.clone();
+        bad.addressee = PeerId(bad.addressee.0 ^ 1);
+        assert_eq!(
+            open(&b, &bad),
+            Err(OpenError::Forged),
+            "{at}: addressee bound"
+        );
+        cases += 1;
+    }
+    assert!(cases >= 4, "direct-seal.txt holds only {cases} cases");
 }
 
 /// private-tags.txt: the tags by which friends list a private lobby in hellos (PROTOCOL.md

@@ -1,11 +1,12 @@
 //! The wire decoder against arbitrary bytes: it never panics, and every packet it accepts
 //! (lobby and friend-link packets alike) survives encode → decode unchanged, alone and packed
-//! with the others into one datagram.
+//! with the others into one datagram; a direct message's content decoder is fed its sealed
+//! bytes.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lobbycast::proto::wire::{self, Decoded};
+use lobbycast::proto::wire::{self, Content, Decoded};
 
 /// The canonical encoding of an accepted item.
 fn encode(d: &Decoded) -> Option<Vec<u8>> {
@@ -28,6 +29,17 @@ fn encode(d: &Decoded) -> Option<Vec<u8>> {
         Decoded::Envelope(e) => {
             assert_eq!(e.validate(), Ok(()), "decoded an invalid envelope: {e:?}");
             Some(e.to_bytes())
+        }
+        Decoded::Direct(d) => {
+            assert_eq!(d.validate(), Ok(()), "decoded an invalid direct message: {d:?}");
+            // The sealed bytes stand in for opened content: its decoder never panics either,
+            // and what it accepts survives encode → decode.
+            if let Ok(c) = Content::decode(&d.sealed)
+                && !matches!(c, Content::Unknown(_))
+            {
+                assert_eq!(Content::decode(&c.to_bytes()), Ok(c.clone()), "{c:?}");
+            }
+            Some(d.to_bytes())
         }
         Decoded::UnknownVersion(_) | Decoded::UnsupportedKind(_) => None,
     }

@@ -1136,6 +1136,12 @@ impl App {
                 }
                 // Input is retried on every wakeup; the event only says when it can succeed.
                 Event::Writable { .. } => {}
+                // Direct messages are not offered by the screen and the pipe yet; the core
+                // delivers none that nobody sent.
+                Event::Direct(m) => {
+                    tracing::info!(from = %m.from, nick = ?m.nick, "direct message received");
+                }
+                Event::DirectAcked { .. } | Event::DirectFailed { .. } => {}
             }
         }
     }

@@ -71,12 +71,43 @@ pub enum Event {
         /// Its peer id.
         peer: PeerId,
     },
+    /// A direct message to this node, delivered once (PROTOCOL.md 4.15).
+    Direct(DirectMessage),
+    /// The addressee of an own direct message acknowledged it.
+    DirectAcked {
+        /// The message's id, as [`crate::proto::Node::send_direct`] returned it.
+        id: MsgId,
+        /// Who.
+        peer: PeerId,
+    },
+    /// An own direct message was sent seven times in about a minute and never acknowledged.
+    DirectFailed {
+        /// The message's id.
+        id: MsgId,
+        /// Its addressee.
+        peer: PeerId,
+    },
     /// A lobby whose flow-control window was full (a send failed with
     /// [`crate::proto::SendError::WindowFull`]) can take messages again.
     Writable {
         /// Where.
         lobby: LobbyId,
     },
+}
+
+/// A direct message received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectMessage {
+    /// Its random id.
+    pub id: MsgId,
+    /// Who wrote it (its key sealed it).
+    pub from: PeerId,
+    /// The writer's nick, as it said.
+    pub nick: String,
+    /// The writer's wall clock when it wrote it, Unix milliseconds.
+    pub sent_at: u64,
+    /// The text.
+    pub text: String,
 }
 
 /// A delivered chat message.

@@ -4,6 +4,7 @@
 pub mod challenge;
 pub mod config;
 pub mod dedup;
+pub mod direct;
 pub mod event;
 mod flood;
 mod flow;
@@ -30,7 +31,7 @@ pub mod wire;
 
 pub use config::Config;
 pub use ed25519_dalek::SigningKey;
-pub use event::{Event, Message};
+pub use event::{DirectMessage, Event, Message};
 pub use friends::{FriendError, FriendInfo};
 pub use ids::{Lobby, LobbyId, MsgId, PeerId};
 pub use lobby::{MAX_REPAIRS_PER_REQUEST, SendError};

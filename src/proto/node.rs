@@ -10,24 +10,26 @@ use rand::{RngExt, SeedableRng};
 
 use super::config::Config;
 use super::dedup::Dedup;
-use super::event::{Event, Message};
+use super::direct::{DirectError, Directs, Received};
+use super::event::{DirectMessage, Event, Message};
 use super::flood::Via;
 use super::fragment::{Limits, Reassembler};
 use super::friends::{FriendError, FriendInfo, Friends, LinkChange};
 use super::hash::SeededState;
-use super::ids::{Lobby, LobbyId, PeerId};
+use super::ids::{Lobby, LobbyId, MsgId, PeerId};
 use super::lobby::{LobbyState, SendError};
-use super::outbox::{Outbox, Transmit};
+use super::outbox::{Dest, Outbox, Transmit};
 use super::pace::Pacer;
 use super::path::Path;
-use super::private::{LobbyKey, Sealer};
+use super::private::{LobbyKey, Nonces, Sealer};
 use super::shared::Shared;
 use super::signing::OpenError;
 use super::stats::Stats;
 use super::timers::{Timer, Timers};
 use super::verified::{Checked, Verified};
-use super::wire::{self, Body, Bundle, Decoded, Link, MAX_HELLO_LOBBIES, MAX_NICK};
+use super::wire::{self, Body, Bundle, Content, Decoded, Link, MAX_HELLO_LOBBIES, MAX_NICK};
 use ed25519_dalek::SigningKey;
+use sha2::{Digest, Sha256};
 
 /// Least time between two evaluated challenges of one friend (PROTOCOL.md 7.7).
 const CHALLENGE_GAP: Duration = Duration::from_secs(5);
@@ -76,6 +78,12 @@ pub struct Node {
     sh: Shared,
     lobbies: HashMap<LobbyId, LobbyState, SeededState>,
     housekeeping_at: Instant,
+    /// Direct messages: own ones waiting for acknowledgement, ids placed, writers' keys.
+    directs: Directs,
+    /// Nonces of own direct messages.
+    nonces: Nonces,
+    /// The earliest direct-message timer armed.
+    direct_at: Option<Instant>,
 }
 
 impl Node {
@@ -107,7 +115,19 @@ impl Node {
             cfg.link_memory,
             (rng.random(), rng.random()),
         );
+        // Direct nonces from the node's secret key, its seed and the time it started: two
+        // nodes never share the first, and one node restarted never repeats the others.
+        let nonce_seed = Sha256::new()
+            .chain_update(b"lobbycast direct nonces v1")
+            .chain_update(outbox.signing_key().to_bytes())
+            .chain_update(seed.to_be_bytes())
+            .chain_update(unix_ms.to_be_bytes())
+            .finalize()
+            .into();
         Ok(Node {
+            directs: Directs::new(hasher),
+            nonces: Nonces::new(nonce_seed),
+            direct_at: None,
             sh: Shared {
                 me: outbox.peer_id(),
                 nick,
@@ -530,6 +550,11 @@ impl Node {
                     }
                     continue;
                 }
+                Ok(Decoded::Direct(d)) => {
+                    self.sh.stats.packets_in += 1;
+                    self.on_direct(now, path, d);
+                    continue;
+                }
                 Ok(Decoded::UnknownVersion(_)) => {
                     self.sh.stats.unknown_version += 1;
                     continue;
@@ -667,6 +692,13 @@ impl Node {
         if bundle.is_link() {
             sh.stats.links_vouched += 1;
         }
+        // The writer can be written to from now on, and where it was heard tells where
+        // (PROTOCOL.md 7.10).
+        if let wire::Auth::Signed { key, .. } = &bundle.auth {
+            let own = matches!(path, Path::Multicast(_)) && bundle.repairer.is_none();
+            self.directs
+                .note_writer(now, bundle.source, *key, own.then_some(bundle.lobby));
+        }
         // An anchor (or a repair vouching again) releases the links that wait for it.
         let chain = bundle.chain().to_vec();
         if !packets.is_empty() {
@@ -682,6 +714,188 @@ impl Node {
         }
         for link in state.release_links(&chain) {
             self.on_bundle(now, link.path, link.bundle, link.share);
+        }
+    }
+
+    /// Sends `text` to the peer `to`, sealed to its key (PROTOCOL.md 4.15), and sends it again
+    /// until it is acknowledged ([`Event::DirectAcked`]) or given up ([`Event::DirectFailed`],
+    /// after about a minute). Returns its id.
+    pub fn send_direct(
+        &mut self,
+        now: Instant,
+        to: PeerId,
+        text: &str,
+    ) -> Result<MsgId, DirectError> {
+        self.tick(now);
+        if to == self.sh.me {
+            return Err(DirectError::ToSelf);
+        }
+        if text.is_empty() {
+            return Err(DirectError::Empty);
+        }
+        if text.len() > wire::MAX_DIRECT_TEXT {
+            return Err(DirectError::TooLong(text.len()));
+        }
+        let id = MsgId(self.sh.rng.random());
+        let content = Content::Text {
+            sent_at: self.sh.wall_ms(now),
+            nick: self.sh.nick.clone(),
+            text: text.to_owned(),
+        };
+        let nonce = self.nonces.next_nonce();
+        let d = self
+            .directs
+            .write(self.sh.outbox.signing_key(), now, to, id, nonce, content)?;
+        self.sh.stats.directs_sent += 1;
+        self.place_direct(now, &d, None);
+        self.arm_directs();
+        Ok(id)
+    }
+
+    /// Whether this node knows `peer`'s key (from its signed bundles), so that it can send it
+    /// a direct message.
+    pub fn knows_key(&self, peer: PeerId) -> bool {
+        self.directs.knows(peer)
+    }
+
+    /// Own direct messages not acknowledged yet.
+    pub fn directs_pending(&self) -> usize {
+        self.directs.pending()
+    }
+
+    /// A direct message received (PROTOCOL.md 7.10): delivered and acknowledged if it is for
+    /// this node, placed on if not.
+    fn on_direct(&mut self, now: Instant, path: Path, d: wire::Direct) {
+        let got = self.directs.receive(self.sh.outbox.signing_key(), now, &d);
+        match got {
+            Received::Deliver {
+                sent_at,
+                nick,
+                text,
+                ack,
+            } => {
+                self.sh.stats.directs_delivered += 1;
+                self.sh.emit(Event::Direct(DirectMessage {
+                    id: d.id,
+                    from: d.sender,
+                    nick,
+                    sent_at,
+                    text,
+                }));
+                if ack {
+                    self.acknowledge(now, &d);
+                }
+            }
+            Received::Again { ack } => {
+                self.sh.stats.directs_duplicate += 1;
+                if ack {
+                    self.acknowledge(now, &d);
+                }
+            }
+            Received::Acked { id, by } => {
+                self.sh.emit(Event::DirectAcked { id, peer: by });
+                self.arm_directs();
+            }
+            Received::PlaceOn => {
+                // From a group only a bridge places it on: the segment heard it already.
+                let from = match path {
+                    Path::Unicast(from) => Some(from),
+                    Path::Multicast(_) => {
+                        let t = self.sh.cfg.peer_timeout;
+                        if !self
+                            .lobbies
+                            .values()
+                            .any(|s| s.flood.has_participants(now, t))
+                        {
+                            return;
+                        }
+                        None
+                    }
+                };
+                self.sh.stats.directs_placed += 1;
+                self.place_direct(now, &d, from);
+            }
+            Received::Drop => self.sh.stats.directs_dropped += 1,
+        }
+    }
+
+    /// Acknowledges direct message `d` to its writer.
+    fn acknowledge(&mut self, now: Instant, d: &wire::Direct) {
+        let id = MsgId(self.sh.rng.random());
+        let nonce = self.nonces.next_nonce();
+        let me = self.sh.outbox.signing_key();
+        if let Ok(ack) = self
+            .directs
+            .write(me, now, d.sender, id, nonce, Content::Ack(d.id))
+        {
+            self.place_direct(now, &ack, None);
+        }
+    }
+
+    /// Places a direct message (PROTOCOL.md 7.10): to the addressee if it is a friend; else to
+    /// the group it was heard on, and on to friends while hops last.
+    fn place_direct(&mut self, now: Instant, d: &wire::Direct, from: Option<SocketAddr>) {
+        let friend = self
+            .sh
+            .friends
+            .links()
+            .find(|l| l.up && l.peer == Some(d.addressee))
+            .map(|l| l.addr);
+        if let Some(addr) = friend {
+            self.sh.outbox.push_direct(Dest::Peer(addr), d);
+            return;
+        }
+        let t = self.sh.cfg.peer_timeout;
+        if self.sh.multicast
+            && let Some(lobby) = self.directs.group_of(d.addressee, now, t)
+            && self.lobbies.contains_key(&lobby)
+        {
+            self.sh.outbox.push_direct(Dest::Lobby(lobby), d);
+        }
+        if d.hops == 0 {
+            return;
+        }
+        let on = wire::Direct {
+            hops: d.hops - 1,
+            ..d.clone()
+        };
+        let to: Vec<SocketAddr> = self
+            .sh
+            .friends
+            .links()
+            .filter(|l| l.up && from.is_none_or(|f| !super::friends::same(f, l.addr)))
+            .map(|l| l.addr)
+            .collect();
+        for addr in to {
+            self.sh.outbox.push_direct(Dest::Peer(addr), &on);
+        }
+    }
+
+    /// Sends again the own direct messages due, and reports those given up.
+    fn retry_directs(&mut self, now: Instant) {
+        let nonces = &mut self.nonces;
+        let (again, failed) = self
+            .directs
+            .due(self.sh.outbox.signing_key(), now, || nonces.next_nonce());
+        for d in again {
+            self.sh.stats.directs_retried += 1;
+            self.place_direct(now, &d, None);
+        }
+        for (id, peer) in failed {
+            self.sh.stats.directs_failed += 1;
+            tracing::info!(%peer, %id, "direct message not acknowledged: given up");
+            self.sh.emit(Event::DirectFailed { id, peer });
+        }
+        self.arm_directs();
+    }
+
+    /// Arms the direct-message timer at the next retry, if it is not armed earlier.
+    fn arm_directs(&mut self) {
+        if let Some(at) = self.directs.next_deadline()
+            && self.direct_at.is_none_or(|a| at < a)
+        {
+            self.direct_at = Some(at);
+            self.sh.timers.push(at, Timer::Direct);
         }
     }
 
@@ -757,6 +971,12 @@ impl Node {
                         s.on_heartbeat_timer(sh, now, at);
                     }
                 }
+                Timer::Direct => {
+                    if self.direct_at == Some(at) {
+                        self.direct_at = None;
+                        self.retry_directs(now);
+                    }
+                }
             }
         }
         due.sort_unstable();
@@ -788,6 +1008,7 @@ impl Node {
             state.housekeeping(&mut self.sh, now);
         }
         self.sh.reassembly.expire(now);
+        self.directs.expire(now);
         self.sh.dedup.expire(now);
         self.housekeeping_at = now + HOUSEKEEPING;
         self.sh
@@ -839,6 +1060,7 @@ impl Node {
         while let Some((at, timer)) = self.sh.timers.peek_entry() {
             let live = match timer {
                 Timer::Housekeeping => at == self.housekeeping_at,
+                Timer::Direct => self.direct_at == Some(at),
                 Timer::Request(l, ..)
                 | Timer::Repair(l, ..)
                 | Timer::Session(l)

@@ -11,8 +11,8 @@ use super::ids::{LobbyId, PeerId};
 use super::private::{LobbyKey, Sealer};
 use super::signing;
 use super::wire::{
-    BUNDLE_OVERHEAD, Body, Bundle, ENVELOPE_OVERHEAD, LINK_OVERHEAD, Link, LinkHash, MAX_CHAIN,
-    MAX_DATAGRAM, Packet, chain_overhead,
+    BUNDLE_OVERHEAD, Body, Bundle, Direct, ENVELOPE_OVERHEAD, LINK_OVERHEAD, Link, LinkHash,
+    MAX_CHAIN, MAX_DATAGRAM, Packet, chain_overhead,
 };
 
 /// Where a datagram goes.
@@ -155,6 +155,24 @@ impl Outbox {
             linked: 0,
             pending: 0,
         }
+    }
+
+    /// The key this node signs with (and seals direct messages with, PROTOCOL.md 4.15).
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// Appends a direct message (PROTOCOL.md 4.15); to a private lobby's group it goes inside
+    /// the envelope.
+    pub fn push_direct(&mut self, dest: Dest, d: &Direct) -> usize {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&d.to_bytes());
+        let sealed = match dest {
+            Dest::Lobby(l) if self.sealers.contains_key(&l) => Some(l),
+            _ => None,
+        };
+        let i = self.filling_for(dest, sealed);
+        self.append_plain(i)
     }
 
     /// The peer id of the signing key.

@@ -169,21 +169,53 @@ impl LobbyKey {
     }
 }
 
-/// Seals one private lobby's datagrams: its key and a nonce generator that never repeats a
-/// nonce (PROTOCOL.md 4.14): the n-th nonce is SHA-256 of a 256-bit seed the operating system
-/// gave at join and of n, so nonces are unpredictable and no counter needs to survive a
-/// restart or be shared between the members that hold the key.
+/// XChaCha20 nonces that never repeat (PROTOCOL.md 4.14): the n-th is SHA-256 of a 256-bit
+/// seed and of n, so they are unpredictable and no counter needs to survive a restart or be
+/// shared between the members that hold a key.
+#[derive(Clone)]
+pub struct Nonces {
+    seed: [u8; 32],
+    drawn: u64,
+}
+
+impl std::fmt::Debug for Nonces {
+    /// Prints not the seed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Nonces({} drawn)", self.drawn)
+    }
+}
+
+impl Nonces {
+    /// Nonces from `seed`: random bytes from the operating system, or a hash of secrets.
+    pub fn new(seed: [u8; 32]) -> Self {
+        Nonces { seed, drawn: 0 }
+    }
+
+    /// The next nonce.
+    pub fn next_nonce(&mut self) -> [u8; 24] {
+        let digest = Sha256::new()
+            .chain_update(NONCE_CONTEXT)
+            .chain_update(self.seed)
+            .chain_update(self.drawn.to_be_bytes())
+            .finalize();
+        self.drawn += 1;
+        let mut nonce = [0u8; 24];
+        nonce.copy_from_slice(&digest[..24]);
+        nonce
+    }
+}
+
+/// Seals one private lobby's datagrams: its key and its nonces.
 #[derive(Clone)]
 pub struct Sealer {
     key: LobbyKey,
-    seed: [u8; 32],
-    sealed: u64,
+    nonces: Nonces,
 }
 
 impl std::fmt::Debug for Sealer {
     /// Prints neither the key nor the seed.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Sealer({:?}, {} sealed)", self.key, self.sealed)
+        write!(f, "Sealer({:?}, {} sealed)", self.key, self.nonces.drawn)
     }
 }
 
@@ -193,8 +225,7 @@ impl Sealer {
     pub fn new(key: LobbyKey, seed: [u8; 32]) -> Self {
         Sealer {
             key,
-            seed,
-            sealed: 0,
+            nonces: Nonces::new(seed),
         }
     }
 
@@ -205,19 +236,12 @@ impl Sealer {
 
     /// Envelopes sealed so far.
     pub fn sealed(&self) -> u64 {
-        self.sealed
+        self.nonces.drawn
     }
 
     /// Seals a datagram's packets of the lobby, under the next nonce.
     pub fn seal(&mut self, plaintext: &[u8]) -> Envelope {
-        let digest = Sha256::new()
-            .chain_update(NONCE_CONTEXT)
-            .chain_update(self.seed)
-            .chain_update(self.sealed.to_be_bytes())
-            .finalize();
-        self.sealed += 1;
-        let mut nonce = [0u8; 24];
-        nonce.copy_from_slice(&digest[..24]);
+        let nonce = self.nonces.next_nonce();
         self.key.seal(nonce, plaintext)
     }
 }

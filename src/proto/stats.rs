@@ -139,6 +139,20 @@ pub struct Stats {
     pub unsealed: u64,
     /// Items in an envelope that were not its lobby's packets, dropped.
     pub sealed_foreign: u64,
+    /// Own direct messages sent (the first time; PROTOCOL.md 4.15).
+    pub directs_sent: u64,
+    /// Own direct messages sent again, not acknowledged yet.
+    pub directs_retried: u64,
+    /// Own direct messages given up, never acknowledged.
+    pub directs_failed: u64,
+    /// Direct messages to this node delivered (once each).
+    pub directs_delivered: u64,
+    /// Copies of direct messages to this node already delivered.
+    pub directs_duplicate: u64,
+    /// Others' direct messages placed on (PROTOCOL.md 7.10).
+    pub directs_placed: u64,
+    /// Direct messages dropped: placed before, forged, over budget, unknown content.
+    pub directs_dropped: u64,
     /// Datagrams or events dropped because the runtime did not drain its queues.
     pub queue_overflow: u64,
 }
@@ -215,6 +229,13 @@ impl std::ops::AddAssign<&Stats> for Stats {
             envelopes_forged,
             unsealed,
             sealed_foreign,
+            directs_sent,
+            directs_retried,
+            directs_failed,
+            directs_delivered,
+            directs_duplicate,
+            directs_placed,
+            directs_dropped,
             queue_overflow,
         } = o;
         self.datagrams_in += datagrams_in;
@@ -281,6 +302,13 @@ impl std::ops::AddAssign<&Stats> for Stats {
         self.envelopes_forged += envelopes_forged;
         self.unsealed += unsealed;
         self.sealed_foreign += sealed_foreign;
+        self.directs_sent += directs_sent;
+        self.directs_retried += directs_retried;
+        self.directs_failed += directs_failed;
+        self.directs_delivered += directs_delivered;
+        self.directs_duplicate += directs_duplicate;
+        self.directs_placed += directs_placed;
+        self.directs_dropped += directs_dropped;
         self.links_vouched += links_vouched;
         self.links_held += links_held;
         self.links_dropped += links_dropped;

@@ -31,6 +31,8 @@ pub enum Timer {
     Heartbeat(LobbyId),
     /// Expiry of peers, hold-downs, reassemblies.
     Housekeeping,
+    /// Own direct messages due again, or to be given up (PROTOCOL.md 7.10).
+    Direct,
 }
 
 /// A min-heap of (deadline, timer).

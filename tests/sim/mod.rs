@@ -516,6 +516,17 @@ impl Sim {
         self.after_input(i);
     }
 
+    /// Node `i` sends `text` to node `to` as a direct message (PROTOCOL.md 4.15) now.
+    pub fn send_direct(&mut self, i: usize, to: usize, text: &str) -> MsgId {
+        let (now, peer) = (self.now, self.nodes[to].node.peer_id());
+        let id = self.nodes[i]
+            .node
+            .send_direct(now, peer, text)
+            .unwrap_or_else(|e| panic!("node {i} cannot write to node {to}: {e}"));
+        self.after_input(i);
+        id
+    }
+
     /// Node `i` sends `text` now (ahead of any bulk input it has queued). Panics if the core
     /// refuses it, `SendError::WindowFull` included: input that may meet a full window goes
     /// through [`Sim::send_bulk`].

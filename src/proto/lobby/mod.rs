@@ -305,7 +305,7 @@ impl LobbyState {
             Timer::Report(_) => self.report_at == Some(at),
             Timer::Flow(_) => self.flow.check_at == Some(at),
             Timer::Heartbeat(_) => self.heartbeat_at == at,
-            Timer::Housekeeping => false,
+            Timer::Housekeeping | Timer::Direct => false,
         }
     }
 

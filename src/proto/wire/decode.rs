@@ -10,8 +10,9 @@
 use ciborium_ll::{Decoder, Header};
 
 use super::{
-    Acked, Auth, Body, Bundle, Challenge, Data, DecodeError, Decoded, Echo, Envelope, Heard,
-    Heartbeat, Hello, HelloEcho, Link, Packet, Request, Sent, SeqRange, Session, VERSION, kind,
+    Acked, Auth, Body, Bundle, Challenge, Content, Data, DecodeError, Decoded, Direct, Echo,
+    Envelope, Heard, Heartbeat, Hello, HelloEcho, Link, Packet, Request, Sent, SeqRange, Session,
+    VERSION, kind,
 };
 use crate::proto::ids::{LobbyId, MsgId, PeerId};
 
@@ -300,6 +301,11 @@ impl<'a> Reader<'a> {
                 self.skip_rest(&mut a)?;
                 return Ok(Decoded::Envelope(e));
             }
+            kind::DIRECT => {
+                let d = self.direct(&mut a)?;
+                self.skip_rest(&mut a)?;
+                return Ok(Decoded::Direct(d));
+            }
             kind::BUNDLE | kind::LINK => {
                 let b = self.bundle(&mut a, kind == kind::LINK)?;
                 self.skip_rest(&mut a)?;
@@ -533,6 +539,62 @@ impl<'a> Reader<'a> {
             nonce,
             sealed,
         })
+    }
+
+    fn direct(&mut self, a: &mut Array) -> Result<Direct> {
+        self.expect(a, "sender")?;
+        let sender = self.peer("sender")?;
+        self.expect(a, "addressee")?;
+        let addressee = self.peer("addressee")?;
+        self.expect(a, "id")?;
+        let id = MsgId(self.uint("id")?);
+        self.expect(a, "hops")?;
+        // Above 255 is out of the field's range; above 8, `validate` refuses it.
+        let hops = u8::try_from(self.uint("hops")?)
+            .map_err(|_| DecodeError::Invalid("direct hops above 8"))?;
+        self.expect(a, "key")?;
+        let key = self.fixed("key", "direct key length")?;
+        self.expect(a, "nonce")?;
+        let nonce = self.fixed("nonce", "direct nonce length")?;
+        self.expect(a, "sealed")?;
+        let sealed = self.bytes("sealed")?;
+        Ok(Direct {
+            sender,
+            addressee,
+            id,
+            hops,
+            key,
+            nonce,
+            sealed,
+        })
+    }
+
+    /// The opened content of a direct message (PROTOCOL.md 4.15).
+    pub fn content(&mut self) -> Result<Content> {
+        let mut a = self.array("content")?;
+        self.expect(&mut a, "content type")?;
+        let c = match self.uint("content type")? {
+            0 => {
+                self.expect(&mut a, "sent_at")?;
+                let sent_at = self.uint("sent_at")?;
+                self.expect(&mut a, "nick")?;
+                let nick = self.text("nick")?;
+                self.expect(&mut a, "text")?;
+                let text = self.text("text")?;
+                Content::Text {
+                    sent_at,
+                    nick,
+                    text,
+                }
+            }
+            1 => {
+                self.expect(&mut a, "acked")?;
+                Content::Ack(MsgId(self.uint("acked")?))
+            }
+            t => Content::Unknown(t),
+        };
+        self.skip_rest(&mut a)?;
+        Ok(c)
     }
 
     fn challenge(&mut self, a: &mut Array) -> Result<Challenge> {

@@ -13,6 +13,9 @@ use serde::{Serialize, Serializer};
 use super::ids::{LobbyId, MsgId, PeerId};
 
 mod decode;
+mod direct;
+
+pub use direct::{Content, Direct, MAX_DIRECT_HOPS, MAX_DIRECT_SEALED, MAX_DIRECT_TEXT};
 
 /// The protocol version this implementation speaks.
 pub const VERSION: u64 = 1;
@@ -77,7 +80,7 @@ pub mod kind {
     pub const CHALLENGE: u64 = 7;
     /// Reserved: invitation to a private lobby.
     pub const INVITATION: u64 = 8;
-    /// Reserved: direct message to one peer.
+    /// A message to one peer, sealed to its key (revision 1.5).
     pub const DIRECT: u64 = 9;
     /// A friend link's handshake and keep-alive (revision 1.2).
     pub const HELLO: u64 = 10;
@@ -399,6 +402,8 @@ pub enum Decoded {
     Bundle(Bundle),
     /// A private lobby's sealed packets, not yet opened (revision 1.4).
     Envelope(Envelope),
+    /// A message to one peer, not yet opened (revision 1.5).
+    Direct(Direct),
     /// A packet of another protocol version, skipped.
     UnknownVersion(u64),
     /// A packet of a reserved or unknown kind, skipped.
@@ -558,6 +563,7 @@ pub fn decode_datagram(bytes: &[u8]) -> impl Iterator<Item = Result<Decoded, Dec
                 Decoded::Link(l) => l.validate()?,
                 Decoded::Bundle(b) => b.validate()?,
                 Decoded::Envelope(e) => e.validate()?,
+                Decoded::Direct(d) => d.validate()?,
                 Decoded::UnknownVersion(_) | Decoded::UnsupportedKind(_) => {}
             }
             Ok(d)
@@ -819,14 +825,14 @@ mod tests {
         };
         let mut bytes = Vec::new();
         ciborium::into_writer(&(2u8, 0u8, "future", [1, 2]), &mut bytes).unwrap();
-        ciborium::into_writer(&(1u8, kind::DIRECT, 9u8, b"abc"), &mut bytes).unwrap();
+        ciborium::into_writer(&(1u8, kind::INVITATION, 9u8, b"abc"), &mut bytes).unwrap();
         keep.encode_into(&mut bytes);
         let got: Vec<_> = decode_datagram(&bytes).collect();
         assert_eq!(
             got,
             vec![
                 Ok(Decoded::UnknownVersion(2)),
-                Ok(Decoded::UnsupportedKind(kind::DIRECT)),
+                Ok(Decoded::UnsupportedKind(kind::INVITATION)),
                 Ok(Decoded::Packet(keep))
             ]
         );
