@@ -95,6 +95,7 @@ fn redraw(lines: u64, lobbies: usize, frames: usize) {
                 peer: PeerId(1),
                 groups: Vec::new(),
                 local: Vec::new(),
+                private: false,
             },
             t0,
         );

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use clap_complete::Shell;
+use lobbycast::lobby_keys::Passphrase;
 use lobbycast::net::Family;
 
 /// Serverless chat for a LAN: each lobby is an IP multicast group, made reliable with
@@ -37,6 +38,25 @@ pub struct Cli {
     /// directions, headless, until SIGTERM; counters are logged every minute and on SIGUSR1.
     #[arg(long, value_name = "LOBBY", num_args = 1..)]
     pub relay: Vec<String>,
+
+    /// The lobbies named here (LOBBY..., --pipe, --relay) are private: each has a random
+    /// 256-bit key, kept in DATA/lobby-keys and used again on the next start; the multicast
+    /// group and the lobby id are derived from it, so the name is never on the wire, and the
+    /// lobby is not advertised.
+    #[arg(long, conflicts_with = "key")]
+    pub private: bool,
+
+    /// The lobbies named here are private, keyed by PASSPHRASE (Argon2id salted with the
+    /// lobby's name): whoever types the same name and passphrase is in the same lobby. Also
+    /// read from LOBBYCAST_KEY, which other local users cannot see, unlike the command line.
+    #[arg(
+        long,
+        value_name = "PASSPHRASE",
+        env = "LOBBYCAST_KEY",
+        hide_env_values = true,
+        value_parser = passphrase
+    )]
+    pub key: Option<Passphrase>,
 
     /// Nick shown to others [default: $USER, else "anonymous"].
     #[arg(long, value_name = "NAME")]
@@ -114,6 +134,15 @@ pub struct Cli {
     pub completions: Option<Shell>,
 }
 
+/// `--key`: any passphrase but an empty one, kept as typed (spaces count). Its `Debug` hides
+/// it, so printing the arguments never shows it.
+fn passphrase(s: &str) -> Result<Passphrase, String> {
+    if s.is_empty() {
+        return Err("the passphrase is empty".into());
+    }
+    Ok(Passphrase(s.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -143,6 +172,19 @@ mod tests {
                 &help[at..next]
             );
         }
+    }
+
+    #[test]
+    fn private_and_key_conflict_and_an_empty_passphrase_is_refused() {
+        let parse = |args: &[&str]| Cli::try_parse_from(["lobbycast"].iter().chain(args));
+        let cli = parse(&["--pipe", "team", "--key", " two  words "]).unwrap();
+        assert_eq!(cli.key, Some(Passphrase(" two  words ".into())));
+        assert!(parse(&["--pipe", "team", "--private"]).unwrap().private);
+        let e = parse(&["--pipe", "team", "--private", "--key", "x"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+        let e = parse(&["--pipe", "team", "--key", ""]).unwrap_err();
+        assert!(e.to_string().contains("the passphrase is empty"), "{e}");
+        assert!(!format!("{cli:?}").contains("two"));
     }
 
     #[test]

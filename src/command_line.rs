@@ -4,6 +4,8 @@
 
 use std::net::SocketAddr;
 
+use crate::lobby_keys::{JoinHow, Passphrase};
+
 /// A line of input, understood.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Input {
@@ -11,8 +13,13 @@ pub enum Input {
     Text(String),
     /// `/me TEXT`: an action, sent as a message whose text starts with [`ACTION_PREFIX`].
     Me(String),
-    /// `/join LOBBY`.
-    Join(String),
+    /// `/join LOBBY [--private | --key PASSPHRASE]`: never [`JoinHow::Key`].
+    Join {
+        /// The lobby's name, as typed.
+        name: String,
+        /// Public, private by the stored or a new key, or private by a passphrase.
+        how: JoinHow,
+    },
     /// `/part [LOBBY]`: the named lobby, else the current one.
     Part(Option<String>),
     /// `/nick NAME`.
@@ -59,8 +66,10 @@ pub struct CommandHelp {
 pub const COMMANDS: &[CommandHelp] = &[
     CommandHelp {
         name: "join",
-        usage: "/join LOBBY",
-        help: "join a lobby and make it the current one",
+        usage: "/join LOBBY [--private | --key PASSPHRASE]",
+        help: "join a lobby and make it the current one; --private: a private lobby of a random \
+               key (kept in DATA/lobby-keys), --key: a private lobby of a passphrase (the rest of \
+               the line)",
     },
     CommandHelp {
         name: "part",
@@ -171,7 +180,8 @@ pub fn parse(line: &str) -> Result<Option<Input>, String> {
         }
     };
     let input = match name.as_str() {
-        "join" | "j" => Input::Join(one_word("lobby")?),
+        // Not `args`: a passphrase is kept as typed, spaces at its end included.
+        "join" | "j" => join(rest[name.len()..].trim_start(), usage(&name))?,
         "part" | "leave" => Input::Part(optional_word("lobby")?),
         "nick" => Input::Nick(one_word("nick")?),
         "me" => {
@@ -219,6 +229,44 @@ pub fn parse(line: &str) -> Result<Option<Input>, String> {
     Ok(Some(input))
 }
 
+/// `/join`'s arguments: `LOBBY`, `LOBBY --private` or `LOBBY --key PASSPHRASE`. Errors never
+/// quote what follows the lobby: it may be a mistyped passphrase.
+fn join(args: &str, usage: &str) -> Result<Input, String> {
+    let (name, rest) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
+    if name.is_empty() {
+        return Err(format!("/join: lobby missing; usage: {usage}"));
+    }
+    let name = name.to_owned();
+    let how = if rest.trim().is_empty() {
+        JoinHow::Public
+    } else if rest.trim() == "--private" {
+        JoinHow::Private
+    } else if let Some(p) = rest.trim_start().strip_prefix("--key") {
+        match p.strip_prefix(' ') {
+            Some("") | None if p.trim().is_empty() => {
+                return Err(format!("/join: the passphrase is missing; usage: {usage}"));
+            }
+            Some(p) => JoinHow::Passphrase(Passphrase(p.to_owned())),
+            None => return Err(format!("/join: --key PASSPHRASE expected; usage: {usage}")),
+        }
+    } else {
+        return Err(format!(
+            "/join: one lobby, then --private or --key PASSPHRASE; usage: {usage}"
+        ));
+    };
+    Ok(Input::Join { name, how })
+}
+
+/// Whether `line` is a `/join ... --key` line, which holds a passphrase: the screen keeps it
+/// out of its input history.
+pub fn holds_passphrase(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix('/') else {
+        return false;
+    };
+    let (name, args) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    matches!(name.to_ascii_lowercase().as_str(), "join" | "j") && args.contains("--key")
+}
+
 /// The help of one command, or `None` if there is no such command.
 pub fn help(name: &str) -> Option<&'static CommandHelp> {
     COMMANDS.iter().find(|c| c.name == name)
@@ -242,7 +290,13 @@ mod tests {
 
     #[test]
     fn commands_and_their_arguments() {
-        assert_eq!(parse("/join Ops").unwrap(), Some(Input::Join("Ops".into())));
+        assert_eq!(
+            parse("/join Ops").unwrap(),
+            Some(Input::Join {
+                name: "Ops".into(),
+                how: JoinHow::Public
+            })
+        );
         assert_eq!(parse("/part").unwrap(), Some(Input::Part(None)));
         assert_eq!(parse("/me waves").unwrap(), Some(Input::Me("waves".into())));
         assert_eq!(
@@ -267,6 +321,10 @@ mod tests {
             "/frobnicate",
             "/join",
             "/join a b",
+            "/join a --key",
+            "/join a --key ",
+            "/join a --keys x",
+            "/join a --private x",
             "/nick",
             "/friend add nowhere",
             "/friend wave",
@@ -278,6 +336,41 @@ mod tests {
             let e = parse(bad).unwrap_err();
             assert!(!e.contains('\n') && !e.is_empty(), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn private_joins_keep_the_passphrase_as_typed_and_out_of_errors() {
+        let join = |name: &str, how| {
+            Some(Input::Join {
+                name: name.into(),
+                how,
+            })
+        };
+        assert_eq!(
+            parse("/join team --private").unwrap(),
+            join("team", JoinHow::Private)
+        );
+        assert_eq!(
+            parse("/j  team   --private  ").unwrap(),
+            join("team", JoinHow::Private)
+        );
+        assert_eq!(
+            parse("/join team --key correct horse  \n").unwrap(),
+            join(
+                "team",
+                JoinHow::Passphrase(Passphrase("correct horse  ".into()))
+            )
+        );
+        assert_eq!(
+            parse("/JOIN Team --key  --private").unwrap(),
+            join("Team", JoinHow::Passphrase(Passphrase(" --private".into())))
+        );
+        let e = parse("/join team --kye hunter2").unwrap_err();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(holds_passphrase("/join team --key x"));
+        assert!(holds_passphrase("/J team --key"));
+        assert!(!holds_passphrase("/join team --private"));
+        assert!(!holds_passphrase("--key"));
     }
 
     #[test]

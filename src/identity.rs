@@ -176,7 +176,7 @@ fn hex_of(bytes: &[u8]) -> String {
 }
 
 /// Writes a secret durably and atomically, readable by its owner only.
-fn write_secret(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_secret(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_atomic_mode(path, bytes, 0o600)
 }
 

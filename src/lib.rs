@@ -12,6 +12,7 @@ pub mod history;
 pub mod identity;
 pub mod known_peers;
 pub mod lease;
+pub mod lobby_keys;
 pub mod net;
 pub mod pipe;
 pub mod relay;

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, Parser};
-use lobbycast::app::{App, AppConfig};
+use lobbycast::app::{App, AppConfig, StartLobby};
 use lobbycast::config_file::{
     self, DEFAULT_HISTORY, DEFAULT_LOBBY, DEFAULT_MAX_RATE, DEFAULT_TTL, FileConfig, ScreenConfig,
 };
+use lobbycast::lobby_keys::{JoinHow, LobbyKeys};
 use lobbycast::pipe::{PipeFrontend, spawn_reader};
 use lobbycast::proto::ids::DEFAULT_PORT;
 use lobbycast::proto::{Config, Lobby, node::check_nick};
@@ -86,6 +87,14 @@ fn main() -> ExitCode {
             .with_writer(std::io::stderr)
             .with_ansi(std::io::stderr().is_terminal())
             .init();
+    }
+    // After the logs are set up: storing a new key says so. The screen does it here too, not on
+    // its runtime thread: a passphrase's Argon2id takes a third of a second before the screen
+    // shows, once.
+    let mut settings = settings;
+    if let Err(e) = resolve_keys(&mut settings) {
+        eprintln!("lobbycast: {e:#}");
+        return ExitCode::FAILURE;
     }
     let ran = match settings.mode {
         Mode::Screen => run_screen(settings.app, settings.screen, started),
@@ -174,6 +183,28 @@ struct Settings {
     /// How the screen looks and behaves, from the config file's `[screen]` table, with
     /// `colours` turned off when `NO_COLOR` is set.
     screen: ScreenConfig,
+    /// How the lobbies named on the command line are joined (`--private`, `--key`): the
+    /// lobbies in `app` are public until [`resolve_keys`] makes them private.
+    join: JoinHow,
+}
+
+/// Makes the lobbies to join at start private as `settings.join` says: the stored or a new
+/// key (`--private`), or the passphrase's (`--key`).
+fn resolve_keys(settings: &mut Settings) -> Result<()> {
+    if !settings.join.is_private() {
+        return Ok(());
+    }
+    let keys = LobbyKeys::new(&settings.app.data_dir);
+    for start in &mut settings.app.lobbies {
+        let named = start.lobby.clone();
+        let key = settings
+            .join
+            .key(&named, &keys)
+            .with_context(|| format!("private lobby {}", named.name))?
+            .expect("a private way of joining gives a key");
+        *start = StartLobby::private(&named, key);
+    }
+    Ok(())
 }
 
 /// The config file: `--config FILE` (which must exist), else the default path (which may
@@ -200,13 +231,25 @@ fn settings(cli: &Cli, file: FileConfig) -> Result<Settings> {
                 .unwrap_or_else(|| vec![DEFAULT_LOBBY.to_owned()]),
         ),
     };
-    let mut lobbies: Vec<Lobby> = Vec::new();
+    let join = match (cli.private, &cli.key) {
+        (true, _) => JoinHow::Private,
+        (false, Some(p)) => JoinHow::Passphrase(p.clone()),
+        (false, None) => JoinHow::Public,
+    };
+    if join.is_private() && mode == Mode::Screen && cli.lobbies.is_empty() {
+        bail!(
+            "--private and --key (or LOBBYCAST_KEY) apply to the lobbies named on the command \
+             line: name them (lobbycast --private LOBBY...)"
+        );
+    }
+    let mut lobbies: Vec<StartLobby> = Vec::new();
     for name in &names {
         let lobby = Lobby::new(name).with_context(|| format!("bad lobby name {name:?}"))?;
-        if lobbies.iter().any(|l| l.id == lobby.id) {
+        // By name, not id: a private lobby's id comes from its key, and one name is one lobby.
+        if lobbies.iter().any(|l| l.lobby.name == lobby.name) {
             bail!("lobby {name:?} is named twice");
         }
-        lobbies.push(lobby);
+        lobbies.push(StartLobby::public(lobby));
     }
     let nick = match cli.nick.as_ref().or(file.nick.as_ref()) {
         Some(n) => n.clone(),
@@ -258,7 +301,12 @@ fn settings(cli: &Cli, file: FileConfig) -> Result<Settings> {
         unlisted: cli.unlisted || file.unlisted == Some(true),
         core: Config::default(),
     };
-    Ok(Settings { mode, app, screen })
+    Ok(Settings {
+        mode,
+        app,
+        screen,
+        join,
+    })
 }
 
 fn run_pipe(cfg: AppConfig) -> Result<()> {
@@ -267,10 +315,11 @@ fn run_pipe(cfg: AppConfig) -> Result<()> {
         .build()
         .context("starting the runtime")?;
     rt.block_on(async {
-        let lobby = cfg.lobbies[0].id;
+        let lobby = cfg.lobbies[0].lobby.clone();
+        let keys = LobbyKeys::new(&cfg.data_dir);
         let app = App::start(cfg)?;
         let (tx, rx) = mpsc::channel(16);
-        spawn_reader(std::io::stdin(), lobby, tx).context("starting the input thread")?;
+        spawn_reader(std::io::stdin(), lobby, keys, tx).context("starting the input thread")?;
         let mut out = PipeFrontend::new(std::io::stdout().lock());
         let reason = app.run(&mut out, rx).await?;
         tracing::debug!(?reason, "stopped");
@@ -370,7 +419,7 @@ mod tests {
             s.app
                 .lobbies
                 .iter()
-                .map(|l| l.name.clone())
+                .map(|l| l.lobby.name.clone())
                 .collect::<Vec<_>>()
         };
         let s = merged(&[], "");
@@ -388,6 +437,26 @@ mod tests {
             (s.mode, names(&s)),
             (Mode::Relay, vec!["r1".to_owned(), "r2".to_owned()])
         );
+    }
+
+    #[test]
+    fn private_lobbies_are_named_on_the_command_line() {
+        let cli = |args: &[&str]| {
+            Cli::try_parse_from(
+                ["lobbycast", "--data-dir", "/nonexistent"]
+                    .iter()
+                    .chain(args),
+            )
+            .unwrap()
+        };
+        let file = || FileConfig::default();
+        let e = settings(&cli(&["--private"]), file()).unwrap_err();
+        assert!(e.to_string().contains("name them"), "{e}");
+        let s = settings(&cli(&["--relay", "a", "b", "--private"]), file()).unwrap();
+        assert_eq!(s.join, JoinHow::Private);
+        let s = settings(&cli(&["x", "--key", "pass word"]), file()).unwrap();
+        assert!(matches!(s.join, JoinHow::Passphrase(_)));
+        assert!(settings(&cli(&["--relay", "a", "A", "--private"]), file()).is_err());
     }
 
     #[test]

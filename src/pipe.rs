@@ -4,7 +4,8 @@
 //! Every message from another node is printed exactly once as `"event":"message"`. Messages
 //! from the history are given again at start as `"event":"history"`, never as `"message"`, so
 //! a script that counts deliveries is not misled by a restart. Own messages are not printed.
-//! Other events: `joined` (the node is ready, also after `/join`), `parted`, `peer_joined`,
+//! Other events: `joined` (the node is ready, also after `/join`; `"private": true` for a
+//! private lobby, left out otherwise), `parted`, `peer_joined`,
 //! `peer_left`, `nick`, `own_nick`, `lost`, `error` (a line that could not be sent),
 //! `command_error` (a bad `/command`), `members`, `trusted` (the answer to `/trust`: `nick`
 //! and the `peers` whose keys it accepted, none if there was no new key), `friends`,
@@ -17,7 +18,9 @@
 //!
 //! A line starting with `/` is a command of [`crate::command_line`] (`/join`, `/part`,
 //! `/nick`, `/me`, `/who`, `/trust`, `/list`, `/friend`, `/status`, `/quit`); `//text` sends
-//! `/text`.
+//! `/text`. `/join NAME --private` and `/join NAME --key PASSPHRASE` join private lobbies: the
+//! input thread works out their keys (a passphrase's Argon2id takes it a third of a second),
+//! so that it knows the private lobby id the texts after it go to.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -28,6 +31,7 @@ use tokio::sync::mpsc;
 
 use crate::app::{AppEvent, Command, Frontend};
 use crate::command_line::{self, Input};
+use crate::lobby_keys::{JoinHow, LobbyKeys};
 use crate::proto::{Lobby, LobbyId, Message, Stats};
 
 /// Longest input line kept; the rest of a longer line is dropped (the protocol's limit,
@@ -146,6 +150,8 @@ struct JoinedLine<'a> {
     peer: Hex,
     groups: &'a [SocketAddr],
     local: &'a [SocketAddr],
+    #[serde(skip_serializing_if = "is_false")]
+    private: bool,
 }
 
 #[derive(Serialize)]
@@ -254,6 +260,7 @@ impl<W: Write> Frontend for PipeFrontend<W> {
                 peer,
                 groups,
                 local,
+                private,
             } => self.line(&JoinedLine {
                 event: "joined",
                 lobby: &lobby.name,
@@ -261,6 +268,7 @@ impl<W: Write> Frontend for PipeFrontend<W> {
                 peer: Hex(peer.0),
                 groups,
                 local,
+                private,
             }),
             AppEvent::History { lobby, msg, own } => {
                 self.line(&MessageLine::new("history", &lobby.name, msg, Some(own)))
@@ -427,20 +435,22 @@ fn stats_line(s: &Stats) -> StatsLine<'_> {
 }
 
 /// Reads `input` on a thread of its own: text lines are sent to the current lobby (`lobby`
-/// at first), as many per command as one read returned, so that a burst of lines reaches the
+/// at first; `keys` gives those of `/join NAME --private`), as many per command as one read
+/// returned, so that a burst of lines reaches the
 /// core in one wakeup; `/command` lines (see [`crate::command_line`]) become commands, in
 /// order with the texts. The channel is closed when the input ends. Blocking reads keep the
 /// event loop free of stdin polling.
 pub fn spawn_reader<R: Read + Send + 'static>(
     mut input: R,
-    lobby: LobbyId,
+    lobby: Lobby,
+    keys: LobbyKeys,
     tx: mpsc::Sender<Vec<Command>>,
 ) -> io::Result<thread::JoinHandle<()>> {
     thread::Builder::new().name("input".into()).spawn(move || {
         let mut buf = vec![0u8; 64 << 10];
         let mut pending: Vec<u8> = Vec::new();
         let mut skipping = false;
-        let mut lines = Lines::new(lobby);
+        let mut lines = Lines::new(lobby, keys);
         loop {
             let n = match input.read(&mut buf) {
                 Ok(0) => break,
@@ -484,18 +494,50 @@ pub fn spawn_reader<R: Read + Send + 'static>(
 /// Turns lines into commands, keeping track of the lobby texts go to.
 struct Lines {
     current: LobbyId,
-    /// The lobbies joined, as the input asked: where `/part` of the current one leads.
-    joined: Vec<LobbyId>,
+    /// The lobbies joined, as the input asked, by normalised name: where `/part` of the current
+    /// one leads, and which id a name stands for (a private lobby's is not the name's).
+    joined: Vec<(String, LobbyId)>,
+    keys: LobbyKeys,
     cmds: Vec<Command>,
 }
 
 impl Lines {
-    fn new(lobby: LobbyId) -> Self {
+    fn new(lobby: Lobby, keys: LobbyKeys) -> Self {
         Lines {
-            current: lobby,
-            joined: vec![lobby],
+            current: lobby.id,
+            joined: vec![(lobby.name, lobby.id)],
+            keys,
             cmds: Vec::new(),
         }
+    }
+
+    /// The `Command::Join` of `/join NAME` joined `how`, with the key worked out here, and the
+    /// current lobby moved to it.
+    fn join(&mut self, name: String, how: JoinHow) -> Command {
+        let Ok(named) = Lobby::new(&name) else {
+            // The runtime says what is wrong with the name.
+            return Command::Join { name, how };
+        };
+        let (lobby, how) = match how.key(&named, &self.keys) {
+            Ok(None) => (named, how),
+            Ok(Some(key)) => (key.lobby(&named), JoinHow::Key(key)),
+            Err(e) => {
+                return Command::Invalid {
+                    error: format!("cannot join {}: {e}", named.name),
+                };
+            }
+        };
+        // The runtime refuses a second lobby of a name joined already; the texts keep going
+        // where they went.
+        if !self.joined.iter().any(|(n, _)| *n == lobby.name) {
+            self.joined.push((lobby.name.clone(), lobby.id));
+            self.current = lobby.id;
+        } else if let Some(i) = self.joined.iter().position(|(_, id)| *id == lobby.id) {
+            let j = self.joined.remove(i);
+            self.joined.push(j);
+            self.current = lobby.id;
+        }
+        Command::Join { name, how }
     }
 
     fn text(&mut self, text: String) {
@@ -519,28 +561,27 @@ impl Lines {
             Ok(None) => return,
             Err(error) => return self.cmds.push(Command::Invalid { error }),
         };
+        let joined = &self.joined;
         let lobby_of = |name: Option<String>, current: LobbyId| match name {
             None => Ok(current),
             Some(n) => Lobby::new(&n)
-                .map(|l| l.id)
+                .map(|l| {
+                    joined
+                        .iter()
+                        .find(|(j, _)| *j == l.name)
+                        .map_or(l.id, |&(_, id)| id)
+                })
                 .map_err(|e| format!("bad lobby name {n:?}: {e}")),
         };
         let cmd = match input {
             Input::Text(t) => return self.text(t),
             Input::Me(t) => return self.text(format!("{}{t}", command_line::ACTION_PREFIX)),
-            Input::Join(name) => {
-                if let Ok(l) = Lobby::new(&name) {
-                    self.joined.retain(|&j| j != l.id);
-                    self.joined.push(l.id);
-                    self.current = l.id;
-                }
-                Command::Join { name }
-            }
+            Input::Join { name, how } => self.join(name, how),
             Input::Part(name) => match lobby_of(name, self.current) {
                 Ok(lobby) => {
-                    self.joined.retain(|&j| j != lobby);
+                    self.joined.retain(|&(_, j)| j != lobby);
                     if lobby == self.current
-                        && let Some(&last) = self.joined.last()
+                        && let Some(&(_, last)) = self.joined.last()
                     {
                         self.current = last;
                     }
@@ -578,9 +619,21 @@ impl Lines {
 mod tests {
     use super::*;
 
+    /// The lobby the reader starts in: id 1.
+    fn first() -> Lobby {
+        Lobby {
+            name: "first".into(),
+            id: LobbyId(1),
+        }
+    }
+
     fn lines_of(input: &'static [u8]) -> Vec<String> {
         let (tx, mut rx) = mpsc::channel(16);
-        spawn_reader(input, LobbyId(1), tx).unwrap().join().unwrap();
+        let keys = LobbyKeys::new(std::path::Path::new("/nonexistent"));
+        spawn_reader(input, first(), keys, tx)
+            .unwrap()
+            .join()
+            .unwrap();
         let mut out = Vec::new();
         while let Ok(cmds) = rx.try_recv() {
             for c in cmds {
@@ -601,8 +654,16 @@ mod tests {
     }
 
     fn commands_of(input: &'static [u8]) -> Vec<Command> {
+        let tmp = tempfile::tempdir().unwrap();
+        commands_in(input, tmp.path())
+    }
+
+    fn commands_in(input: &'static [u8], data_dir: &std::path::Path) -> Vec<Command> {
         let (tx, mut rx) = mpsc::channel(16);
-        spawn_reader(input, LobbyId(1), tx).unwrap().join().unwrap();
+        spawn_reader(input, first(), LobbyKeys::new(data_dir), tx)
+            .unwrap()
+            .join()
+            .unwrap();
         let mut out = Vec::new();
         while let Ok(cmds) = rx.try_recv() {
             out.extend(cmds);
@@ -623,7 +684,10 @@ mod tests {
                     texts: vec!["hi".into()]
                 },
                 Command::Nick { nick: "ann".into() },
-                Command::Join { name: "Ops".into() },
+                Command::Join {
+                    name: "Ops".into(),
+                    how: JoinHow::Public
+                },
                 Command::Send {
                     lobby: ops,
                     texts: vec!["there".into(), "/me waves".into(), "/x".into()]
@@ -639,6 +703,82 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn private_joins_carry_their_key_and_texts_follow_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cmds = commands_in(
+            b"/join team --key correct horse\nhi\n/join Ops --private\nthere\n/part team\n\
+              /join ops\n/join ops --private\n/part\nback\n",
+            tmp.path(),
+        );
+        let team = Lobby::new("team").unwrap();
+        let team_key =
+            crate::proto::private::LobbyKey::from_passphrase("correct horse", &team).unwrap();
+        let ops = Lobby::new("ops").unwrap();
+        let ops_key = LobbyKeys::new(tmp.path())
+            .get(&ops)
+            .unwrap()
+            .expect("stored");
+        let send = |lobby, text: &str| Command::Send {
+            lobby,
+            texts: vec![text.into()],
+        };
+        assert_eq!(
+            cmds,
+            vec![
+                Command::Join {
+                    name: "team".into(),
+                    how: JoinHow::Key(team_key.clone())
+                },
+                send(team_key.id(), "hi"),
+                Command::Join {
+                    name: "Ops".into(),
+                    how: JoinHow::Key(ops_key.clone())
+                },
+                send(ops_key.id(), "there"),
+                Command::Part {
+                    lobby: team_key.id()
+                },
+                // Refused by the runtime (the private ops is joined): texts stay put.
+                Command::Join {
+                    name: "ops".into(),
+                    how: JoinHow::Public
+                },
+                Command::Join {
+                    name: "ops".into(),
+                    how: JoinHow::Key(ops_key.clone())
+                },
+                Command::Part {
+                    lobby: ops_key.id()
+                },
+                send(LobbyId(1), "back"),
+            ]
+        );
+    }
+
+    #[test]
+    fn joined_lines_say_private_only_when_private() {
+        let lobby = Lobby::new("team").unwrap();
+        let mut f = PipeFrontend::new(Vec::new());
+        for private in [true, false] {
+            f.event(AppEvent::Joined {
+                lobby: &lobby,
+                peer: crate::proto::PeerId(1),
+                groups: &[],
+                local: &[],
+                private,
+            });
+        }
+        f.flush().unwrap();
+        let lines: Vec<serde_json::Value> = String::from_utf8(f.out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["private"], true);
+        assert!(lines[1].get("private").is_none(), "{}", lines[1]);
     }
 
     #[test]

@@ -21,8 +21,10 @@ impl Frontend for RelayFrontend {
                 peer,
                 groups,
                 local,
+                private,
             } => {
-                tracing::info!(lobby = %lobby.name, %peer, ?groups, ?local, "relaying");
+                tracing::info!(lobby = %lobby.name, id = %lobby.id, private, %peer, ?groups,
+                    ?local, "relaying");
             }
             AppEvent::History { .. }
             | AppEvent::Sent { .. }

@@ -519,3 +519,157 @@ fn a_second_key_for_a_known_nick_is_flagged_until_trusted() {
         assert!(p.wait_exit(deadline).success(), "{}", p.name);
     }
 }
+
+/// The `joined` event of a process in its first lobby.
+fn joined_event(p: &Proc) -> Value {
+    p.events("joined")[0].clone()
+}
+
+/// Private lobbies by passphrase: two members with the same name and passphrase talk both
+/// ways; a node in the public lobby of the name and one with another passphrase see nothing of
+/// it. Afterwards the sender joins a public lobby that the outsiders are in and says one more
+/// thing there: by the time they have that, they would have had the private messages (on
+/// loopback a multicast datagram is queued to every receiving socket as it is sent).
+#[test]
+fn a_passphrase_lobby_is_shared_by_its_members_only() {
+    let deadline = Instant::now() + DEADLINE;
+    let tmp = tempfile::tempdir().unwrap();
+    let (team, barrier, port) = (lobby("priv-team"), lobby("priv-barrier"), port());
+    let dir = |n: &str| tmp.path().join(n);
+    let key = ["--key", "correct horse"];
+    let mut ann = node("ann", &team, &port, &dir("ann"), &key);
+    let mut bob = node("bob", &team, &port, &dir("bob"), &key);
+    let mut cyd = node("cyd", &team, &port, &dir("cyd"), &[]);
+    let mut eve = node(
+        "eve",
+        &team,
+        &port,
+        &dir("eve"),
+        &["--key", "correct horse "],
+    );
+    for p in [&mut ann, &mut bob, &mut cyd, &mut eve] {
+        p.wait_joined(deadline);
+    }
+    let (a, b, c, e) = (
+        joined_event(&ann),
+        joined_event(&bob),
+        joined_event(&cyd),
+        joined_event(&eve),
+    );
+    assert_eq!(
+        (&a["private"], &b["private"]),
+        (&Value::Bool(true), &Value::Bool(true))
+    );
+    assert!(c.get("private").is_none(), "{c}");
+    assert_eq!(
+        a["lobby"],
+        team.as_str(),
+        "the name as typed, for the member"
+    );
+    assert_eq!(a["lobby_id"], b["lobby_id"], "one passphrase, one lobby");
+    assert_ne!(
+        a["lobby_id"], c["lobby_id"],
+        "not the public lobby of the name"
+    );
+    assert_ne!(
+        a["lobby_id"], e["lobby_id"],
+        "a trailing space is another passphrase"
+    );
+    assert_ne!(a["groups"], c["groups"]);
+
+    for p in [&mut cyd, &mut eve] {
+        p.send_lines([format!("/join {barrier}")]);
+    }
+    for p in [&mut cyd, &mut eve] {
+        p.wait_for(deadline, "the barrier lobby joined", |s| {
+            s.iter()
+                .any(|v| v["event"] == "joined" && v["lobby"] == barrier.as_str())
+        });
+    }
+    ann.send_lines(["private from ann"]);
+    bob.wait_for(deadline, "ann's private message", |s| {
+        s.iter()
+            .any(|v| v["event"] == "message" && v["text"] == "private from ann")
+    });
+    bob.send_lines(["private from bob"]);
+    ann.wait_for(deadline, "bob's private message", |s| {
+        s.iter()
+            .any(|v| v["event"] == "message" && v["text"] == "private from bob")
+    });
+    // One name, one lobby: the public lobby of the name is refused while the private one is
+    // joined.
+    ann.send_lines([format!("/join {team}")]);
+    ann.wait_for(deadline, "the refusal", |s| {
+        s.iter().any(|v| v["event"] == "command_error")
+    });
+    let refusal = ann.events("command_error")[0]["error"].to_string();
+    assert!(refusal.contains("private"), "{refusal}");
+    ann.send_lines([format!("/join {barrier}"), "after the private ones".into()]);
+    for p in [&mut cyd, &mut eve] {
+        p.wait_for(deadline, "ann's message in the barrier lobby", |s| {
+            s.iter()
+                .any(|v| v["event"] == "message" && v["text"] == "after the private ones")
+        });
+    }
+    let mut procs = [ann, bob, cyd, eve];
+    for p in &mut procs {
+        p.close_stdin();
+        p.signal(libc::SIGTERM);
+        let st = p.wait_exit(deadline);
+        assert!(st.success(), "{}: {st}", p.name);
+    }
+    for p in &procs[2..] {
+        let texts = p.message_texts();
+        assert!(
+            !texts.iter().any(|t| t.starts_with("private from")),
+            "{} saw the private lobby: {texts:?}",
+            p.name
+        );
+        let heard_in_team = p
+            .seen
+            .iter()
+            .filter(|v| v["event"] == "peer_joined" && v["lobby"] == team.as_str())
+            .count();
+        assert_eq!(
+            heard_in_team, 0,
+            "{} heard members of the private lobby",
+            p.name
+        );
+    }
+    // Passphrase keys are never stored.
+    assert!(!dir("ann").join("lobby-keys").exists());
+}
+
+/// `--private` draws a key once and keeps it: the same data directory rejoins the same
+/// private lobby, whose id is not the public one's; the key file is its owner's only.
+#[test]
+fn a_private_lobby_is_rejoined_after_a_restart() {
+    use std::os::unix::fs::PermissionsExt;
+    let deadline = Instant::now() + DEADLINE;
+    let tmp = tempfile::tempdir().unwrap();
+    let (team, port) = (lobby("priv-restart"), port());
+    let dir = tmp.path().join("ann");
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let mut ann = node("ann", &team, &port, &dir, &["--private"]);
+        ann.wait_joined(deadline);
+        runs.push(joined_event(&ann));
+        ann.close_stdin();
+        ann.signal(libc::SIGTERM);
+        assert!(ann.wait_exit(deadline).success());
+    }
+    assert_eq!(runs[0]["private"], true);
+    assert_eq!(
+        runs[0]["lobby_id"], runs[1]["lobby_id"],
+        "the same private lobby"
+    );
+    assert_eq!(runs[0]["groups"], runs[1]["groups"]);
+    let public = lobbycast::proto::Lobby::new(&team).unwrap().id;
+    assert_ne!(runs[0]["lobby_id"], format!("{:016x}", public.0).as_str());
+    let keys = dir.join("lobby-keys");
+    let mode = fs::metadata(&keys).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", keys.display());
+    let text = fs::read_to_string(&keys).unwrap();
+    assert_eq!(text.lines().count(), 1);
+    assert!(text.starts_with(&format!("{team}\t")), "{text}");
+}

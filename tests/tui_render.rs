@@ -5,6 +5,8 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use jiff::tz::TimeZone;
 use lobbycast::app::{Command, LobbyStatus, OwnedEvent, Status};
 use lobbycast::command_line::ACTION_PREFIX;
+use lobbycast::lobby_keys::{JoinHow, Passphrase};
+use lobbycast::proto::private::LobbyKey;
 use lobbycast::proto::{Lobby, Message, MsgId, PeerId};
 use lobbycast::tui::{Effect, Screen, ScreenSettings};
 use ratatui::Terminal;
@@ -52,6 +54,7 @@ fn joined(s: &mut Screen, l: &Lobby) {
             peer: ME,
             groups: Vec::new(),
             local: Vec::new(),
+            private: false,
         },
         T0,
     );
@@ -444,7 +447,10 @@ fn commands_become_runtime_commands() {
     type_text(&mut s, "/join Dev");
     assert_eq!(
         enter(&mut s),
-        [Effect::Command(Command::Join { name: "Dev".into() })]
+        [Effect::Command(Command::Join {
+            name: "Dev".into(),
+            how: JoinHow::Public
+        })]
     );
     // The screen switches when the runtime says the lobby was joined.
     let dev = lobby("dev");
@@ -489,6 +495,48 @@ fn commands_become_runtime_commands() {
 }
 
 #[test]
+fn private_lobbies_are_marked_and_their_passphrase_is_not_echoed() {
+    let (mut s, [_, _, _]) = scene();
+    type_text(&mut s, "/join Team --key correct horse");
+    assert_eq!(
+        enter(&mut s),
+        [Effect::Command(Command::Join {
+            name: "Team".into(),
+            how: JoinHow::Passphrase(Passphrase("correct horse".into()))
+        })]
+    );
+    let team = LobbyKey::from_bytes([7; 32]).lobby(&lobby("team"));
+    s.on_event(
+        OwnedEvent::Joined {
+            lobby: team.clone(),
+            peer: ME,
+            groups: Vec::new(),
+            local: Vec::new(),
+            private: true,
+        },
+        T0,
+    );
+    let shown = screen_text(&mut s, 100, 20);
+    assert!(shown.contains("4:team (private)"), "{shown}");
+    assert!(!shown.contains("horse"), "{shown}");
+    // By name: /who team names the private lobby, and /join team --private only switches.
+    type_text(&mut s, "/who team");
+    assert_eq!(
+        enter(&mut s),
+        [Effect::Command(Command::Who { lobby: team.id })]
+    );
+    s.on_key(alt('1'));
+    type_text(&mut s, "/join team --private");
+    assert_eq!(enter(&mut s), []);
+    assert!(screen_text(&mut s, 100, 20).contains("4:team (private)"));
+    // Up walks back past the passphrase line.
+    s.on_key(key(KeyCode::Up));
+    s.on_key(key(KeyCode::Up));
+    s.on_key(key(KeyCode::Up));
+    assert!(!screen_text(&mut s, 100, 20).contains("horse"));
+}
+
+#[test]
 fn a_bad_command_is_an_error_line_and_nothing_else() {
     let (mut s, _) = scene();
     type_text(&mut s, "/frobnicate now");
@@ -530,7 +578,10 @@ fn tab_completes_nicks_and_commands() {
     type_text(&mut s, "x");
     assert_eq!(
         enter(&mut s),
-        [Effect::Command(Command::Join { name: "x".into() })]
+        [Effect::Command(Command::Join {
+            name: "x".into(),
+            how: JoinHow::Public
+        })]
     );
 }
 

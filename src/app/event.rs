@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use tokio::sync::mpsc;
 
+use crate::lobby_keys::JoinHow;
 use crate::proto::{FriendInfo, Lobby, LobbyId, Message, PeerId, Stats};
 
 /// What a frontend asks the runtime to do.
@@ -20,10 +21,13 @@ pub enum Command {
         texts: Vec<String>,
     },
     /// Join a lobby by name (answered by [`AppEvent::Joined`] and its history, or
-    /// [`AppEvent::CommandFailed`]). Joining a lobby already joined changes nothing.
+    /// [`AppEvent::CommandFailed`]). Joining a lobby already joined changes nothing; a name
+    /// joined already as a public lobby cannot be joined as a private one, nor the reverse.
     Join {
         /// The lobby's name, as typed.
         name: String,
+        /// Public, or private and by which key.
+        how: JoinHow,
     },
     /// Leave a lobby (answered by [`AppEvent::Parted`]).
     Part {
@@ -111,6 +115,8 @@ pub enum AppEvent<'a> {
         groups: &'a [SocketAddr],
         /// The unicast addresses sent from.
         local: &'a [SocketAddr],
+        /// A private lobby (PROTOCOL.md 2.4): its id is derived from its key, not its name.
+        private: bool,
     },
     /// A lobby was left.
     Parted {
@@ -276,6 +282,7 @@ pub enum OwnedEvent {
         peer: PeerId,
         groups: Vec<SocketAddr>,
         local: Vec<SocketAddr>,
+        private: bool,
     },
     Parted {
         lobby: Lobby,
@@ -371,11 +378,13 @@ impl OwnedEvent {
                 peer,
                 groups,
                 local,
+                private,
             } => OwnedEvent::Joined {
                 lobby: lobby.clone(),
                 peer,
                 groups: groups.to_vec(),
                 local: local.to_vec(),
+                private,
             },
             AppEvent::Parted { lobby } => OwnedEvent::Parted {
                 lobby: lobby.clone(),

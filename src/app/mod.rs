@@ -22,9 +22,11 @@ use crate::history::{History, HistoryError, SYNC_INTERVAL};
 use crate::identity::{DataDir, DataDirError, random_u64};
 use crate::known_peers::{self, Dirty, KnownPeers};
 use crate::lease::SeqLease;
+use crate::lobby_keys::LobbyKeys;
 use crate::net::unicast::SendOptions;
 use crate::net::{Family, GroupSocket, Iface, IfaceError, UnicastSocket};
 use crate::proto::fragment::piece_count;
+use crate::proto::private::LobbyKey;
 use crate::proto::{
     Config, Dest, Event, Lobby, LobbyId, Message, NickError, Node, Path, PeerId, SendError,
 };
@@ -33,11 +35,36 @@ mod event;
 
 pub use event::{AppEvent, ChannelFrontend, Command, Frontend, LobbyStatus, OwnedEvent, Status};
 
+/// A lobby to join at start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartLobby {
+    /// The lobby: for a private one, [`LobbyKey::lobby`] of it (the name as typed, the id
+    /// derived from the key).
+    pub lobby: Lobby,
+    /// The key of a private lobby; `None` for a public one.
+    pub key: Option<LobbyKey>,
+}
+
+impl StartLobby {
+    /// A public lobby.
+    pub fn public(lobby: Lobby) -> StartLobby {
+        StartLobby { lobby, key: None }
+    }
+
+    /// The private lobby of `named` under `key`.
+    pub fn private(named: &Lobby, key: LobbyKey) -> StartLobby {
+        StartLobby {
+            lobby: key.lobby(named),
+            key: Some(key),
+        }
+    }
+}
+
 /// Everything the runtime needs to start.
 #[derive(Clone, Debug)]
 pub struct AppConfig {
-    /// Lobbies joined at start.
-    pub lobbies: Vec<Lobby>,
+    /// Lobbies joined at start; their names are distinct.
+    pub lobbies: Vec<StartLobby>,
     /// Nick shown to others.
     pub nick: String,
     /// UDP port of the lobbies' groups.
@@ -115,6 +142,9 @@ pub enum AppError {
     /// The frontend's output failed (e.g. stdout closed).
     #[error("output: {0}")]
     Output(io::Error),
+    /// The operating system's random generator failed.
+    #[error("random numbers: {0}")]
+    Random(String),
     /// A friend could not be added.
     #[error("friend {addr}: {why}")]
     Friend {
@@ -146,6 +176,8 @@ struct Joined {
     groups: Vec<GroupSocket>,
     history: History,
     lease: SeqLease,
+    /// A private lobby: never listed, its packets sealed under its key.
+    private: bool,
 }
 
 struct Unicast {
@@ -259,6 +291,8 @@ pub struct App {
     waiting: VecDeque<Pending>,
     /// The keys accepted for each nick (`DATA/known-peers`): which members are flagged.
     known: KnownPeers,
+    /// The keys of private lobbies created here (`DATA/lobby-keys`), for `/join --private`.
+    lobby_keys: LobbyKeys,
 }
 
 /// An input taken but not carried out yet.
@@ -363,9 +397,10 @@ impl App {
             loaded: Vec::new(),
             waiting: VecDeque::new(),
             known,
+            lobby_keys: LobbyKeys::new(&cfg.data_dir),
         };
-        for lobby in &cfg.lobbies {
-            let (i, got) = app.open_lobby(lobby, now)?;
+        for start in &cfg.lobbies {
+            let (i, got) = app.open_lobby(&start.lobby, start.key.as_ref(), now)?;
             app.loaded.extend(got.into_iter().map(|m| (i, m)));
         }
         for &addr in &cfg.friends {
@@ -393,12 +428,14 @@ impl App {
             })
     }
 
-    /// Joins `lobby`: its history file, its sequence lease, its groups, and the core.
-    /// Returns its index in `lobbies` and the newest messages restored from its history, as
-    /// many as the frontend is shown.
+    /// Joins `lobby`, private under `key` if there is one: its history file, its sequence
+    /// lease, its groups, and the core. Returns its index in `lobbies` and the newest messages
+    /// restored from its history, as many as the frontend is shown. The files are under the
+    /// lobby's id, so a private lobby and a public one of the same name keep apart.
     fn open_lobby(
         &mut self,
         lobby: &Lobby,
+        key: Option<&LobbyKey>,
         now: Instant,
     ) -> Result<(usize, Vec<Message>), AppError> {
         let me = self.node.peer_id();
@@ -407,7 +444,8 @@ impl App {
             &dir.join("history"),
             lobby.id,
             self.history_len,
-            Some((me, crate::proto::fragment::piece_size(false))),
+            // A private lobby's messages are cut in smaller pieces (PROTOCOL.md 2.4).
+            Some((me, crate::proto::fragment::piece_size(key.is_some()))),
         )?;
         // Own records are appended in sending order; the tail tells where numbering stopped
         // before anything is restored (the core numbers from the lease).
@@ -438,9 +476,22 @@ impl App {
             targets.push(sock.group());
             groups.push(sock);
         }
-        self.node.join(now, lobby, lease.next());
-        if self.unlisted {
-            self.node.set_listed(now, lobby.id, false);
+        match key {
+            Some(key) => {
+                // Each member draws its own nonces (PROTOCOL.md 4.14): from the OS generator,
+                // never from anything a restart or another member could repeat.
+                let mut nonce_seed = [0u8; 32];
+                getrandom::fill(&mut nonce_seed).map_err(|e| AppError::Random(e.to_string()))?;
+                // The core keeps a private lobby unlisted: no hello names it.
+                self.node
+                    .join_private(now, lobby, key.clone(), lease.next(), nonce_seed);
+            }
+            None => {
+                self.node.join(now, lobby, lease.next());
+                if self.unlisted {
+                    self.node.set_listed(now, lobby.id, false);
+                }
+            }
         }
         // Streamed: every record is restored, only those the frontend is shown are kept.
         let mut restored = 0usize;
@@ -457,14 +508,15 @@ impl App {
             tracing::warn!(path = %history.path().display(), lines = got.skipped,
                 "skipped corrupt history records");
         }
-        tracing::info!(lobby = %lobby.name, first_seq = lease.next(), restored,
-            "lobby ready");
+        tracing::info!(lobby = %lobby.name, id = %lobby.id, private = key.is_some(),
+            first_seq = lease.next(), restored, "lobby ready");
         self.lobbies.push(Joined {
             lobby: lobby.clone(),
             targets,
             groups,
             history,
             lease,
+            private: key.is_some(),
         });
         Ok((
             self.lobbies.len() - 1,
@@ -696,6 +748,7 @@ impl App {
                 peer,
                 groups: &j.targets,
                 local: &local,
+                private: j.private,
             });
         }
         for (i, m) in std::mem::take(&mut self.loaded) {
@@ -884,15 +937,42 @@ impl App {
                     self.waiting.push_front(Pending::Text(lobby, t));
                 }
             }
-            Command::Join { name } => {
-                let lobby = match Lobby::new(&name) {
+            Command::Join { name, how } => {
+                let named = match Lobby::new(&name) {
                     Ok(l) => l,
                     Err(e) => return Ok(Err(format!("bad lobby name {name:?}: {e}"))),
                 };
+                // One lobby per name: texts, /part and /who name their lobby, and a private
+                // lobby must not be mistaken for the public one of its name.
+                if let Some(j) = self.lobbies.iter().find(|j| j.lobby.name == named.name) {
+                    return Ok(Err(match (j.private, how.is_private()) {
+                        (false, false) => format!("already in lobby {}", named.name),
+                        (true, true) => format!(
+                            "already in private lobby {}; /part it first to join another of \
+                             that name",
+                            named.name
+                        ),
+                        (was, _) => format!(
+                            "lobby {} is joined already as a {} lobby; /part it first",
+                            named.name,
+                            if was { "private" } else { "public" }
+                        ),
+                    }));
+                }
+                // A passphrase costs Argon2id's third of a second here, inline: the loop
+                // stalls that long once per /join, which SRM's timers absorb. The pipe
+                // derives its keys on its input thread and sends them ready.
+                let key = match how.key(&named, &self.lobby_keys) {
+                    Ok(k) => k,
+                    Err(e) => return Ok(Err(format!("cannot join {}: {e}", named.name))),
+                };
+                let lobby = key
+                    .as_ref()
+                    .map_or_else(|| named.clone(), |k| k.lobby(&named));
                 if self.lobbies.iter().any(|j| j.lobby.id == lobby.id) {
                     return Ok(Err(format!("already in lobby {}", lobby.name)));
                 }
-                let got = match self.open_lobby(&lobby, now) {
+                let got = match self.open_lobby(&lobby, key.as_ref(), now) {
                     Ok((_, got)) => got,
                     // A socket that cannot join, a lease held by another process: the
                     // other lobbies go on.
@@ -910,6 +990,7 @@ impl App {
                     peer,
                     groups: &j.targets,
                     local: &local,
+                    private: j.private,
                 });
                 for m in &got {
                     frontend.event(AppEvent::History {

@@ -59,10 +59,14 @@ impl InputLine {
         self.area.lines().len()
     }
 
-    /// Takes the text out to send it, remembering it for Up.
+    /// Takes the text out to send it, remembering it for Up, unless it holds a passphrase
+    /// (`/join LOBBY --key ...`): that is typed again, never walked back to on the screen.
     pub fn take(&mut self) -> String {
         let text = self.text();
-        if !text.trim().is_empty() && self.history.last() != Some(&text) {
+        if !text.trim().is_empty()
+            && self.history.last() != Some(&text)
+            && !crate::command_line::holds_passphrase(&text)
+        {
             self.history.push(text.clone());
             if self.history.len() > HISTORY {
                 self.history.remove(0);
@@ -272,6 +276,19 @@ mod tests {
         i.history_next();
         i.history_next();
         assert_eq!(i.text(), "dra");
+    }
+
+    #[test]
+    fn a_passphrase_is_not_kept_for_up() {
+        let mut i = InputLine::new();
+        i.set_text("/join team --private");
+        i.take();
+        i.set_text("/join team --key hunter2");
+        assert_eq!(i.take(), "/join team --key hunter2");
+        i.history_prev();
+        assert_eq!(i.text(), "/join team --private");
+        i.history_prev();
+        assert_eq!(i.text(), "/join team --private");
     }
 
     #[test]

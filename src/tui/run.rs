@@ -66,7 +66,7 @@ pub fn run(
 ) -> Result<StopReason, ScreenError> {
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let (cmd_tx, cmd_rx) = mpsc::channel::<Vec<Command>>(64);
-    let names: Vec<String> = cfg.lobbies.iter().map(|l| l.name.clone()).collect();
+    let names: Vec<String> = cfg.lobbies.iter().map(|l| l.lobby.name.clone()).collect();
     let runtime = thread::Builder::new()
         .name("runtime".into())
         .spawn(move || -> Result<StopReason, ScreenError> {

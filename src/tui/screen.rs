@@ -15,6 +15,7 @@ use super::theme::Theme;
 use crate::app::{Command, OwnedEvent, Status};
 use crate::command_line::{self, ACTION_PREFIX, COMMANDS, Input};
 use crate::display::{fingerprint, fingerprint_digits, terminal_safe};
+use crate::lobby_keys::JoinHow;
 use crate::proto::{FriendInfo, Lobby, LobbyId, Message, PeerId};
 
 /// Rows a mouse wheel step scrolls.
@@ -151,12 +152,18 @@ impl Tone {
     }
 }
 
+/// What follows a private lobby's name in the lobby list, the status bar and `/list`: plain
+/// ASCII, which every terminal and font shows.
+pub const PRIVATE_MARK: &str = " (private)";
+
 /// A joined lobby: its scrollback and who is in it.
 #[derive(Debug)]
 pub(super) struct LobbyView {
     pub lobby: Lobby,
-    /// The name as shown: terminal-safe.
+    /// The name as shown: terminal-safe, with [`PRIVATE_MARK`] for a private lobby.
     pub name: String,
+    /// A private lobby (PROTOCOL.md 2.4).
+    pub private: bool,
     pub pane: Pane,
     /// Other members and their nicks, terminal-safe.
     pub members: BTreeMap<PeerId, String>,
@@ -444,6 +451,7 @@ impl Screen {
         self.lobbies.push(LobbyView {
             lobby: lobby.clone(),
             name: terminal_safe(&lobby.name).into_owned(),
+            private: false,
             pane: Pane::new(self.scrollback),
             members: BTreeMap::new(),
             missing: 0,
@@ -627,9 +635,19 @@ impl Screen {
         self.dirty = true;
         let marker = self.theme.marker();
         match ev {
-            OwnedEvent::Joined { lobby, peer, .. } => {
+            OwnedEvent::Joined {
+                lobby,
+                peer,
+                private,
+                ..
+            } => {
                 self.own_peer = Some(peer);
                 let idx = self.ensure(&lobby);
+                if private && !self.lobbies[idx].private {
+                    let l = &mut self.lobbies[idx];
+                    l.private = true;
+                    l.name.push_str(PRIVATE_MARK);
+                }
                 let wanted = self.pending_joins.iter().position(|n| *n == lobby.name);
                 if let Some(w) = wanted {
                     self.pending_joins.remove(w);
@@ -1023,18 +1041,25 @@ impl Screen {
         let cmd = match input {
             Input::Text(t) => return self.send(t),
             Input::Me(t) => return self.send(format!("{ACTION_PREFIX}{t}")),
-            Input::Join(name) => {
+            Input::Join { name, how } => {
                 if let Ok(lobby) = Lobby::new(&name) {
-                    match self.lobbies.iter().position(|l| l.lobby.id == lobby.id) {
-                        // Joined already: /join only switches, as in irssi.
-                        Some(i) => {
+                    // By name: a private lobby's id is not its name's.
+                    match self.lobbies.iter().position(|l| l.lobby.name == lobby.name) {
+                        // Joined already: /join only switches, as in irssi. A passphrase, or
+                        // public for private and the reverse, goes to the runtime, which says
+                        // why not.
+                        Some(i)
+                            if self.lobbies[i].private == how.is_private()
+                                && !matches!(how, JoinHow::Passphrase(_)) =>
+                        {
                             self.switch_to(i);
                             return Vec::new();
                         }
+                        Some(_) => {}
                         None => self.pending_joins.push(lobby.name),
                     }
                 }
-                Command::Join { name }
+                Command::Join { name, how }
             }
             Input::Part(name) => match self.lobby_named(name.as_deref()) {
                 Some(lobby) => Command::Part { lobby },
@@ -1074,9 +1099,13 @@ impl Screen {
     fn lobby_named(&mut self, name: Option<&str>) -> Option<LobbyId> {
         let found = match name {
             None => self.current_lobby().map(|l| l.lobby.id),
-            Some(n) => Lobby::new(n)
-                .ok()
-                .and_then(|l| self.find(l.id).map(|_| l.id)),
+            // By name: a private lobby's id is not its name's, and names are unique.
+            Some(n) => Lobby::new(n).ok().and_then(|l| {
+                self.lobbies
+                    .iter()
+                    .find(|j| j.lobby.name == l.name)
+                    .map(|j| j.lobby.id)
+            }),
         };
         if found.is_none() {
             let why = match name {
@@ -1154,8 +1183,9 @@ impl Screen {
         match name {
             None => {
                 self.say("commands:", false);
+                let width = COMMANDS.iter().map(|c| c.usage.len()).max().unwrap_or(0);
                 for c in COMMANDS {
-                    self.say(&format!("  {:<34} {}", c.usage, c.help), false);
+                    self.say(&format!("  {:<width$} {}", c.usage, c.help), false);
                 }
                 self.say("keys: Alt-1..9 lobby, Ctrl-n/p next/previous, Alt-a activity, PgUp/PgDn scroll, Tab complete, Alt-Enter newline, Alt-m mouse, Ctrl-c quit", false);
             }

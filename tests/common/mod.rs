@@ -49,6 +49,10 @@ impl Proc {
         if !cmd.get_envs().any(|(k, _)| k == "XDG_CONFIG_HOME") {
             cmd.env("XDG_CONFIG_HOME", "/nonexistent/lobbycast-test-config");
         }
+        // Nor a passphrase in the developer's environment: it would make every lobby private.
+        if !cmd.get_envs().any(|(k, _)| k == "LOBBYCAST_KEY") {
+            cmd.env_remove("LOBBYCAST_KEY");
+        }
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
