@@ -299,3 +299,121 @@ fn direct_messages_through_two_proxies_at_10_percent_loss_arrive_exactly_once() 
     assert_eq!(sim.node(0).directs_pending(), 0);
     assert_eq!(sim.node(3).directs_pending(), 0);
 }
+
+/// The invitations received by node `i`.
+fn invitations(sim: &Sim, i: usize) -> Vec<lobbycast::proto::Invitation> {
+    sim.events(i)
+        .iter()
+        .filter_map(|e| match e {
+            Event::Invitation(inv) => Some(inv.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A chain of four friends, no multicast, 10 % loss, all in one public lobby (where they
+/// learn each other's keys). Node 0 makes a private lobby and invites the other three; the
+/// invitations cross the chain sealed (node 3's through two proxies), each arrives once and is
+/// acknowledged, and the invitees that accept (join with the key) meet node 0 in the lobby,
+/// found through the friends' private tags.
+#[test]
+fn an_invitation_is_accepted_over_a_chain_of_friends() {
+    let net = lossy(0.1);
+    let mut sim = Sim::new(4, 11, net.clone(), node_config(&net));
+    for i in 0..4 {
+        sim.set_segment(i, None);
+    }
+    for i in 0..3 {
+        sim.befriend(i, i + 1);
+    }
+    sim.run_for(Duration::from_secs(6));
+    chat(&mut sim, 2, Duration::from_millis(20));
+    assert!(sim.run_until_delivered(Duration::from_secs(10)));
+    let key = lobby_key();
+    let plans = key.lobby(&Lobby::new("Plans").unwrap());
+    let k = key.clone();
+    let p = plans.clone();
+    sim.with_node(0, move |n, now| n.join_private(now, &p, k, 0, [7; 32]));
+    let mut ids = Vec::new();
+    for to in 1..4 {
+        let peer = sim.node(to).peer_id();
+        ids.push(sim.with_node(0, |n, now| n.invite(now, peer, plans.id).unwrap()));
+    }
+    sim.run_for(Duration::from_secs(10));
+    for (to, id) in (1..4).zip(&ids) {
+        let got = invitations(&sim, to);
+        assert_eq!(got.len(), 1, "node {to}: {got:?}");
+        let inv = &got[0];
+        assert_eq!(
+            (inv.id, inv.from, &inv.lobby, &inv.key, inv.again),
+            (*id, sim.node(0).peer_id(), &plans, &key, false)
+        );
+        assert_eq!(inv.lobby.name, "plans");
+        assert!(
+            sim.events(0)
+                .iter()
+                .any(|e| matches!(e, Event::DirectAcked { id: a, .. } if a == id)),
+            "the invitation to node {to} was not acknowledged"
+        );
+        // Accepting is joining with the key.
+        let inv = inv.clone();
+        sim.with_node(to, move |n, now| {
+            n.join_private(now, &inv.lobby, inv.key, 0, [to as u8; 32])
+        });
+    }
+    // Node 0's presence crosses the chain in its next heartbeat (every 30 s).
+    sim.run_for(Duration::from_secs(40));
+    let members: Vec<_> = sim.node(3).members(plans.id);
+    assert!(
+        members.iter().any(|(p, _)| *p == sim.node(0).peer_id()),
+        "node 3 does not see node 0 in the private lobby: {members:?}"
+    );
+    // A public lobby is nobody's to invite into.
+    let public = sim.lobby.id;
+    let peer = sim.node(3).peer_id();
+    assert_eq!(
+        sim.with_node(0, |n, now| n.invite(now, peer, public)),
+        Err(lobbycast::proto::InviteError::NotPrivate(public))
+    );
+}
+
+/// Three members of a private lobby, friends of node 0, on one segment. Node 1 restarts and
+/// does not rejoin: node 0 re-invites it (`again`). Node 2 parts (its leaving heartbeat says
+/// so) and restarts: it is not re-invited.
+#[test]
+fn a_member_that_restarts_is_reinvited_and_one_that_parted_is_not() {
+    let net = lossy(0.02);
+    let key = lobby_key();
+    let mut sim = Sim::private(3, 13, net.clone(), node_config(&net), key.clone());
+    sim.befriend(0, 1);
+    sim.befriend(0, 2);
+    sim.run_for(Duration::from_secs(6));
+    chat(&mut sim, 2, Duration::from_millis(20));
+    assert!(sim.run_until_delivered(Duration::from_secs(10)));
+    let private = sim.lobby.clone();
+    sim.with_node(2, |n, _| n.leave(private.id));
+    sim.run_for(Duration::from_secs(1));
+    for i in [1, 2] {
+        sim.restart(i, 1000);
+        sim.befriend_one(i, 0);
+    }
+    sim.run_for(Duration::from_secs(20));
+    let again = invitations(&sim, 1);
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert!(again[0].again && again[0].lobby == private && again[0].key == key);
+    assert_eq!(again[0].from, sim.node(0).peer_id());
+    assert!(
+        invitations(&sim, 2).is_empty(),
+        "node 2 parted: not re-invited"
+    );
+    // At most one re-invitation per peer and lobby in 10 minutes, however often it restarts.
+    sim.restart(1, 2000);
+    sim.befriend_one(1, 0);
+    sim.run_for(Duration::from_secs(20));
+    assert_eq!(
+        invitations(&sim, 1).len(),
+        1,
+        "not re-invited again within 10 minutes"
+    );
+    assert_eq!(sim.node(0).stats().invitations_sent, 1);
+}

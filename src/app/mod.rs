@@ -1223,6 +1223,10 @@ impl App {
                     tracing::info!(from = %m.from, nick = ?m.nick, "direct message received");
                 }
                 Event::DirectAcked { .. } | Event::DirectFailed { .. } => {}
+                Event::Invitation(i) => {
+                    tracing::info!(from = %i.from, nick = ?i.nick, lobby = ?i.lobby.name,
+                        "invitation received");
+                }
             }
         }
     }

@@ -14,7 +14,7 @@ use super::dedup::Dedup;
 use super::hash::SeededState;
 use super::ids::{LobbyId, MsgId, PeerId};
 use super::signing::peer_id_of;
-use super::wire::{Content, DecodeError, Direct, MAX_DIRECT_TEXT, MAX_NICK};
+use super::wire::{Content, DecodeError, Direct, MAX_DIRECT_TEXT};
 
 /// What a direct key is hashed from, with the X25519 shared secret.
 const KEY_CONTEXT: &[u8] = b"lobbycast direct v1";
@@ -170,14 +170,8 @@ struct Bucket {
 /// What a received direct message asks of the node.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Received {
-    /// For this node, first time: show it, and acknowledge it.
-    Deliver {
-        /// Its content: a text.
-        sent_at: u64,
-        nick: String,
-        text: String,
-        ack: bool,
-    },
+    /// For this node, first time: show it (a text or an invitation), and acknowledge it.
+    Deliver { content: Content, ack: bool },
     /// For this node again: acknowledge it (unless one went out within the last second).
     Again { ack: bool },
     /// An acknowledgement of own message `id`, first time.
@@ -361,19 +355,10 @@ impl Directs {
                 }
                 _ => Received::Drop,
             },
-            Content::Text {
-                sent_at,
-                nick,
-                text,
-            } => {
+            content @ (Content::Text { .. } | Content::Invitation { .. }) => {
                 let ack = self.ack_due(now, d.id);
                 if self.delivered.insert(now, d.id) {
-                    Received::Deliver {
-                        sent_at,
-                        nick: truncate(nick, MAX_NICK),
-                        text,
-                        ack,
-                    }
+                    Received::Deliver { content, ack }
                 } else {
                     Received::Again { ack }
                 }
@@ -429,18 +414,6 @@ impl Directs {
         self.budgets
             .retain(|_, b| now.saturating_duration_since(b.at) < Duration::from_secs(10));
     }
-}
-
-/// Cuts a nick from the network to `max` bytes at a character boundary.
-fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut at = max;
-        while !s.is_char_boundary(at) {
-            at -= 1;
-        }
-        s.truncate(at);
-    }
-    s
 }
 
 #[cfg(test)]
@@ -510,10 +483,13 @@ mod tests {
         assert_eq!(failed, [(MsgId(7), id(&b))]);
         assert_eq!(da.pending(), 0);
         // Delivered once, acknowledged each time (at most once a second).
-        assert!(matches!(
+        assert_eq!(
             db.receive(&b, t0, &first),
-            Received::Deliver { ack: true, .. }
-        ));
+            Received::Deliver {
+                content: text("x"),
+                ack: true
+            }
+        );
         assert_eq!(db.receive(&b, t0, &first), Received::Again { ack: false });
         assert_eq!(
             db.receive(&b, t0 + ACK_GAP, &first),
@@ -545,6 +521,28 @@ mod tests {
         );
         assert_eq!(da.next_deadline(), None);
         assert_eq!(da.receive(&a, t0, &ack), Received::Drop);
+    }
+
+    #[test]
+    fn an_invitation_names_a_normalised_lobby_or_is_refused() {
+        let invitation = |name: &str| Content::Invitation {
+            sent_at: 1,
+            nick: "ann".into(),
+            name: name.into(),
+            key: [9; 32],
+            again: false,
+        };
+        let good = invitation("team room");
+        assert_eq!(Content::decode(&good.to_bytes()), Ok(good));
+        for bad in ["Team", " team", "", "a\nb"] {
+            assert!(
+                matches!(
+                    Content::decode(&invitation(bad).to_bytes()),
+                    Err(DecodeError::Invalid(_))
+                ),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

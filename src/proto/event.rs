@@ -3,7 +3,8 @@
 
 use std::net::SocketAddr;
 
-use super::ids::{LobbyId, MsgId, PeerId};
+use super::ids::{Lobby, LobbyId, MsgId, PeerId};
+use super::private::LobbyKey;
 
 /// Something the application should show, log or act on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,6 +74,8 @@ pub enum Event {
     },
     /// A direct message to this node, delivered once (PROTOCOL.md 4.15).
     Direct(DirectMessage),
+    /// An invitation to a private lobby (PROTOCOL.md 7.11), delivered once.
+    Invitation(Invitation),
     /// The addressee of an own direct message acknowledged it.
     DirectAcked {
         /// The message's id, as [`crate::proto::Node::send_direct`] returned it.
@@ -93,6 +96,25 @@ pub enum Event {
         /// Where.
         lobby: LobbyId,
     },
+}
+
+/// An invitation received: what joining the lobby takes ([`crate::proto::Node::join_private`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invitation {
+    /// Its id (as a direct message's).
+    pub id: MsgId,
+    /// The inviter (its key sealed it).
+    pub from: PeerId,
+    /// The inviter's nick, as it said.
+    pub nick: String,
+    /// The inviter's wall clock when it wrote it, Unix milliseconds.
+    pub sent_at: u64,
+    /// The private lobby: its name and private id.
+    pub lobby: Lobby,
+    /// Its key.
+    pub key: LobbyKey,
+    /// A re-invitation: the invitee was in the lobby and came back.
+    pub again: bool,
 }
 
 /// A direct message received.

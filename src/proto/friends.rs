@@ -71,7 +71,7 @@ pub(crate) struct FriendLink {
     pub peer: Option<PeerId>,
     pub nick: Option<String>,
     /// Its latest hello: the timestamp in it and when it arrived (to echo back).
-    heard: Option<(u64, Instant)>,
+    pub heard: Option<(u64, Instant)>,
     /// When a hello of its last echoed one of ours: it hears us.
     echoed_at: Option<Instant>,
     pub up: bool,

@@ -31,11 +31,11 @@ pub mod wire;
 
 pub use config::Config;
 pub use ed25519_dalek::SigningKey;
-pub use event::{DirectMessage, Event, Message};
+pub use event::{DirectMessage, Event, Invitation, Message};
 pub use friends::{FriendError, FriendInfo};
 pub use ids::{Lobby, LobbyId, MsgId, PeerId};
 pub use lobby::{MAX_REPAIRS_PER_REQUEST, SendError};
-pub use node::{NickError, Node};
+pub use node::{InviteError, NickError, Node};
 pub use outbox::{Dest, Transmit};
 pub use path::Path;
 pub use stats::Stats;

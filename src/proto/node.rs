@@ -11,7 +11,7 @@ use rand::{RngExt, SeedableRng};
 use super::config::Config;
 use super::dedup::Dedup;
 use super::direct::{DirectError, Directs, Received};
-use super::event::{DirectMessage, Event, Message};
+use super::event::{DirectMessage, Event, Invitation, Message};
 use super::flood::Via;
 use super::fragment::{Limits, Reassembler};
 use super::friends::{FriendError, FriendInfo, Friends, LinkChange};
@@ -84,7 +84,33 @@ pub struct Node {
     nonces: Nonces,
     /// The earliest direct-message timer armed.
     direct_at: Option<Instant>,
+    /// Friends that came back, to re-invite into a private lobby: (lobby, peer, link up at).
+    reinvites: Vec<(LobbyId, PeerId, Instant)>,
+    /// When each (lobby, peer) was last re-invited.
+    reinvited_at: HashMap<(LobbyId, PeerId), Instant>,
 }
+
+/// Why an invitation could not be sent.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InviteError {
+    /// This node is not in that lobby.
+    #[error("not in lobby {0}")]
+    NotJoined(LobbyId),
+    /// The lobby is public: anyone can join it by name.
+    #[error("lobby {0} is not private")]
+    NotPrivate(LobbyId),
+    /// The invitation, a direct message, could not be sent.
+    #[error(transparent)]
+    Direct(#[from] DirectError),
+}
+
+/// How long a friend that came back has to rejoin a private lobby by itself before it is
+/// re-invited (PROTOCOL.md 7.11).
+const REINVITE_WAIT: Duration = Duration::from_secs(5);
+/// Least time between two re-invitations of one peer into one lobby.
+const REINVITE_GAP: Duration = Duration::from_secs(600);
+/// Re-invitations waiting for [`REINVITE_WAIT`], at most.
+const MAX_REINVITES: usize = 1024;
 
 impl Node {
     /// A node whose identity is `key` (its peer id is derived from it, and it signs what it
@@ -128,6 +154,8 @@ impl Node {
             directs: Directs::new(hasher),
             nonces: Nonces::new(nonce_seed),
             direct_at: None,
+            reinvites: Vec::new(),
+            reinvited_at: HashMap::new(),
             sh: Shared {
                 me: outbox.peer_id(),
                 nick,
@@ -385,10 +413,22 @@ impl Node {
         self.sh.send_link(addr, &Link::Hello(hello));
     }
 
+    /// A friend came back (its link came up, or it restarted): a member of a private lobby is
+    /// re-invited if it does not rejoin by itself (PROTOCOL.md 7.11).
+    fn came_back(&mut self, peer: PeerId) {
+        let now = self.sh.now;
+        for state in self.lobbies.values() {
+            if state.former.contains(&peer) && self.reinvites.len() < MAX_REINVITES {
+                self.reinvites.push((state.lobby.id, peer, now));
+            }
+        }
+    }
+
     fn link_changed(&mut self, change: LinkChange) {
         match change {
             LinkChange::Up { addr, peer, nick } => {
                 tracing::info!(%addr, %peer, nick, "friend link up");
+                self.came_back(peer);
                 self.sh.emit(Event::FriendUp { addr, peer, nick });
             }
             LinkChange::Down { addr, peer } => {
@@ -402,6 +442,15 @@ impl Node {
         match packet {
             Link::Hello(hello) => {
                 self.sh.stats.hellos_heard += 1;
+                // Its clock went back: the friend restarted with its identity, within the
+                // link timeout (so the link does not go down and up).
+                let restarted = self.sh.friends.get(from).is_some_and(|l| {
+                    l.up && l.peer == Some(hello.sender)
+                        && l.heard.is_some_and(|(ts, _)| hello.timestamp < ts)
+                });
+                if restarted {
+                    self.came_back(hello.sender);
+                }
                 let t = self.sh.link_timing();
                 let micros = self.sh.micros(now);
                 let (change, answer) = self.sh.friends.on_hello(t, now, micros, from, hello);
@@ -736,12 +785,65 @@ impl Node {
         if text.len() > wire::MAX_DIRECT_TEXT {
             return Err(DirectError::TooLong(text.len()));
         }
-        let id = MsgId(self.sh.rng.random());
         let content = Content::Text {
             sent_at: self.sh.wall_ms(now),
             nick: self.sh.nick.clone(),
             text: text.to_owned(),
         };
+        self.write_direct(now, to, content)
+    }
+
+    /// Invites the peer `to` into the private lobby `lobby` (PROTOCOL.md 7.11): its name and
+    /// key go in a direct message, acknowledged and retried as [`Node::send_direct`]'s.
+    pub fn invite(
+        &mut self,
+        now: Instant,
+        to: PeerId,
+        lobby: LobbyId,
+    ) -> Result<MsgId, InviteError> {
+        self.tick(now);
+        self.invitation(now, to, lobby, false)
+    }
+
+    fn invitation(
+        &mut self,
+        now: Instant,
+        to: PeerId,
+        lobby: LobbyId,
+        again: bool,
+    ) -> Result<MsgId, InviteError> {
+        let state = self
+            .lobbies
+            .get(&lobby)
+            .ok_or(InviteError::NotJoined(lobby))?;
+        let key = self
+            .sh
+            .outbox
+            .key(lobby)
+            .ok_or(InviteError::NotPrivate(lobby))?;
+        if to == self.sh.me {
+            return Err(InviteError::Direct(DirectError::ToSelf));
+        }
+        let content = Content::Invitation {
+            sent_at: self.sh.wall_ms(now),
+            nick: self.sh.nick.clone(),
+            name: state.lobby.name.clone(),
+            key: *key.as_bytes(),
+            again,
+        };
+        let id = self.write_direct(now, to, content)?;
+        self.sh.stats.invitations_sent += 1;
+        Ok(id)
+    }
+
+    /// Seals own `content` to `to`, places it and arms its retries.
+    fn write_direct(
+        &mut self,
+        now: Instant,
+        to: PeerId,
+        content: Content,
+    ) -> Result<MsgId, DirectError> {
+        let id = MsgId(self.sh.rng.random());
         let nonce = self.nonces.next_nonce();
         let d = self
             .directs
@@ -750,6 +852,37 @@ impl Node {
         self.place_direct(now, &d, None);
         self.arm_directs();
         Ok(id)
+    }
+
+    /// Re-invites the friends that came back into the private lobbies they were in and have
+    /// not rejoined by themselves (PROTOCOL.md 7.11).
+    fn reinvite(&mut self, now: Instant) {
+        let due: Vec<(LobbyId, PeerId, Instant)> = self
+            .reinvites
+            .iter()
+            .copied()
+            .filter(|&(_, _, up)| now.saturating_duration_since(up) >= REINVITE_WAIT)
+            .collect();
+        self.reinvites
+            .retain(|&(_, _, up)| now.saturating_duration_since(up) < REINVITE_WAIT);
+        self.reinvited_at
+            .retain(|_, at| now.saturating_duration_since(*at) < REINVITE_GAP);
+        for (lobby, peer, up) in due {
+            let back = self
+                .lobbies
+                .get(&lobby)
+                .is_none_or(|s| s.heard_since(peer, up) || !s.former.contains(&peer));
+            if back || self.reinvited_at.contains_key(&(lobby, peer)) {
+                continue;
+            }
+            match self.invitation(now, peer, lobby, true) {
+                Ok(_) => {
+                    tracing::info!(%peer, %lobby, "re-invited a member that came back");
+                    self.reinvited_at.insert((lobby, peer), now);
+                }
+                Err(e) => tracing::debug!(%peer, error = %e, "cannot re-invite"),
+            }
+        }
     }
 
     /// Whether this node knows `peer`'s key (from its signed bundles), so that it can send it
@@ -768,20 +901,45 @@ impl Node {
     fn on_direct(&mut self, now: Instant, path: Path, d: wire::Direct) {
         let got = self.directs.receive(self.sh.outbox.signing_key(), now, &d);
         match got {
-            Received::Deliver {
-                sent_at,
-                nick,
-                text,
-                ack,
-            } => {
+            Received::Deliver { content, ack } => {
                 self.sh.stats.directs_delivered += 1;
-                self.sh.emit(Event::Direct(DirectMessage {
-                    id: d.id,
-                    from: d.sender,
-                    nick,
-                    sent_at,
-                    text,
-                }));
+                let event = match content {
+                    Content::Invitation {
+                        sent_at,
+                        nick,
+                        name,
+                        key,
+                        again,
+                    } => {
+                        // The decoder checked that the name is a normalised lobby name.
+                        let Ok(named) = Lobby::new(&name) else {
+                            return;
+                        };
+                        let key = LobbyKey::from_bytes(key);
+                        Event::Invitation(Invitation {
+                            id: d.id,
+                            from: d.sender,
+                            nick,
+                            sent_at,
+                            lobby: key.lobby(&named),
+                            key,
+                            again,
+                        })
+                    }
+                    Content::Text {
+                        sent_at,
+                        nick,
+                        text,
+                    } => Event::Direct(DirectMessage {
+                        id: d.id,
+                        from: d.sender,
+                        nick,
+                        sent_at,
+                        text,
+                    }),
+                    Content::Ack(_) | Content::Unknown(_) => return,
+                };
+                self.sh.emit(event);
                 if ack {
                     self.acknowledge(now, &d);
                 }
@@ -1009,6 +1167,7 @@ impl Node {
         }
         self.sh.reassembly.expire(now);
         self.directs.expire(now);
+        self.reinvite(now);
         self.sh.dedup.expire(now);
         self.housekeeping_at = now + HOUSEKEEPING;
         self.sh

@@ -153,6 +153,8 @@ pub struct Stats {
     pub directs_placed: u64,
     /// Direct messages dropped: placed before, forged, over budget, unknown content.
     pub directs_dropped: u64,
+    /// Invitations to private lobbies sent, re-invitations included (PROTOCOL.md 7.11).
+    pub invitations_sent: u64,
     /// Datagrams or events dropped because the runtime did not drain its queues.
     pub queue_overflow: u64,
 }
@@ -236,6 +238,7 @@ impl std::ops::AddAssign<&Stats> for Stats {
             directs_duplicate,
             directs_placed,
             directs_dropped,
+            invitations_sent,
             queue_overflow,
         } = o;
         self.datagrams_in += datagrams_in;
@@ -309,6 +312,7 @@ impl std::ops::AddAssign<&Stats> for Stats {
         self.directs_duplicate += directs_duplicate;
         self.directs_placed += directs_placed;
         self.directs_dropped += directs_dropped;
+        self.invitations_sent += invitations_sent;
         self.links_vouched += links_vouched;
         self.links_held += links_held;
         self.links_dropped += links_dropped;

@@ -1184,7 +1184,28 @@ impl Sim {
 }
 
 impl Sim {
-    /// Node `i` restarts: same peer id, fresh state, numbering from `first_seq`.
+    /// The simulator's clock.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Gives node `i` an input through `f` (with the clock), then runs what it sends.
+    pub fn with_node<T>(&mut self, i: usize, f: impl FnOnce(&mut Node, Instant) -> T) -> T {
+        let now = self.now;
+        let out = f(&mut self.nodes[i].node, now);
+        self.after_input(i);
+        out
+    }
+
+    /// Makes node `b` a friend of node `a`, on `a`'s side only (after `a` restarted).
+    pub fn befriend_one(&mut self, a: usize, b: usize) {
+        let (now, addr) = (self.now, self.nodes[b].addr);
+        self.nodes[a].node.add_friend(now, addr).unwrap();
+        self.after_input(a);
+    }
+
+    /// Node `i` restarts: same peer id, fresh state, numbering from `first_seq`; in the lobby
+    /// again unless it is private.
     pub fn restart(&mut self, i: usize, first_seq: u64) {
         assert!(!self.nodes[i].dead, "node {i} was killed");
         let key = self.nodes[i].key.clone();
@@ -1199,8 +1220,14 @@ impl Sim {
             seed,
         )
         .unwrap();
-        let lobby = self.lobby.clone();
-        node.join(self.now, &lobby, first_seq);
+        // A private lobby's key is gone with the node's state: it takes an invitation (or a
+        // join with the key) to come back.
+        if self.key.is_none() {
+            let lobby = self.lobby.clone();
+            node.join(self.now, &lobby, first_seq);
+        } else {
+            self.nodes[i].joined = false;
+        }
         self.nodes[i].node = node;
         self.nodes[i].deadline = None;
         self.after_input(i);

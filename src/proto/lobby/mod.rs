@@ -114,6 +114,12 @@ pub(crate) struct LobbyState {
     /// Named to friends in hellos (PROTOCOL.md 7.2); unlisted lobbies are found only through
     /// the challenge.
     pub listed: bool,
+    /// In a private lobby, the members heard and not parted: re-invited when they come back
+    /// (PROTOCOL.md 7.11).
+    pub former: std::collections::HashSet<PeerId>,
+    /// Members whose leaving heartbeat came: not remembered again (a late packet of theirs
+    /// may still come) until a heartbeat says they are back.
+    pub parted: std::collections::HashSet<PeerId>,
     /// Recent message ids, for the challenge (7.7), oldest first.
     recent_ids: std::collections::VecDeque<(super::ids::MsgId, Instant)>,
     /// Messages received since this lobby last challenged friends.
@@ -144,6 +150,9 @@ impl Holding<'_> {
 
 /// Session messages sent after a burst of data ends.
 const TAIL_SESSIONS: u32 = 3;
+
+/// Members of a private lobby remembered for re-invitation, at most (PROTOCOL.md 7.11).
+const MAX_FORMER: usize = 1024;
 
 /// Most missing packets tracked per lobby over all sources.
 const MAX_MISSING: usize = 1 << 16;
@@ -187,6 +196,8 @@ impl LobbyState {
             joined_wall: sh.wall_ms(now),
             missing_total: 0,
             listed: !sh.outbox.seals(lobby.id),
+            former: std::collections::HashSet::new(),
+            parted: std::collections::HashSet::new(),
             recent_ids: std::collections::VecDeque::new(),
             received_since_challenge: 0,
             challenged_at: None,
@@ -196,6 +207,11 @@ impl LobbyState {
 
     pub(super) fn id(&self) -> LobbyId {
         self.lobby.id
+    }
+
+    /// Whether `peer` was heard in the lobby at `since` or later.
+    pub fn heard_since(&self, peer: PeerId, since: Instant) -> bool {
+        self.peers.get(&peer).is_some_and(|p| p.last_heard >= since)
     }
 
     /// Whether this is a private lobby, whose packets leave sealed (PROTOCOL.md 2.4).
@@ -246,6 +262,9 @@ impl LobbyState {
         peer: PeerId,
         nick: Option<&str>,
     ) {
+        if self.former.len() < MAX_FORMER && self.private(sh) && !self.parted.contains(&peer) {
+            self.former.insert(peer);
+        }
         if let Some(p) = self.peers.get_mut(&peer) {
             p.last_heard = now;
             if let Some(n) = nick

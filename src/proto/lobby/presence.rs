@@ -74,6 +74,11 @@ impl LobbyState {
         }
         sh.stats.heartbeats_heard += 1;
         if hb.leaving {
+            // It parted: not re-invited (PROTOCOL.md 7.11).
+            self.former.remove(&hb.sender);
+            if self.parted.len() < MAX_PARTED {
+                self.parted.insert(hb.sender);
+            }
             if self.peers.remove(&hb.sender).is_some() {
                 sh.emit(Event::PeerLeft {
                     lobby: self.id(),
@@ -81,6 +86,7 @@ impl LobbyState {
                 });
             }
         } else {
+            self.parted.remove(&hb.sender);
             self.touch(sh, now, hb.sender, Some(&hb.nick));
             if let Some(p) = self.peers.get_mut(&hb.sender) {
                 p.heartbeat_at = Some(now);
@@ -111,3 +117,5 @@ impl LobbyState {
 
 /// The first heartbeat of a lobby goes out within this of joining.
 pub(super) const FIRST_HEARTBEAT: Duration = Duration::from_millis(100);
+/// Members remembered as parted, per lobby, at most.
+const MAX_PARTED: usize = 1024;

@@ -591,6 +591,25 @@ impl<'a> Reader<'a> {
                 self.expect(&mut a, "acked")?;
                 Content::Ack(MsgId(self.uint("acked")?))
             }
+            2 => {
+                self.expect(&mut a, "sent_at")?;
+                let sent_at = self.uint("sent_at")?;
+                self.expect(&mut a, "nick")?;
+                let nick = self.text("nick")?;
+                self.expect(&mut a, "name")?;
+                let name = self.text("name")?;
+                self.expect(&mut a, "key")?;
+                let key = self.fixed("key", "invitation key length")?;
+                self.expect(&mut a, "again")?;
+                let again = self.bool("again")?;
+                Content::Invitation {
+                    sent_at,
+                    nick,
+                    name,
+                    key,
+                    again,
+                }
+            }
             t => Content::Unknown(t),
         };
         self.skip_rest(&mut a)?;

@@ -90,6 +90,19 @@ pub enum Content {
     },
     /// The addressee of direct message `0` holds it.
     Ack(MsgId),
+    /// An invitation to a private lobby (revision 1.6, PROTOCOL.md 7.11).
+    Invitation {
+        /// The inviter's wall clock when it wrote it, Unix milliseconds.
+        sent_at: u64,
+        /// The inviter's nick then.
+        nick: String,
+        /// The lobby's normalised name.
+        name: String,
+        /// The lobby key.
+        key: [u8; 32],
+        /// A re-invitation, sent because the invitee came back.
+        again: bool,
+    },
     /// A kind of content this revision does not know: dropped, not acknowledged.
     Unknown(u64),
 }
@@ -107,6 +120,17 @@ impl Content {
                 }
                 Ok(())
             }
+            Content::Invitation { nick, name, .. } => {
+                if nick.len() > MAX_NICK {
+                    return Err(DecodeError::Invalid("nick too long"));
+                }
+                match crate::proto::ids::Lobby::new(name) {
+                    Ok(l) if l.name == *name => Ok(()),
+                    _ => Err(DecodeError::Invalid(
+                        "invitation name not a normalised lobby name",
+                    )),
+                }
+            }
             Content::Ack(_) | Content::Unknown(_) => Ok(()),
         }
     }
@@ -121,6 +145,23 @@ impl Content {
                 text,
             } => ciborium::into_writer(&(0u8, sent_at, nick, text), &mut out),
             Content::Ack(id) => ciborium::into_writer(&(1u8, id), &mut out),
+            Content::Invitation {
+                sent_at,
+                nick,
+                name,
+                key,
+                again,
+            } => ciborium::into_writer(
+                &(
+                    2u8,
+                    sent_at,
+                    nick,
+                    name,
+                    serde_bytes::Bytes::new(key),
+                    again,
+                ),
+                &mut out,
+            ),
             Content::Unknown(t) => ciborium::into_writer(&(t,), &mut out),
         };
         r.expect("encoding to a Vec cannot fail");
