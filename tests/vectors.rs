@@ -363,6 +363,26 @@ fn render_direct(d: &wire::Direct) -> Vec<String> {
     ]
 }
 
+fn render_list(l: &wire::ListPacket) -> Vec<String> {
+    let mut out = vec![format!("version = {}", wire::VERSION)];
+    match l {
+        wire::ListPacket::Request { sender } => {
+            out.push(format!("kind = {}", wire::kind::LOBBY_LIST_REQUEST));
+            out.push(format!("sender = {}", id(sender.0)));
+        }
+        wire::ListPacket::List(l) => {
+            out.push(format!("kind = {}", wire::kind::LOBBY_LIST));
+            out.push(format!("sender = {}", id(l.sender.0)));
+            out.push(format!(
+                "lobbies = {}",
+                list(&l.lobbies, |(n, m)| format!("[{}, {m}]", quote(n)))
+            ));
+            out.push(format!("more = {}", l.more));
+        }
+    }
+    out
+}
+
 fn outcome(item: &Result<Decoded, DecodeError>) -> Expect {
     match item {
         Ok(Decoded::Packet(p)) => Expect::Packet(render(p)),
@@ -370,6 +390,7 @@ fn outcome(item: &Result<Decoded, DecodeError>) -> Expect {
         Ok(Decoded::Bundle(b)) => Expect::Packet(render_bundle(b)),
         Ok(Decoded::Envelope(e)) => Expect::Packet(render_envelope(e)),
         Ok(Decoded::Direct(d)) => Expect::Packet(render_direct(d)),
+        Ok(Decoded::List(l)) => Expect::Packet(render_list(l)),
         Ok(Decoded::UnknownVersion(v)) => Expect::UnknownVersion(*v),
         Ok(Decoded::UnsupportedKind(k)) => Expect::UnsupportedKind(*k),
         Err(DecodeError::Malformed(_)) => Expect::Malformed,
@@ -478,6 +499,7 @@ fn check(v: &Vector, kinds: &mut BTreeMap<String, usize>) -> Result<(), String> 
             Ok(Decoded::Bundle(b)) => (b.to_bytes(), render_bundle(b)),
             Ok(Decoded::Envelope(e)) => (e.to_bytes(), render_envelope(e)),
             Ok(Decoded::Direct(d)) => (d.to_bytes(), render_direct(d)),
+            Ok(Decoded::List(l)) => (l.to_bytes(), render_list(l)),
             _ => continue,
         };
         if items.get(i) != Some(&again.as_slice()) {
@@ -580,6 +602,8 @@ fn packet_vectors_decode_and_encode_as_written() {
         "kind = 2",
         "kind = 3",
         "kind = 4",
+        "kind = 5",
+        "kind = 6",
         "kind = 7",
         "kind = 9",
         "kind = 10",

@@ -41,6 +41,10 @@ fn encode(d: &Decoded) -> Option<Vec<u8>> {
             }
             Some(d.to_bytes())
         }
+        Decoded::List(l) => {
+            assert_eq!(l.validate(), Ok(()), "decoded an invalid lobby list: {l:?}");
+            Some(l.to_bytes())
+        }
         Decoded::UnknownVersion(_) | Decoded::UnsupportedKind(_) => None,
     }
 }

@@ -1114,6 +1114,9 @@ impl App {
                     self.send_to(to, t.payload);
                     continue;
                 }
+                // The runtime joins no discovery group yet, and leaves the core's discovery
+                // off (Node::set_discovery), so nothing comes here.
+                Dest::Discovery => continue,
             };
             let Some(j) = self.lobbies.iter().find(|j| j.lobby.id == id) else {
                 continue;
@@ -1223,6 +1226,8 @@ impl App {
                     tracing::info!(from = %m.from, nick = ?m.nick, "direct message received");
                 }
                 Event::DirectAcked { .. } | Event::DirectFailed { .. } => {}
+                // The screen and the pipe do not ask for lobby lists yet.
+                Event::LobbyList { .. } => {}
                 Event::Invitation(i) => {
                     tracing::info!(from = %i.from, nick = ?i.nick, lobby = ?i.lobby.name,
                         "invitation received");

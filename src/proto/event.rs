@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use super::ids::{Lobby, LobbyId, MsgId, PeerId};
+use super::listings::Listed;
 use super::private::LobbyKey;
 
 /// Something the application should show, log or act on.
@@ -76,6 +77,14 @@ pub enum Event {
     Direct(DirectMessage),
     /// An invitation to a private lobby (PROTOCOL.md 7.11), delivered once.
     Invitation(Invitation),
+    /// The merged lobby list changed while the user looks at it (PROTOCOL.md 7.12; see
+    /// [`crate::proto::Node::ask_lobby_list`]).
+    LobbyList {
+        /// The listed lobbies heard of, most members first.
+        lobbies: Vec<Listed>,
+        /// Lobbies were left out: the list is full, or a node listed only part of its own.
+        cut: bool,
+    },
     /// The addressee of an own direct message acknowledged it.
     DirectAcked {
         /// The message's id, as [`crate::proto::Node::send_direct`] returned it.

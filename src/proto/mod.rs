@@ -13,6 +13,7 @@ pub mod friends;
 pub mod hash;
 mod held_links;
 pub mod ids;
+pub mod listings;
 mod lobby;
 pub mod node;
 pub mod outbox;

@@ -17,6 +17,7 @@ use super::fragment::{Limits, Reassembler};
 use super::friends::{FriendError, FriendInfo, Friends, LinkChange};
 use super::hash::SeededState;
 use super::ids::{Lobby, LobbyId, MsgId, PeerId};
+use super::listings::{LIST_INTERVAL, Listed, Listings};
 use super::lobby::{LobbyState, SendError};
 use super::outbox::{Dest, Outbox, Transmit};
 use super::pace::Pacer;
@@ -88,6 +89,12 @@ pub struct Node {
     reinvites: Vec<(LobbyId, PeerId, Instant)>,
     /// When each (lobby, peer) was last re-invited.
     reinvited_at: HashMap<(LobbyId, PeerId), Instant>,
+    /// Lobby lists: the merged list, requests, answers, announcements (PROTOCOL.md 7.12).
+    listings: Listings,
+    /// Whether the runtime listens on the discovery group (off until it says so).
+    discovery: bool,
+    /// The lists timer armed.
+    lists_at: Option<Instant>,
 }
 
 /// Why an invitation could not be sent.
@@ -156,6 +163,9 @@ impl Node {
             direct_at: None,
             reinvites: Vec::new(),
             reinvited_at: HashMap::new(),
+            listings: Listings::default(),
+            discovery: false,
+            lists_at: None,
             sh: Shared {
                 me: outbox.peer_id(),
                 nick,
@@ -229,6 +239,11 @@ impl Node {
             );
         }
         self.lobbies.insert(lobby.id, state);
+        // The segment hears of a listed lobby at once (PROTOCOL.md 7.12).
+        if self.discovery {
+            self.listings.announce_at = Some(now);
+            self.arm_lists();
+        }
         // Friends learn of the lobby from the next hellos: send them now.
         let addrs: Vec<SocketAddr> = self.sh.friends.links().map(|l| l.addr).collect();
         for addr in addrs {
@@ -602,6 +617,15 @@ impl Node {
                 Ok(Decoded::Direct(d)) => {
                     self.sh.stats.packets_in += 1;
                     self.on_direct(now, path, d);
+                    continue;
+                }
+                Ok(Decoded::List(l)) => {
+                    self.sh.stats.packets_in += 1;
+                    if sealed.is_some() {
+                        self.sh.stats.sealed_foreign += 1;
+                    } else {
+                        self.on_list(now, path, l);
+                    }
                     continue;
                 }
                 Ok(Decoded::UnknownVersion(_)) => {
@@ -1057,6 +1081,148 @@ impl Node {
         }
     }
 
+    /// Says whether the runtime listens on the discovery group (PROTOCOL.md 7.12): on, the
+    /// node asks the segment for its lobbies at once and announces its listed lobbies there.
+    pub fn set_discovery(&mut self, now: Instant, on: bool) {
+        self.tick(now);
+        let was = std::mem::replace(&mut self.discovery, on);
+        if on && !was {
+            self.send_list_requests(now, false);
+            self.listings.announce_at = Some(now);
+            self.arm_lists();
+        }
+    }
+
+    /// The merged list of the listed lobbies heard of, most members first, and whether
+    /// lobbies were left out of it (PROTOCOL.md 7.12).
+    pub fn lobby_list(&self) -> (Vec<Listed>, bool) {
+        self.listings.list()
+    }
+
+    /// The user asks for the lobby list: friends (and the segment) are asked, at most once per
+    /// 20 s, and [`Event::LobbyList`] tells of changes for the next 121 s. Returns the list
+    /// as it is now.
+    pub fn ask_lobby_list(&mut self, now: Instant) -> (Vec<Listed>, bool) {
+        self.tick(now);
+        if self.listings.ask(now) {
+            self.send_list_requests(now, true);
+        }
+        self.listings.list()
+    }
+
+    fn send_list_requests(&mut self, _now: Instant, friends: bool) {
+        let request = wire::ListPacket::Request { sender: self.sh.me };
+        if friends {
+            let to: Vec<SocketAddr> = self
+                .sh
+                .friends
+                .links()
+                .filter(|l| l.up)
+                .map(|l| l.addr)
+                .collect();
+            for addr in to {
+                self.sh.outbox.push_list(Dest::Peer(addr), &request);
+            }
+        }
+        if self.discovery && self.sh.multicast {
+            self.sh.outbox.push_list(Dest::Discovery, &request);
+        }
+    }
+
+    /// This node's lobby list: its listed public lobbies and the members it hears in each,
+    /// itself included.
+    fn own_list(&self) -> wire::LobbyList {
+        let mut lobbies: Vec<(String, u64)> = self
+            .lobbies
+            .values()
+            .filter(|s| s.listed && !self.sh.outbox.seals(s.lobby.id))
+            .map(|s| (s.lobby.name.clone(), s.members().count() as u64 + 1))
+            .collect();
+        lobbies.sort_unstable();
+        let more = lobbies.len() > wire::MAX_LIST_LOBBIES;
+        lobbies.truncate(wire::MAX_LIST_LOBBIES);
+        wire::LobbyList {
+            sender: self.sh.me,
+            lobbies,
+            more,
+        }
+    }
+
+    /// A lobby list or a request (PROTOCOL.md 7.12).
+    fn on_list(&mut self, now: Instant, path: Path, packet: wire::ListPacket) {
+        if packet.sender() == self.sh.me {
+            self.sh.stats.own_packets += 1;
+            return;
+        }
+        match (packet, path) {
+            (wire::ListPacket::Request { .. }, Path::Unicast(from)) => {
+                if self.listings.answer_friend(now, from) {
+                    let list = wire::ListPacket::List(self.own_list());
+                    self.sh.outbox.push_list(Dest::Peer(from), &list);
+                }
+            }
+            (wire::ListPacket::Request { .. }, Path::Multicast(_)) => {
+                let own = self.own_list();
+                if self.discovery && self.sh.multicast && !own.lobbies.is_empty() {
+                    let f = self.sh.rng.random_range(0.0..1.0);
+                    if self.listings.group_request(now, f).is_some() {
+                        self.arm_lists();
+                    }
+                }
+            }
+            // Not listening on the discovery group: a list from a group is a stray.
+            (wire::ListPacket::List(_), Path::Multicast(_)) if !self.discovery => {
+                self.sh.stats.unsupported_kind += 1;
+            }
+            (wire::ListPacket::List(l), _) => {
+                self.sh.stats.lists_heard += 1;
+                self.listings.merge(now, &l);
+                self.tell_lobby_list(now);
+            }
+        }
+    }
+
+    /// Tells the user of a changed list while it looks at it.
+    fn tell_lobby_list(&mut self, now: Instant) {
+        if self.listings.take_changed() && self.listings.watching(now) {
+            let (lobbies, cut) = self.listings.list();
+            self.sh.emit(Event::LobbyList { lobbies, cut });
+        }
+    }
+
+    /// The group answer or the announcement due.
+    fn on_lists_timer(&mut self, now: Instant) {
+        let own = self.own_list();
+        let names: Vec<String> = own.lobbies.iter().map(|(n, _)| n.clone()).collect();
+        let announce = self.listings.announce_at.is_some_and(|t| t <= now);
+        let answer = self.listings.group_answer_due(now, &names);
+        if announce {
+            let f = self.sh.rng.random_range(0.9..1.1);
+            self.listings.announce_at = Some(now + LIST_INTERVAL.mul_f64(f));
+        }
+        if (announce || answer) && self.discovery && self.sh.multicast && !names.is_empty() {
+            self.sh.stats.lists_sent += 1;
+            self.sh
+                .outbox
+                .push_list(Dest::Discovery, &wire::ListPacket::List(own));
+        }
+        self.arm_lists();
+    }
+
+    /// Arms the lists timer at the next announcement or group answer.
+    fn arm_lists(&mut self) {
+        let next = [self.listings.announce_at, self.listings.group_answer_at()]
+            .into_iter()
+            .flatten()
+            .min();
+        if let Some(at) = next
+            && self.lists_at.is_none_or(|a| at < a)
+        {
+            self.lists_at = Some(at);
+            self.sh.timers.push(at, Timer::Lists);
+        }
+    }
+
     /// Reports incomplete messages that reassembly had to drop (a bound or the timeout): their
     /// fragments are lost like any packet given up.
     fn report_reassembly_drops(&mut self) {
@@ -1135,6 +1301,12 @@ impl Node {
                         self.retry_directs(now);
                     }
                 }
+                Timer::Lists => {
+                    if self.lists_at == Some(at) {
+                        self.lists_at = None;
+                        self.on_lists_timer(now);
+                    }
+                }
             }
         }
         due.sort_unstable();
@@ -1168,6 +1340,8 @@ impl Node {
         self.sh.reassembly.expire(now);
         self.directs.expire(now);
         self.reinvite(now);
+        self.listings.expire(now);
+        self.tell_lobby_list(now);
         self.sh.dedup.expire(now);
         self.housekeeping_at = now + HOUSEKEEPING;
         self.sh
@@ -1220,6 +1394,7 @@ impl Node {
             let live = match timer {
                 Timer::Housekeeping => at == self.housekeeping_at,
                 Timer::Direct => self.direct_at == Some(at),
+                Timer::Lists => self.lists_at == Some(at),
                 Timer::Request(l, ..)
                 | Timer::Repair(l, ..)
                 | Timer::Session(l)

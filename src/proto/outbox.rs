@@ -12,7 +12,7 @@ use super::private::{LobbyKey, Sealer};
 use super::signing;
 use super::wire::{
     BUNDLE_OVERHEAD, Body, Bundle, Direct, ENVELOPE_OVERHEAD, LINK_OVERHEAD, Link, LinkHash,
-    MAX_CHAIN, MAX_DATAGRAM, Packet, chain_overhead,
+    ListPacket, MAX_CHAIN, MAX_DATAGRAM, Packet, chain_overhead,
 };
 
 /// Where a datagram goes.
@@ -22,6 +22,8 @@ pub enum Dest {
     Lobby(LobbyId),
     /// One peer by unicast, at the address of its unicast socket.
     Peer(SocketAddr),
+    /// The discovery group, where lobby lists are heard on a segment (PROTOCOL.md 7.12).
+    Discovery,
 }
 
 /// A datagram for the runtime to send.
@@ -160,6 +162,14 @@ impl Outbox {
     /// The key this node signs with (and seals direct messages with, PROTOCOL.md 4.15).
     pub(crate) fn signing_key(&self) -> &SigningKey {
         &self.key
+    }
+
+    /// Appends a lobby list or a request for one (PROTOCOL.md 4.16, 4.17).
+    pub fn push_list(&mut self, dest: Dest, packet: &ListPacket) -> usize {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&packet.to_bytes());
+        let i = self.filling_for(dest, None);
+        self.append_plain(i)
     }
 
     /// Appends a direct message (PROTOCOL.md 4.15); to a private lobby's group it goes inside

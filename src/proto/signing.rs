@@ -86,7 +86,11 @@ pub fn contents(b: &Bundle) -> Result<Vec<Packet>, OpenError> {
         let p = match item? {
             Decoded::Packet(p) => p,
             Decoded::UnknownVersion(_) | Decoded::UnsupportedKind(_) => continue,
-            Decoded::Link(_) | Decoded::Bundle(_) | Decoded::Envelope(_) | Decoded::Direct(_) => {
+            Decoded::Link(_)
+            | Decoded::Bundle(_)
+            | Decoded::Envelope(_)
+            | Decoded::Direct(_)
+            | Decoded::List(_) => {
                 return Err(OpenError::Foreign);
             }
         };

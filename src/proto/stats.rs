@@ -155,6 +155,10 @@ pub struct Stats {
     pub directs_dropped: u64,
     /// Invitations to private lobbies sent, re-invitations included (PROTOCOL.md 7.11).
     pub invitations_sent: u64,
+    /// Lobby lists heard (PROTOCOL.md 7.12).
+    pub lists_heard: u64,
+    /// Lobby lists sent to the discovery group.
+    pub lists_sent: u64,
     /// Datagrams or events dropped because the runtime did not drain its queues.
     pub queue_overflow: u64,
 }
@@ -239,6 +243,8 @@ impl std::ops::AddAssign<&Stats> for Stats {
             directs_placed,
             directs_dropped,
             invitations_sent,
+            lists_heard,
+            lists_sent,
             queue_overflow,
         } = o;
         self.datagrams_in += datagrams_in;
@@ -313,6 +319,8 @@ impl std::ops::AddAssign<&Stats> for Stats {
         self.directs_placed += directs_placed;
         self.directs_dropped += directs_dropped;
         self.invitations_sent += invitations_sent;
+        self.lists_heard += lists_heard;
+        self.lists_sent += lists_sent;
         self.links_vouched += links_vouched;
         self.links_held += links_held;
         self.links_dropped += links_dropped;

@@ -33,6 +33,8 @@ pub enum Timer {
     Housekeeping,
     /// Own direct messages due again, or to be given up (PROTOCOL.md 7.10).
     Direct,
+    /// A lobby list due to the discovery group (PROTOCOL.md 7.12).
+    Lists,
 }
 
 /// A min-heap of (deadline, timer).

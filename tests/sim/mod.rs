@@ -855,6 +855,11 @@ impl Sim {
                         && self.nodes[from].segment.is_some()
                         && self.nodes[to].segment == self.nodes[from].segment
                 }
+                // Every node listens on the discovery group, joined to a lobby or not.
+                Dest::Discovery => {
+                    self.nodes[from].segment.is_some()
+                        && self.nodes[to].segment == self.nodes[from].segment
+                }
             };
             if !reaches {
                 continue;

@@ -324,7 +324,7 @@ impl LobbyState {
             Timer::Report(_) => self.report_at == Some(at),
             Timer::Flow(_) => self.flow.check_at == Some(at),
             Timer::Heartbeat(_) => self.heartbeat_at == at,
-            Timer::Housekeeping | Timer::Direct => false,
+            Timer::Housekeeping | Timer::Direct | Timer::Lists => false,
         }
     }
 

@@ -11,8 +11,8 @@ use ciborium_ll::{Decoder, Header};
 
 use super::{
     Acked, Auth, Body, Bundle, Challenge, Content, Data, DecodeError, Decoded, Direct, Echo,
-    Envelope, Heard, Heartbeat, Hello, HelloEcho, Link, Packet, Request, Sent, SeqRange, Session,
-    VERSION, kind,
+    Envelope, Heard, Heartbeat, Hello, HelloEcho, Link, ListPacket, LobbyList, Packet, Request,
+    Sent, SeqRange, Session, VERSION, kind,
 };
 use crate::proto::ids::{LobbyId, MsgId, PeerId};
 
@@ -306,6 +306,11 @@ impl<'a> Reader<'a> {
                 self.skip_rest(&mut a)?;
                 return Ok(Decoded::Direct(d));
             }
+            kind::LOBBY_LIST_REQUEST | kind::LOBBY_LIST => {
+                let l = self.list_packet(&mut a, kind == kind::LOBBY_LIST)?;
+                self.skip_rest(&mut a)?;
+                return Ok(Decoded::List(l));
+            }
             kind::BUNDLE | kind::LINK => {
                 let b = self.bundle(&mut a, kind == kind::LINK)?;
                 self.skip_rest(&mut a)?;
@@ -567,6 +572,31 @@ impl<'a> Reader<'a> {
             nonce,
             sealed,
         })
+    }
+
+    fn list_packet(&mut self, a: &mut Array, list: bool) -> Result<ListPacket> {
+        self.expect(a, "sender")?;
+        let sender = self.peer("sender")?;
+        if !list {
+            return Ok(ListPacket::Request { sender });
+        }
+        self.expect(a, "lobbies")?;
+        let lobbies = self.list("lobbies", |r| {
+            let mut e = r.array("lobby entry")?;
+            r.expect(&mut e, "name")?;
+            let name = r.text("name")?;
+            r.expect(&mut e, "members")?;
+            let members = r.uint("members")?;
+            r.end(&mut e, "lobby entry")?;
+            Ok((name, members))
+        })?;
+        self.expect(a, "more")?;
+        let more = self.bool("more")?;
+        Ok(ListPacket::List(LobbyList {
+            sender,
+            lobbies,
+            more,
+        }))
     }
 
     /// The opened content of a direct message (PROTOCOL.md 4.15).

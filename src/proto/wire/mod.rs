@@ -14,8 +14,10 @@ use super::ids::{LobbyId, MsgId, PeerId};
 
 mod decode;
 mod direct;
+mod lists;
 
 pub use direct::{Content, Direct, MAX_DIRECT_HOPS, MAX_DIRECT_SEALED, MAX_DIRECT_TEXT};
+pub use lists::{ListPacket, LobbyList, MAX_LIST_LOBBIES};
 
 /// The protocol version this implementation speaks.
 pub const VERSION: u64 = 1;
@@ -404,6 +406,8 @@ pub enum Decoded {
     Envelope(Envelope),
     /// A message to one peer, not yet opened (revision 1.5).
     Direct(Direct),
+    /// A lobby list or a request for one (revision 1.7).
+    List(ListPacket),
     /// A packet of another protocol version, skipped.
     UnknownVersion(u64),
     /// A packet of a reserved or unknown kind, skipped.
@@ -564,6 +568,7 @@ pub fn decode_datagram(bytes: &[u8]) -> impl Iterator<Item = Result<Decoded, Dec
                 Decoded::Bundle(b) => b.validate()?,
                 Decoded::Envelope(e) => e.validate()?,
                 Decoded::Direct(d) => d.validate()?,
+                Decoded::List(l) => l.validate()?,
                 Decoded::UnknownVersion(_) | Decoded::UnsupportedKind(_) => {}
             }
             Ok(d)
