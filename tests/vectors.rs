@@ -383,6 +383,36 @@ fn render_list(l: &wire::ListPacket) -> Vec<String> {
     out
 }
 
+fn render_whois(w: &wire::WhoIs) -> Vec<String> {
+    let mut out = vec![format!("version = {}", wire::VERSION)];
+    match w {
+        wire::WhoIs::Query(q) => {
+            out.push(format!("kind = {}", wire::kind::WHOIS_QUERY));
+            out.push(format!("sender = {}", id(q.sender.0)));
+            out.push(format!("id = {}", id(q.id.0)));
+            out.push(format!("hops = {}", q.hops));
+            out.push(format!("nick = {}", quote(&q.nick)));
+        }
+        wire::WhoIs::Answer(a) => {
+            out.push(format!("kind = {}", wire::kind::WHOIS_ANSWER));
+            out.push(format!("sender = {}", id(a.sender.0)));
+            out.push(format!("id = {}", id(a.id.0)));
+            out.push(format!(
+                "peers = {}",
+                list(&a.peers, |p| format!(
+                    "[{}, {}, {}, {}, {}]",
+                    id(p.peer.0),
+                    quote(&p.nick),
+                    p.seen,
+                    list(&p.lobbies, |l| quote(l)),
+                    p.addr.map_or("null".into(), |a| quote(&a.to_string()))
+                ))
+            ));
+        }
+    }
+    out
+}
+
 fn outcome(item: &Result<Decoded, DecodeError>) -> Expect {
     match item {
         Ok(Decoded::Packet(p)) => Expect::Packet(render(p)),
@@ -391,6 +421,7 @@ fn outcome(item: &Result<Decoded, DecodeError>) -> Expect {
         Ok(Decoded::Envelope(e)) => Expect::Packet(render_envelope(e)),
         Ok(Decoded::Direct(d)) => Expect::Packet(render_direct(d)),
         Ok(Decoded::List(l)) => Expect::Packet(render_list(l)),
+        Ok(Decoded::WhoIs(w)) => Expect::Packet(render_whois(w)),
         Ok(Decoded::UnknownVersion(v)) => Expect::UnknownVersion(*v),
         Ok(Decoded::UnsupportedKind(k)) => Expect::UnsupportedKind(*k),
         Err(DecodeError::Malformed(_)) => Expect::Malformed,
@@ -500,6 +531,7 @@ fn check(v: &Vector, kinds: &mut BTreeMap<String, usize>) -> Result<(), String> 
             Ok(Decoded::Envelope(e)) => (e.to_bytes(), render_envelope(e)),
             Ok(Decoded::Direct(d)) => (d.to_bytes(), render_direct(d)),
             Ok(Decoded::List(l)) => (l.to_bytes(), render_list(l)),
+            Ok(Decoded::WhoIs(w)) => (w.to_bytes(), render_whois(w)),
             _ => continue,
         };
         if items.get(i) != Some(&again.as_slice()) {
@@ -610,6 +642,8 @@ fn packet_vectors_decode_and_encode_as_written() {
         "kind = 11",
         "kind = 12",
         "kind = 13",
+        "kind = 14",
+        "kind = 15",
         "unknown-version",
         "unsupported-kind",
         "malformed",

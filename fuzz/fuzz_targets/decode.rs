@@ -45,6 +45,10 @@ fn encode(d: &Decoded) -> Option<Vec<u8>> {
             assert_eq!(l.validate(), Ok(()), "decoded an invalid lobby list: {l:?}");
             Some(l.to_bytes())
         }
+        Decoded::WhoIs(w) => {
+            assert_eq!(w.validate(), Ok(()), "decoded an invalid who-is: {w:?}");
+            Some(w.to_bytes())
+        }
         Decoded::UnknownVersion(_) | Decoded::UnsupportedKind(_) => None,
     }
 }

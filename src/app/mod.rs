@@ -1226,8 +1226,8 @@ impl App {
                     tracing::info!(from = %m.from, nick = ?m.nick, "direct message received");
                 }
                 Event::DirectAcked { .. } | Event::DirectFailed { .. } => {}
-                // The screen and the pipe do not ask for lobby lists yet.
-                Event::LobbyList { .. } => {}
+                // The screen and the pipe do not ask for lobby lists or who-is yet.
+                Event::LobbyList { .. } | Event::WhoIs { .. } => {}
                 Event::Invitation(i) => {
                     tracing::info!(from = %i.from, nick = ?i.nick, lobby = ?i.lobby.name,
                         "invitation received");

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use super::ids::{Lobby, LobbyId, MsgId, PeerId};
 use super::listings::Listed;
 use super::private::LobbyKey;
+use super::wire::WhoIsPeer;
 
 /// Something the application should show, log or act on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,6 +85,15 @@ pub enum Event {
         lobbies: Vec<Listed>,
         /// Lobbies were left out: the list is full, or a node listed only part of its own.
         cut: bool,
+    },
+    /// An answer to an own who-is query (PROTOCOL.md 7.13), or what this node knows itself.
+    WhoIs {
+        /// The query, as [`crate::proto::Node::whois`] returned it.
+        id: MsgId,
+        /// The node that answered (this node for its own knowledge).
+        from: PeerId,
+        /// The peers it knows by that nick.
+        peers: Vec<WhoIsPeer>,
     },
     /// The addressee of an own direct message acknowledged it.
     DirectAcked {

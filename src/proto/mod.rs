@@ -28,6 +28,7 @@ pub mod stats;
 pub mod store;
 pub mod timers;
 mod verified;
+pub mod whois;
 pub mod wire;
 
 pub use config::Config;
@@ -36,7 +37,7 @@ pub use event::{DirectMessage, Event, Invitation, Message};
 pub use friends::{FriendError, FriendInfo};
 pub use ids::{Lobby, LobbyId, MsgId, PeerId};
 pub use lobby::{MAX_REPAIRS_PER_REQUEST, SendError};
-pub use node::{InviteError, NickError, Node};
+pub use node::{InviteError, NickError, Node, WhoIsError};
 pub use outbox::{Dest, Transmit};
 pub use path::Path;
 pub use stats::Stats;

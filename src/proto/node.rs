@@ -28,6 +28,7 @@ use super::signing::OpenError;
 use super::stats::Stats;
 use super::timers::{Timer, Timers};
 use super::verified::{Checked, Verified};
+use super::whois::{From as Asked, QUERY_HOPS, WhoIsState};
 use super::wire::{self, Body, Bundle, Content, Decoded, Link, MAX_HELLO_LOBBIES, MAX_NICK};
 use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
@@ -95,6 +96,19 @@ pub struct Node {
     discovery: bool,
     /// The lists timer armed.
     lists_at: Option<Instant>,
+    /// Who-is queries seen, their routes back, the askers' budgets (PROTOCOL.md 7.13).
+    whois: WhoIsState,
+}
+
+/// Why a who-is query could not be sent.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WhoIsError {
+    /// Not a nick: empty, too long, or with control characters.
+    #[error("bad nick: {0}")]
+    Nick(#[from] NickError),
+    /// The last query went out less than 2 s ago.
+    #[error("one who-is query every 2 s")]
+    TooSoon,
 }
 
 /// Why an invitation could not be sent.
@@ -166,6 +180,7 @@ impl Node {
             listings: Listings::default(),
             discovery: false,
             lists_at: None,
+            whois: WhoIsState::new(hasher),
             sh: Shared {
                 me: outbox.peer_id(),
                 nick,
@@ -625,6 +640,15 @@ impl Node {
                         self.sh.stats.sealed_foreign += 1;
                     } else {
                         self.on_list(now, path, l);
+                    }
+                    continue;
+                }
+                Ok(Decoded::WhoIs(w)) => {
+                    self.sh.stats.packets_in += 1;
+                    match path {
+                        Path::Unicast(from) if sealed.is_none() => self.on_whois(now, from, w),
+                        // Who-is goes between friends only (PROTOCOL.md 7.13).
+                        _ => self.sh.stats.unsupported_kind += 1,
                     }
                     continue;
                 }
@@ -1223,6 +1247,167 @@ impl Node {
         }
     }
 
+    /// Asks who goes by `nick` (PROTOCOL.md 7.13): what this node knows comes at once as an
+    /// [`Event::WhoIs`] from itself (if it knows anyone), friends' answers as they arrive,
+    /// from peers up to three hops away. Returns the query's id.
+    pub fn whois(&mut self, now: Instant, nick: &str) -> Result<MsgId, WhoIsError> {
+        self.tick(now);
+        let nick = check_nick(nick)?;
+        if nick.is_empty() {
+            return Err(WhoIsError::Nick(NickError::Empty));
+        }
+        let id = MsgId(self.sh.rng.random());
+        if !self.whois.ask(now, id) {
+            return Err(WhoIsError::TooSoon);
+        }
+        let peers = self.known_as(now, &nick, true);
+        if !peers.is_empty() {
+            let from = self.sh.me;
+            self.sh.emit(Event::WhoIs { id, from, peers });
+        }
+        let query = wire::WhoIs::Query(wire::WhoIsQuery {
+            sender: self.sh.me,
+            id,
+            hops: QUERY_HOPS,
+            nick,
+        });
+        self.pass_whois(&query, None);
+        Ok(id)
+    }
+
+    /// Sends `w` to every friend whose link is up but `but`.
+    fn pass_whois(&mut self, w: &wire::WhoIs, but: Option<SocketAddr>) {
+        let to: Vec<SocketAddr> = self
+            .sh
+            .friends
+            .links()
+            .filter(|l| l.up && but.is_none_or(|b| !super::friends::same(b, l.addr)))
+            .map(|l| l.addr)
+            .collect();
+        for addr in to {
+            self.sh.outbox.push_whois(Dest::Peer(addr), w);
+        }
+    }
+
+    /// A friend's who-is query or answer (PROTOCOL.md 7.13).
+    fn on_whois(&mut self, now: Instant, from: SocketAddr, w: wire::WhoIs) {
+        if w.sender() == self.sh.me && matches!(w, wire::WhoIs::Query(_)) {
+            self.sh.stats.own_packets += 1;
+            return;
+        }
+        match w {
+            wire::WhoIs::Query(q) => {
+                let bytes = q.nick.len() + 30;
+                if !self.whois.take(now, q.id, q.sender, bytes, from) {
+                    self.sh.stats.whois_dropped += 1;
+                    return;
+                }
+                self.sh.stats.whois_heard += 1;
+                let peers = self.known_as(now, &q.nick, q.hops >= 1);
+                if !peers.is_empty() {
+                    let answer = wire::WhoIs::Answer(wire::WhoIsAnswer {
+                        sender: self.sh.me,
+                        id: q.id,
+                        peers,
+                    });
+                    self.sh.outbox.push_whois(Dest::Peer(from), &answer);
+                }
+                if q.hops >= 1 {
+                    let on = wire::WhoIs::Query(wire::WhoIsQuery {
+                        hops: q.hops - 1,
+                        ..q
+                    });
+                    self.pass_whois(&on, Some(from));
+                }
+            }
+            wire::WhoIs::Answer(a) => match self.whois.answer_to(now, a.id) {
+                Some(Asked::Own) => self.sh.emit(Event::WhoIs {
+                    id: a.id,
+                    from: a.sender,
+                    peers: a.peers,
+                }),
+                Some(Asked::Friend(back)) => {
+                    self.sh
+                        .outbox
+                        .push_whois(Dest::Peer(back), &wire::WhoIs::Answer(a));
+                }
+                None => self.sh.stats.whois_dropped += 1,
+            },
+        }
+    }
+
+    /// What this node knows of peers that go by `nick` (case aside): itself, and with
+    /// `others` its friends and the members it hears in its listed public lobbies.
+    fn known_as(&self, now: Instant, nick: &str, others: bool) -> Vec<wire::WhoIsPeer> {
+        let want = nick.to_lowercase();
+        let matches = |n: &str| n.to_lowercase() == want;
+        let listed: Vec<&LobbyState> = self
+            .lobbies
+            .values()
+            .filter(|s| s.listed && !self.sh.outbox.seals(s.lobby.id))
+            .collect();
+        let mut out: Vec<wire::WhoIsPeer> = Vec::new();
+        let mut add = |p: wire::WhoIsPeer| {
+            if let Some(e) = out.iter_mut().find(|e| e.peer == p.peer) {
+                e.seen = e.seen.min(p.seen);
+                e.addr = e.addr.or(p.addr);
+                for l in p.lobbies {
+                    if !e.lobbies.contains(&l) && e.lobbies.len() < wire::MAX_WHOIS_LOBBIES {
+                        e.lobbies.push(l);
+                    }
+                }
+            } else if out.len() < wire::MAX_WHOIS_PEERS {
+                out.push(p);
+            }
+        };
+        if matches(&self.sh.nick) {
+            add(wire::WhoIsPeer {
+                peer: self.sh.me,
+                nick: self.sh.nick.clone(),
+                seen: 0,
+                lobbies: listed
+                    .iter()
+                    .take(wire::MAX_WHOIS_LOBBIES)
+                    .map(|s| s.lobby.name.clone())
+                    .collect(),
+                addr: None,
+            });
+        }
+        if !others {
+            return out;
+        }
+        for l in self.sh.friends.links() {
+            if let (Some(peer), Some(n), true) = (l.peer, &l.nick, l.up)
+                && matches(n)
+            {
+                let seen = l
+                    .heard
+                    .map_or(0, |(_, at)| now.saturating_duration_since(at).as_secs());
+                add(wire::WhoIsPeer {
+                    peer,
+                    nick: n.clone(),
+                    seen,
+                    lobbies: Vec::new(),
+                    addr: Some(l.addr),
+                });
+            }
+        }
+        for s in &listed {
+            for (peer, n, heard) in s.members_heard() {
+                if matches(n) {
+                    add(wire::WhoIsPeer {
+                        peer,
+                        nick: n.to_owned(),
+                        seen: now.saturating_duration_since(heard).as_secs(),
+                        lobbies: vec![s.lobby.name.clone()],
+                        addr: None,
+                    });
+                }
+            }
+        }
+        out
+    }
+
     /// Reports incomplete messages that reassembly had to drop (a bound or the timeout): their
     /// fragments are lost like any packet given up.
     fn report_reassembly_drops(&mut self) {
@@ -1342,6 +1527,7 @@ impl Node {
         self.reinvite(now);
         self.listings.expire(now);
         self.tell_lobby_list(now);
+        self.whois.expire(now);
         self.sh.dedup.expire(now);
         self.housekeeping_at = now + HOUSEKEEPING;
         self.sh

@@ -12,7 +12,7 @@ use super::private::{LobbyKey, Sealer};
 use super::signing;
 use super::wire::{
     BUNDLE_OVERHEAD, Body, Bundle, Direct, ENVELOPE_OVERHEAD, LINK_OVERHEAD, Link, LinkHash,
-    ListPacket, MAX_CHAIN, MAX_DATAGRAM, Packet, chain_overhead,
+    ListPacket, MAX_CHAIN, MAX_DATAGRAM, Packet, WhoIs, chain_overhead,
 };
 
 /// Where a datagram goes.
@@ -162,6 +162,14 @@ impl Outbox {
     /// The key this node signs with (and seals direct messages with, PROTOCOL.md 4.15).
     pub(crate) fn signing_key(&self) -> &SigningKey {
         &self.key
+    }
+
+    /// Appends a who-is query or answer (PROTOCOL.md 4.18, 4.19).
+    pub fn push_whois(&mut self, dest: Dest, packet: &WhoIs) -> usize {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&packet.to_bytes());
+        let i = self.filling_for(dest, None);
+        self.append_plain(i)
     }
 
     /// Appends a lobby list or a request for one (PROTOCOL.md 4.16, 4.17).

@@ -90,7 +90,8 @@ pub fn contents(b: &Bundle) -> Result<Vec<Packet>, OpenError> {
             | Decoded::Bundle(_)
             | Decoded::Envelope(_)
             | Decoded::Direct(_)
-            | Decoded::List(_) => {
+            | Decoded::List(_)
+            | Decoded::WhoIs(_) => {
                 return Err(OpenError::Foreign);
             }
         };
@@ -322,7 +323,7 @@ mod tests {
         let own = vec![data(lobby, me, 1), data(lobby, me, 2)];
         let mut with_unknown = bytes_of(&own);
         // A kind of a later revision inside is skipped, as in a datagram.
-        with_unknown.extend_from_slice(&[0x83, 0x01, 0x0e, 0x00]);
+        with_unknown.extend_from_slice(&[0x83, 0x01, 0x10, 0x00]);
         assert_eq!(open(&seal(&key, lobby, with_unknown)), Ok(own.clone()));
         let mut repair = seal(&key, lobby, bytes_of(&own));
         repair.repairer = Some(PeerId(3));

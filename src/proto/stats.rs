@@ -159,6 +159,10 @@ pub struct Stats {
     pub lists_heard: u64,
     /// Lobby lists sent to the discovery group.
     pub lists_sent: u64,
+    /// Who-is queries from friends taken (PROTOCOL.md 7.13).
+    pub whois_heard: u64,
+    /// Who-is queries and answers dropped: seen before, over budget, or with no route back.
+    pub whois_dropped: u64,
     /// Datagrams or events dropped because the runtime did not drain its queues.
     pub queue_overflow: u64,
 }
@@ -245,6 +249,8 @@ impl std::ops::AddAssign<&Stats> for Stats {
             invitations_sent,
             lists_heard,
             lists_sent,
+            whois_heard,
+            whois_dropped,
             queue_overflow,
         } = o;
         self.datagrams_in += datagrams_in;
@@ -321,6 +327,8 @@ impl std::ops::AddAssign<&Stats> for Stats {
         self.invitations_sent += invitations_sent;
         self.lists_heard += lists_heard;
         self.lists_sent += lists_sent;
+        self.whois_heard += whois_heard;
+        self.whois_dropped += whois_dropped;
         self.links_vouched += links_vouched;
         self.links_held += links_held;
         self.links_dropped += links_dropped;

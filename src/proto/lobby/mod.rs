@@ -370,6 +370,13 @@ impl LobbyState {
         self.peers.iter().map(|(id, p)| (*id, p.nick.as_str()))
     }
 
+    /// Members with their nicks and when each was last heard.
+    pub fn members_heard(&self) -> impl Iterator<Item = (PeerId, &str, Instant)> {
+        self.peers
+            .iter()
+            .map(|(id, p)| (*id, p.nick.as_str(), p.last_heard))
+    }
+
     /// Sequence numbers known missing now, being asked for.
     pub fn missing(&self) -> usize {
         self.missing_total

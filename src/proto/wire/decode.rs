@@ -12,7 +12,7 @@ use ciborium_ll::{Decoder, Header};
 use super::{
     Acked, Auth, Body, Bundle, Challenge, Content, Data, DecodeError, Decoded, Direct, Echo,
     Envelope, Heard, Heartbeat, Hello, HelloEcho, Link, ListPacket, LobbyList, Packet, Request,
-    Sent, SeqRange, Session, VERSION, kind,
+    Sent, SeqRange, Session, VERSION, WhoIs, WhoIsAnswer, WhoIsPeer, WhoIsQuery, kind,
 };
 use crate::proto::ids::{LobbyId, MsgId, PeerId};
 
@@ -306,6 +306,11 @@ impl<'a> Reader<'a> {
                 self.skip_rest(&mut a)?;
                 return Ok(Decoded::Direct(d));
             }
+            kind::WHOIS_QUERY | kind::WHOIS_ANSWER => {
+                let w = self.whois(&mut a, kind == kind::WHOIS_ANSWER)?;
+                self.skip_rest(&mut a)?;
+                return Ok(Decoded::WhoIs(w));
+            }
             kind::LOBBY_LIST_REQUEST | kind::LOBBY_LIST => {
                 let l = self.list_packet(&mut a, kind == kind::LOBBY_LIST)?;
                 self.skip_rest(&mut a)?;
@@ -572,6 +577,66 @@ impl<'a> Reader<'a> {
             nonce,
             sealed,
         })
+    }
+
+    fn whois(&mut self, a: &mut Array, answer: bool) -> Result<WhoIs> {
+        self.expect(a, "sender")?;
+        let sender = self.peer("sender")?;
+        self.expect(a, "id")?;
+        let id = MsgId(self.uint("id")?);
+        if !answer {
+            self.expect(a, "hops")?;
+            let hops = u8::try_from(self.uint("hops")?)
+                .map_err(|_| DecodeError::Invalid("who-is hops above 8"))?;
+            self.expect(a, "nick")?;
+            let nick = self.text("nick")?;
+            return Ok(WhoIs::Query(WhoIsQuery {
+                sender,
+                id,
+                hops,
+                nick,
+            }));
+        }
+        self.expect(a, "peers")?;
+        let peers = self.list("peers", |r| {
+            let mut e = r.array("who-is peer")?;
+            r.expect(&mut e, "peer")?;
+            let peer = r.peer("peer")?;
+            r.expect(&mut e, "nick")?;
+            let nick = r.text("nick")?;
+            r.expect(&mut e, "seen")?;
+            let seen = r.uint("seen")?;
+            r.expect(&mut e, "lobbies")?;
+            let lobbies = r.list("lobbies", |r| r.text("lobby"))?;
+            r.expect(&mut e, "addr")?;
+            let addr = match r.opt_text("addr")? {
+                None => None,
+                Some(t) => Some(
+                    t.parse()
+                        .map_err(|_| DecodeError::Invalid("who-is address"))?,
+                ),
+            };
+            r.end(&mut e, "who-is peer")?;
+            Ok(WhoIsPeer {
+                peer,
+                nick,
+                seen,
+                lobbies,
+                addr,
+            })
+        })?;
+        Ok(WhoIs::Answer(WhoIsAnswer { sender, id, peers }))
+    }
+
+    /// Text, or null.
+    fn opt_text(&mut self, what: &str) -> Result<Option<String>> {
+        match self.pull()? {
+            Header::Simple(NULL) => Ok(None),
+            Header::Text(len) => self.read_text(len, super::MAX_DATAGRAM).map(Some),
+            _ => Err(DecodeError::Malformed(format!(
+                "{what}: expected text or null"
+            ))),
+        }
     }
 
     fn list_packet(&mut self, a: &mut Array, list: bool) -> Result<ListPacket> {

@@ -15,9 +15,13 @@ use super::ids::{LobbyId, MsgId, PeerId};
 mod decode;
 mod direct;
 mod lists;
+mod whois;
 
 pub use direct::{Content, Direct, MAX_DIRECT_HOPS, MAX_DIRECT_SEALED, MAX_DIRECT_TEXT};
 pub use lists::{ListPacket, LobbyList, MAX_LIST_LOBBIES};
+pub use whois::{
+    MAX_WHOIS_HOPS, MAX_WHOIS_LOBBIES, MAX_WHOIS_PEERS, WhoIs, WhoIsAnswer, WhoIsPeer, WhoIsQuery,
+};
 
 /// The protocol version this implementation speaks.
 pub const VERSION: u64 = 1;
@@ -74,9 +78,9 @@ pub mod kind {
     pub const REPAIR: u64 = 3;
     /// A member's presence, flooded through friends (revision 1.2).
     pub const HEARTBEAT: u64 = 4;
-    /// Reserved: lobby list request.
+    /// Which lobbies are you in (revision 1.7).
     pub const LOBBY_LIST_REQUEST: u64 = 5;
-    /// Reserved: lobby list answer.
+    /// A node's listed lobbies (revision 1.7).
     pub const LOBBY_LIST: u64 = 6;
     /// Lobby challenge h(L, N, F) between friends (revision 1.2).
     pub const CHALLENGE: u64 = 7;
@@ -92,6 +96,10 @@ pub mod kind {
     pub const LINK: u64 = 12;
     /// A private lobby's packets, sealed under its key (revision 1.4).
     pub const ENVELOPE: u64 = 13;
+    /// Who goes by a nick (revision 1.8).
+    pub const WHOIS_QUERY: u64 = 14;
+    /// What a node knows of peers with that nick (revision 1.8).
+    pub const WHOIS_ANSWER: u64 = 15;
 }
 
 /// Bits of a session's `flags` (revision 1.2, PROTOCOL.md 4.5).
@@ -408,6 +416,8 @@ pub enum Decoded {
     Direct(Direct),
     /// A lobby list or a request for one (revision 1.7).
     List(ListPacket),
+    /// A who-is query or answer (revision 1.8).
+    WhoIs(WhoIs),
     /// A packet of another protocol version, skipped.
     UnknownVersion(u64),
     /// A packet of a reserved or unknown kind, skipped.
@@ -569,6 +579,7 @@ pub fn decode_datagram(bytes: &[u8]) -> impl Iterator<Item = Result<Decoded, Dec
                 Decoded::Envelope(e) => e.validate()?,
                 Decoded::Direct(d) => d.validate()?,
                 Decoded::List(l) => l.validate()?,
+                Decoded::WhoIs(w) => w.validate()?,
                 Decoded::UnknownVersion(_) | Decoded::UnsupportedKind(_) => {}
             }
             Ok(d)
