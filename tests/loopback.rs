@@ -747,7 +747,10 @@ fn a_direct_message_arrives_once_is_acknowledged_and_kept_across_a_restart() {
     assert_eq!(got[0]["peer"], id_a.as_str());
     assert_eq!(got[0]["id"], sent[0]["id"]);
     assert!(got[0]["sent_at"].as_u64().unwrap() > 0);
-    assert!(b.events("message").is_empty(), "a direct message is no lobby message");
+    assert!(
+        b.events("message").is_empty(),
+        "a direct message is no lobby message"
+    );
 
     // Ann's file holds the message and its acknowledgement; after a restart, /query shows
     // it again as delivered.
