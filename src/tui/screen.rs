@@ -465,6 +465,8 @@ impl Screen {
             return i;
         }
         let name = format!("@{}", terminal_safe(nick));
+        // The participant list of a conversation: this node and the peer.
+        let members = BTreeMap::from([(peer, terminal_safe(nick).into_owned())]);
         self.lobbies.push(LobbyView {
             lobby: Lobby {
                 name: name.clone(),
@@ -473,7 +475,7 @@ impl Screen {
             name,
             private: false,
             pane: Pane::new(self.scrollback),
-            members: BTreeMap::new(),
+            members,
             missing: 0,
             direct: Some(peer),
         });
