@@ -913,6 +913,93 @@ mod tests {
     }
 
     #[test]
+    fn msg_and_query_lines_become_direct_commands() {
+        assert_eq!(
+            commands_of(b"/msg ann#3fa2 hi there\n/query bob\n/msg carol\n"),
+            vec![
+                Command::Direct {
+                    to: Addressee::Nick("ann#3fa2".into()),
+                    text: "hi there".into()
+                },
+                Command::Query { nick: "bob".into() },
+                Command::Invalid {
+                    error: "/msg: text missing; usage: /msg NICK TEXT".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn direct_lines_carry_their_fields() {
+        use crate::direct_history::{DirectRecord, DirectState};
+        use crate::proto::{MsgId, PeerId};
+        let rec = |own: bool, state| DirectRecord {
+            id: MsgId(0xab),
+            own,
+            nick: "ann".into(),
+            sent_at: 1_767_000_000_123,
+            text: "hi \"there\"".into(),
+            state,
+        };
+        let got = rec(false, DirectState::Received);
+        let sent = rec(true, DirectState::Pending);
+        let mut f = PipeFrontend::new(Vec::new());
+        f.event(AppEvent::Conversation {
+            peer: PeerId(0xfeed),
+            nick: "ann",
+            history: &[rec(true, DirectState::Delivered)],
+            query: true,
+        });
+        f.event(AppEvent::Direct {
+            peer: PeerId(0xfeed),
+            msg: &got,
+            key_changed: false,
+        });
+        f.event(AppEvent::DirectSent {
+            peer: PeerId(0xfeed),
+            nick: "ann",
+            msg: &sent,
+        });
+        f.event(AppEvent::DirectAcked {
+            id: MsgId(0xab),
+            peer: PeerId(0xfeed),
+        });
+        f.event(AppEvent::DirectFailed {
+            id: MsgId(0xab),
+            peer: PeerId(0xfeed),
+        });
+        f.flush().unwrap();
+        let lines: Vec<serde_json::Value> = String::from_utf8(f.out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let peer = "000000000000feed";
+        let id = "00000000000000ab";
+        assert_eq!(lines[0]["event"], "conversation");
+        assert_eq!(lines[0]["peer"], peer);
+        assert_eq!(lines[0]["history"][0]["state"], "delivered");
+        assert_eq!(lines[0]["history"][0]["own"], true);
+        assert_eq!(lines[1]["event"], "direct");
+        assert_eq!(lines[1]["peer"], peer);
+        assert_eq!(lines[1]["nick"], "ann");
+        assert_eq!(lines[1]["text"], "hi \"there\"");
+        assert_eq!(lines[1]["id"], id);
+        assert_eq!(lines[1]["sent_at"], 1_767_000_000_123u64);
+        assert!(lines[1].get("key_changed").is_none());
+        assert_eq!(lines[2]["event"], "direct_sent");
+        assert_eq!(lines[2]["to"], peer);
+        assert_eq!(lines[2]["pending"], true);
+        assert_eq!(lines[3]["event"], "direct_acked");
+        assert_eq!(
+            (&lines[3]["id"], &lines[3]["to"]),
+            (&id.into(), &peer.into())
+        );
+        assert_eq!(lines[4]["event"], "direct_failed");
+        assert_eq!(lines.len(), 5);
+    }
+
+    #[test]
     fn message_lines_carry_the_required_fields() {
         let lobby = crate::proto::Lobby::new("General").unwrap();
         let msg = Message {
