@@ -245,7 +245,7 @@ fn two_friends_find_their_unlisted_lobby_through_the_challenge() {
 /// every host and 10 % of incoming UDP dropped at random on each: the two ends write 20 to
 /// each other; each arrives exactly once and is acknowledged at its writer, none given up.
 ///
-/// The ends hear of each other through three lossy hops, which can take tens of seconds; and a
+/// The ends hear of each other through three lossy hops, which can take a minute; and a
 /// message and its acknowledgement cross six receptions, so an attempt fails about half the
 /// time and the core may need its late retries (at 15 and 31 s). Hence a deadline of its own
 /// for each stage, the last past the core's give-up (63 s): the test waits for every message's
@@ -277,7 +277,13 @@ fn direct_messages_cross_a_chain_of_four_friends_exactly_once() {
     for (i, p) in procs.iter_mut().enumerate() {
         wait_links(p, if i == 0 || i == 3 { 1 } else { 2 }, deadline);
     }
-    // Each end is a member at the other, and its key known (learnt from the same datagram).
+    // Each end must be a member at the other, its key known (learnt from the same datagram).
+    // Through friends, members hear of each other from heartbeats every 30 s, each crossing
+    // three lossy hops: a lobby message from each end speeds that up, and the wait allows
+    // for a few heartbeats lost.
+    procs[0].send_lines(["h0 is here"]);
+    procs[3].send_lines(["h3 is here"]);
+    let deadline = Instant::now() + 2 * DEADLINE;
     for (me, other) in [(0, 3), (3, 0)] {
         let id = ids[other].clone();
         procs[me].wait_for(deadline, "the other end a member", |s| {
