@@ -29,6 +29,17 @@ pub enum Input {
     /// `/trust NICK`: accept the new keys flagged for NICK (`NICK#HEX`: the one whose peer id
     /// starts with HEX).
     Trust(String),
+    /// `/msg NICK TEXT`: a direct message to one peer, sealed to its key (PROTOCOL.md 4.15).
+    /// NICK is one word, as `/trust` takes it (`NICK#HEX` for one of several peers using it).
+    Msg {
+        /// The addressee's nick, as typed.
+        nick: String,
+        /// The text: the rest of the line.
+        text: String,
+    },
+    /// `/query NICK`: open the conversation with one peer (the screen's `@NICK` pane), with
+    /// its recent direct messages.
+    Query(String),
     /// `/list`: the lobbies joined, with their members and unread counts.
     List,
     /// `/friend add ADDR:PORT`.
@@ -95,6 +106,17 @@ pub const COMMANDS: &[CommandHelp] = &[
         name: "trust",
         usage: "/trust NICK",
         help: "accept the new key of a nick shown with (new key!)",
+    },
+    CommandHelp {
+        name: "msg",
+        usage: "/msg NICK TEXT",
+        help: "send a direct message to one member, sealed to its key and acknowledged \
+               (NICK#HEX picks one of several members using NICK)",
+    },
+    CommandHelp {
+        name: "query",
+        usage: "/query NICK",
+        help: "open the conversation with a member: text typed there goes to it as /msg",
     },
     CommandHelp {
         name: "list",
@@ -198,6 +220,23 @@ pub fn parse(line: &str) -> Result<Option<Input>, String> {
             }
             Input::Trust(args.to_owned())
         }
+        "msg" | "m" => {
+            let Some((nick, text)) = args.split_once(char::is_whitespace) else {
+                let what = if args.is_empty() {
+                    "nick and text"
+                } else {
+                    "text"
+                };
+                return Err(format!("/msg: {what} missing; usage: {}", usage("msg")));
+            };
+            // The text as typed after the nick's separator: leading spaces may matter.
+            let text = text.trim_start_matches(' ');
+            Input::Msg {
+                nick: nick.to_owned(),
+                text: text.to_owned(),
+            }
+        }
+        "query" | "q" => Input::Query(one_word("nick")?),
         "list" => no_args(Input::List)?,
         "friend" | "friends" => {
             let words: Vec<&str> = args.split_whitespace().collect();
@@ -313,6 +352,24 @@ mod tests {
             parse("/trust  ann smith ").unwrap(),
             Some(Input::Trust("ann smith".into()))
         );
+        assert_eq!(
+            parse("/msg ann#3fa2 hello  there ").unwrap(),
+            Some(Input::Msg {
+                nick: "ann#3fa2".into(),
+                text: "hello  there".into()
+            })
+        );
+        assert_eq!(
+            parse("/MSG  bob  /not a command").unwrap(),
+            Some(Input::Msg {
+                nick: "bob".into(),
+                text: "/not a command".into()
+            })
+        );
+        assert_eq!(
+            parse("/query ann").unwrap(),
+            Some(Input::Query("ann".into()))
+        );
     }
 
     #[test]
@@ -332,6 +389,11 @@ mod tests {
             "/clear now",
             "/trust",
             "/trust   ",
+            "/msg",
+            "/msg ann",
+            "/msg ann   ",
+            "/query",
+            "/query ann bob",
         ] {
             let e = parse(bad).unwrap_err();
             assert!(!e.contains('\n') && !e.is_empty(), "{bad}: {e}");

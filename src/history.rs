@@ -349,7 +349,7 @@ impl Tail {
 }
 
 /// Where the last `keep` lines before `end` start (0 if the file has no more).
-fn start_of_last_lines(file: &mut File, end: u64, keep: usize) -> io::Result<u64> {
+pub(crate) fn start_of_last_lines(file: &mut File, end: u64, keep: usize) -> io::Result<u64> {
     // The newline that ends the last line is at end - 1; the one before the last `keep`
     // lines is the (keep + 1)-th from the end.
     let mut seen = 0usize;
@@ -406,7 +406,7 @@ fn for_each_line(
 }
 
 /// Where the last complete line ends: one past its newline, or 0.
-fn last_newline_end(file: &mut File, len: u64) -> io::Result<u64> {
+pub(crate) fn last_newline_end(file: &mut File, len: u64) -> io::Result<u64> {
     let mut pos = len;
     let mut buf = vec![0u8; 64 << 10];
     while pos > 0 {

@@ -7,6 +7,7 @@ pub mod proto;
 pub mod app;
 pub mod command_line;
 pub mod config_file;
+pub mod direct_history;
 pub mod display;
 pub mod history;
 pub mod identity;

@@ -11,13 +11,21 @@
 //! and the `peers` whose keys it accepted, none if there was no new key), `friends`,
 //! `friend`, `friend_lobby`, `status` and `stats` (at exit and on SIGUSR1).
 //!
+//! Direct messages (`/msg NICK TEXT`, PROTOCOL.md 4.15): `direct` is a direct message from
+//! another peer, printed exactly once; `direct_sent` an own one sealed and sent
+//! (`"pending": true`), then `direct_acked` when the addressee acknowledged it or
+//! `direct_failed` when it never did. `conversation` gives the recent direct messages with a
+//! peer from its history file: on `/query NICK`, and before the first direct message of a run
+//! to or from that peer.
+//!
 //! `message`, `peer_joined` and `nick` lines, and the entries of `members`, carry
 //! `"key_changed": true` when the nick is known with other keys and the peer's key is not
 //! accepted for it ([`crate::known_peers`]), until `/trust NICK`; the field is left out
 //! otherwise.
 //!
 //! A line starting with `/` is a command of [`crate::command_line`] (`/join`, `/part`,
-//! `/nick`, `/me`, `/who`, `/trust`, `/list`, `/friend`, `/status`, `/quit`); `//text` sends
+//! `/nick`, `/me`, `/who`, `/trust`, `/msg`, `/query`, `/list`, `/friend`, `/status`, `/quit`);
+//! `//text` sends
 //! `/text`. `/join NAME --private` and `/join NAME --key PASSPHRASE` join private lobbies: the
 //! input thread works out their keys (a passphrase's Argon2id takes it a third of a second),
 //! so that it knows the private lobby id the texts after it go to.
@@ -29,8 +37,9 @@ use std::thread;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::app::{AppEvent, Command, Frontend};
+use crate::app::{Addressee, AppEvent, Command, Frontend};
 use crate::command_line::{self, Input};
+use crate::direct_history::{DirectRecord, DirectState};
 use crate::lobby_keys::{JoinHow, LobbyKeys};
 use crate::proto::{Lobby, LobbyId, Message, Stats};
 
@@ -245,6 +254,75 @@ struct StatusLine<'a> {
 }
 
 #[derive(Serialize)]
+struct DirectLine<'a> {
+    event: &'static str,
+    peer: Hex,
+    nick: &'a str,
+    text: &'a str,
+    id: Hex,
+    sent_at: u64,
+    #[serde(skip_serializing_if = "is_false")]
+    key_changed: bool,
+}
+
+#[derive(Serialize)]
+struct DirectSentLine<'a> {
+    event: &'static str,
+    id: Hex,
+    to: Hex,
+    nick: &'a str,
+    text: &'a str,
+    sent_at: u64,
+    pending: bool,
+}
+
+#[derive(Serialize)]
+struct DirectStateLine {
+    event: &'static str,
+    id: Hex,
+    to: Hex,
+}
+
+#[derive(Serialize)]
+struct HistoryEntry<'a> {
+    id: Hex,
+    own: bool,
+    nick: &'a str,
+    text: &'a str,
+    sent_at: u64,
+    state: &'static str,
+}
+
+#[derive(Serialize)]
+struct ConversationLine<'a> {
+    event: &'static str,
+    peer: Hex,
+    nick: &'a str,
+    history: Vec<HistoryEntry<'a>>,
+}
+
+/// How the pipe names a [`DirectState`].
+fn state_name(s: DirectState) -> &'static str {
+    match s {
+        DirectState::Received => "received",
+        DirectState::Pending => "pending",
+        DirectState::Delivered => "delivered",
+        DirectState::Failed => "failed",
+    }
+}
+
+fn history_entry(r: &DirectRecord) -> HistoryEntry<'_> {
+    HistoryEntry {
+        id: Hex(r.id.0),
+        own: r.own,
+        nick: &r.nick,
+        text: &r.text,
+        sent_at: r.sent_at,
+        state: state_name(r.state),
+    }
+}
+
+#[derive(Serialize)]
 struct StatsLine<'a> {
     event: &'static str,
     /// Every counter of the core, by its field name.
@@ -394,6 +472,49 @@ impl<W: Write> Frontend for PipeFrontend<W> {
                         rtt_ms: f.rtt.map(|d| d.as_secs_f64() * 1e3),
                     })
                     .collect(),
+            }),
+            AppEvent::Conversation {
+                peer,
+                nick,
+                history,
+                ..
+            } => self.line(&ConversationLine {
+                event: "conversation",
+                peer: Hex(peer.0),
+                nick,
+                history: history.iter().map(history_entry).collect(),
+            }),
+            AppEvent::Direct {
+                peer,
+                msg,
+                key_changed,
+            } => self.line(&DirectLine {
+                event: "direct",
+                peer: Hex(peer.0),
+                nick: &msg.nick,
+                text: &msg.text,
+                id: Hex(msg.id.0),
+                sent_at: msg.sent_at,
+                key_changed,
+            }),
+            AppEvent::DirectSent { peer, nick, msg } => self.line(&DirectSentLine {
+                event: "direct_sent",
+                id: Hex(msg.id.0),
+                to: Hex(peer.0),
+                nick,
+                text: &msg.text,
+                sent_at: msg.sent_at,
+                pending: true,
+            }),
+            AppEvent::DirectAcked { id, peer } => self.line(&DirectStateLine {
+                event: "direct_acked",
+                id: Hex(id.0),
+                to: Hex(peer.0),
+            }),
+            AppEvent::DirectFailed { id, peer } => self.line(&DirectStateLine {
+                event: "direct_failed",
+                id: Hex(id.0),
+                to: Hex(peer.0),
             }),
             AppEvent::Status(s) => self.line(&StatusLine {
                 event: "status",
@@ -591,6 +712,11 @@ impl Lines {
             },
             Input::Nick(nick) => Command::Nick { nick },
             Input::Trust(nick) => Command::Trust { nick },
+            Input::Msg { nick, text } => Command::Direct {
+                to: Addressee::Nick(nick),
+                text,
+            },
+            Input::Query(nick) => Command::Query { nick },
             Input::Who(name) => match lobby_of(name, self.current) {
                 Ok(lobby) => Command::Who { lobby },
                 Err(error) => Command::Invalid { error },
@@ -784,6 +910,93 @@ mod tests {
     #[test]
     fn invalid_utf8_is_replaced() {
         assert_eq!(lines_of(b"a\xffb\n"), ["a\u{fffd}b"]);
+    }
+
+    #[test]
+    fn msg_and_query_lines_become_direct_commands() {
+        assert_eq!(
+            commands_of(b"/msg ann#3fa2 hi there\n/query bob\n/msg carol\n"),
+            vec![
+                Command::Direct {
+                    to: Addressee::Nick("ann#3fa2".into()),
+                    text: "hi there".into()
+                },
+                Command::Query { nick: "bob".into() },
+                Command::Invalid {
+                    error: "/msg: text missing; usage: /msg NICK TEXT".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn direct_lines_carry_their_fields() {
+        use crate::direct_history::{DirectRecord, DirectState};
+        use crate::proto::{MsgId, PeerId};
+        let rec = |own: bool, state| DirectRecord {
+            id: MsgId(0xab),
+            own,
+            nick: "ann".into(),
+            sent_at: 1_767_000_000_123,
+            text: "hi \"there\"".into(),
+            state,
+        };
+        let got = rec(false, DirectState::Received);
+        let sent = rec(true, DirectState::Pending);
+        let mut f = PipeFrontend::new(Vec::new());
+        f.event(AppEvent::Conversation {
+            peer: PeerId(0xfeed),
+            nick: "ann",
+            history: &[rec(true, DirectState::Delivered)],
+            query: true,
+        });
+        f.event(AppEvent::Direct {
+            peer: PeerId(0xfeed),
+            msg: &got,
+            key_changed: false,
+        });
+        f.event(AppEvent::DirectSent {
+            peer: PeerId(0xfeed),
+            nick: "ann",
+            msg: &sent,
+        });
+        f.event(AppEvent::DirectAcked {
+            id: MsgId(0xab),
+            peer: PeerId(0xfeed),
+        });
+        f.event(AppEvent::DirectFailed {
+            id: MsgId(0xab),
+            peer: PeerId(0xfeed),
+        });
+        f.flush().unwrap();
+        let lines: Vec<serde_json::Value> = String::from_utf8(f.out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let peer = "000000000000feed";
+        let id = "00000000000000ab";
+        assert_eq!(lines[0]["event"], "conversation");
+        assert_eq!(lines[0]["peer"], peer);
+        assert_eq!(lines[0]["history"][0]["state"], "delivered");
+        assert_eq!(lines[0]["history"][0]["own"], true);
+        assert_eq!(lines[1]["event"], "direct");
+        assert_eq!(lines[1]["peer"], peer);
+        assert_eq!(lines[1]["nick"], "ann");
+        assert_eq!(lines[1]["text"], "hi \"there\"");
+        assert_eq!(lines[1]["id"], id);
+        assert_eq!(lines[1]["sent_at"], 1_767_000_000_123u64);
+        assert!(lines[1].get("key_changed").is_none());
+        assert_eq!(lines[2]["event"], "direct_sent");
+        assert_eq!(lines[2]["to"], peer);
+        assert_eq!(lines[2]["pending"], true);
+        assert_eq!(lines[3]["event"], "direct_acked");
+        assert_eq!(
+            (&lines[3]["id"], &lines[3]["to"]),
+            (&id.into(), &peer.into())
+        );
+        assert_eq!(lines[4]["event"], "direct_failed");
+        assert_eq!(lines.len(), 5);
     }
 
     #[test]

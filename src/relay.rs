@@ -31,6 +31,11 @@ impl Frontend for RelayFrontend {
             | AppEvent::Members { .. }
             | AppEvent::Trusted { .. }
             | AppEvent::Friends { .. }
+            | AppEvent::Conversation { .. }
+            | AppEvent::Direct { .. }
+            | AppEvent::DirectSent { .. }
+            | AppEvent::DirectAcked { .. }
+            | AppEvent::DirectFailed { .. }
             | AppEvent::Status(_) => {}
             AppEvent::Parted { lobby } => tracing::info!(lobby = %lobby.name, "left"),
             AppEvent::CommandFailed { error } => tracing::warn!(error, "command failed"),

@@ -673,3 +673,111 @@ fn a_private_lobby_is_rejoined_after_a_restart() {
     assert_eq!(text.lines().count(), 1);
     assert!(text.starts_with(&format!("{team}\t")), "{text}");
 }
+
+/// The records of the one conversation's history file in a data directory, as JSON.
+fn direct_history(data_dir: &Path) -> Vec<Value> {
+    let dir = fs::read_dir(data_dir.join("direct"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    fs::read_to_string(dir.join("history"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l.split_once(' ').expect("checksum").1).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_direct_message_arrives_once_is_acknowledged_and_kept_across_a_restart() {
+    let deadline = Instant::now() + DEADLINE;
+    let tmp = tempfile::tempdir().unwrap();
+    let (lobby, port) = (lobby("direct"), port());
+    let dir_a = tmp.path().join("a");
+    let mut b = node("bob", &lobby, &port, &tmp.path().join("b"), &[]);
+    let id_b = b.wait_joined(deadline);
+    let mut a = node("ann", &lobby, &port, &dir_a, &[]);
+    let id_a = a.wait_joined(deadline);
+    // Bob's key is learnt with his first datagram, which also makes him a member.
+    a.wait_for(deadline, "bob among ann's members", |s| {
+        s.iter()
+            .any(|v| v["event"] == "peer_joined" && v["peer"] == id_b.as_str())
+    });
+
+    a.send_lines(["/msg carol hello?", "/msg bob hello bob"]);
+    a.wait_for(deadline, "the acknowledgement", |s| {
+        s.iter().any(|v| v["event"] == "direct_acked")
+    });
+    let errors = a.events("command_error");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0]["error"].as_str().unwrap().contains("carol"),
+        "{errors:?}"
+    );
+    let sent: Vec<Value> = a.events("direct_sent").into_iter().cloned().collect();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["to"], id_b.as_str());
+    assert_eq!(sent[0]["nick"], "bob");
+    assert_eq!(sent[0]["text"], "hello bob");
+    assert_eq!(sent[0]["pending"], true);
+    let acked = a.events("direct_acked");
+    assert_eq!(acked[0]["id"], sent[0]["id"]);
+    assert_eq!(acked[0]["to"], id_b.as_str());
+    // Sent before acknowledged, on the one stream.
+    let order: Vec<&str> = a
+        .seen_with_times()
+        .filter_map(|(v, _)| v["event"].as_str())
+        .filter(|e| e.starts_with("direct"))
+        .collect();
+    assert_eq!(order, ["direct_sent", "direct_acked"]);
+    // Bob's conversation (empty: the first of this run) comes before the message.
+    b.wait_for(deadline, "the direct message", |s| {
+        s.iter().any(|v| v["event"] == "direct")
+    });
+
+    a.signal(libc::SIGTERM);
+    assert!(a.wait_exit(deadline).success());
+    b.signal(libc::SIGTERM);
+    assert!(b.wait_exit(deadline).success());
+    let got = b.events("direct");
+    assert_eq!(got.len(), 1, "exactly once: {got:?}");
+    assert_eq!(got[0]["text"], "hello bob");
+    assert_eq!(got[0]["nick"], "ann");
+    assert_eq!(got[0]["peer"], id_a.as_str());
+    assert_eq!(got[0]["id"], sent[0]["id"]);
+    assert!(got[0]["sent_at"].as_u64().unwrap() > 0);
+    assert!(
+        b.events("message").is_empty(),
+        "a direct message is no lobby message"
+    );
+
+    // Ann's file holds the message and its acknowledgement; after a restart, /query shows
+    // it again as delivered.
+    let recs = direct_history(&dir_a);
+    assert_eq!(recs[0]["text"], "hello bob");
+    assert_eq!(recs[1]["state"], "delivered");
+    let mut b = node("bob", &lobby, &port, &tmp.path().join("b"), &[]);
+    b.wait_joined(deadline);
+    let mut a = node("ann", &lobby, &port, &dir_a, &[]);
+    a.wait_joined(deadline);
+    a.wait_for(deadline, "bob again", |s| {
+        s.iter()
+            .any(|v| v["event"] == "peer_joined" && v["peer"] == id_b.as_str())
+    });
+    a.send_lines(["/query bob"]);
+    a.wait_for(deadline, "the conversation", |s| {
+        s.iter().any(|v| v["event"] == "conversation")
+    });
+    let conv = a.events("conversation");
+    assert_eq!(conv[0]["peer"], id_b.as_str());
+    let history = conv[0]["history"].as_array().unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0]["text"], "hello bob");
+    assert_eq!(history[0]["own"], true);
+    assert_eq!(history[0]["state"], "delivered");
+    for p in [&mut a, &mut b] {
+        p.signal(libc::SIGTERM);
+        assert!(p.wait_exit(deadline).success(), "{}", p.name);
+    }
+}

@@ -240,3 +240,124 @@ fn two_friends_find_their_unlisted_lobby_through_the_challenge() {
         "host 2 saw nothing of it"
     );
 }
+
+/// Direct messages (PROTOCOL.md 7.10) across a chain of four friends, multicast dropped on
+/// every host and 10 % of incoming UDP dropped at random on each: the two ends write 20 to
+/// each other; each arrives exactly once and is acknowledged at its writer, none given up.
+///
+/// The ends hear of each other through three lossy hops, which can take a minute; and a
+/// message and its acknowledgement cross six receptions, so an attempt fails about half the
+/// time and the core may need its later retries (every 8 s). Hence a deadline of its own for
+/// each stage, the last past the core's give-up (120 s): the test waits for every message's
+/// outcome, not for a guess at how long the retries take.
+#[test]
+fn direct_messages_cross_a_chain_of_four_friends_exactly_once() {
+    if skip_unless_possible() {
+        return;
+    }
+    const COUNT: usize = 20;
+    let lan = Lan::new("fd", &[10; 4]);
+    for i in 0..4 {
+        lan.block_multicast(i);
+    }
+    // After this, the core gives an unacknowledged direct message up.
+    const GIVE_UP: Duration = lobbycast::proto::direct::GIVE_UP;
+    let deadline = Instant::now() + DEADLINE;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut procs: Vec<Proc> = (0..4usize)
+        .map(|i| {
+            let friends: Vec<usize> = [i.checked_sub(1), (i < 3).then_some(i + 1)]
+                .into_iter()
+                .flatten()
+                .collect();
+            node(&lan, i, "direct", tmp.path(), &friends)
+        })
+        .collect();
+    let ids: Vec<String> = procs.iter_mut().map(|p| p.wait_joined(deadline)).collect();
+    for (i, p) in procs.iter_mut().enumerate() {
+        wait_links(p, if i == 0 || i == 3 { 1 } else { 2 }, deadline);
+    }
+    // Each end must be a member at the other, its key known (learnt from the same datagram).
+    // Through friends, members hear of each other from heartbeats every 30 s, each crossing
+    // three lossy hops: a lobby message from each end speeds that up, and the wait allows
+    // for a few heartbeats lost.
+    procs[0].send_lines(["h0 is here"]);
+    procs[3].send_lines(["h3 is here"]);
+    let deadline = Instant::now() + 2 * DEADLINE;
+    for (me, other) in [(0, 3), (3, 0)] {
+        let id = ids[other].clone();
+        procs[me].wait_for(deadline, "the other end a member", |s| {
+            s.iter()
+                .any(|v| v["event"] == "peer_joined" && v["peer"] == id.as_str())
+        });
+    }
+    let text = |from: usize, k: usize| format!("direct from h{from} number {k}");
+    for k in 0..COUNT {
+        procs[0].send_lines([format!("/msg h3 {}", text(0, k))]);
+        procs[3].send_lines([format!("/msg h0 {}", text(3, k))]);
+        // Pacing, not synchronisation.
+        thread::sleep(Duration::from_millis(20));
+    }
+    let count =
+        |s: &[serde_json::Value], event: &str| s.iter().filter(|v| v["event"] == event).count();
+    let deadline = Instant::now() + GIVE_UP + DEADLINE / 4;
+    for i in [0, 3] {
+        procs[i].wait_for(deadline, "an answer to every direct message", |s| {
+            count(s, "direct_acked") + count(s, "direct_failed") >= COUNT
+        });
+    }
+    // A message is delivered before it is acknowledged.
+    for (me, other) in [(0usize, 3usize), (3, 0)] {
+        let acked = procs[other].events("direct_acked").len();
+        procs[me].wait_for(deadline, "the messages acknowledged", |s| {
+            count(s, "direct") >= acked
+        });
+    }
+    stop(&mut procs, deadline);
+    for (me, other) in [(0usize, 3usize), (3, 0)] {
+        let p = &procs[me];
+        assert!(
+            p.events("command_error").is_empty(),
+            "{}: {:?}",
+            p.name,
+            p.events("command_error")
+        );
+        assert!(p.events("direct_failed").is_empty(), "{}: given up", p.name);
+        // Every message arrived exactly once, from the other end.
+        let mut got: Vec<&str> = p
+            .events("direct")
+            .iter()
+            .map(|v| {
+                assert_eq!(v["peer"], ids[other].as_str());
+                v["text"].as_str().unwrap()
+            })
+            .collect();
+        got.sort_unstable();
+        let mut want: Vec<String> = (0..COUNT).map(|k| text(other, k)).collect();
+        want.sort_unstable();
+        assert_eq!(got, want, "{}: each direct message exactly once", p.name);
+        // Every own message acknowledged, once.
+        let sent: HashSet<&str> = p
+            .events("direct_sent")
+            .iter()
+            .map(|v| v["id"].as_str().unwrap())
+            .collect();
+        let acked: Vec<&str> = p
+            .events("direct_acked")
+            .iter()
+            .map(|v| v["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(sent.len(), COUNT, "{}", p.name);
+        assert_eq!(acked.len(), COUNT, "{}: one acknowledgement each", p.name);
+        assert_eq!(
+            acked.iter().copied().collect::<HashSet<_>>(),
+            sent,
+            "{}",
+            p.name
+        );
+    }
+    // The middle hosts placed them and delivered none.
+    for p in &procs[1..3] {
+        assert!(p.events("direct").is_empty(), "{}", p.name);
+    }
+}

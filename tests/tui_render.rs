@@ -3,8 +3,9 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use jiff::tz::TimeZone;
-use lobbycast::app::{Command, LobbyStatus, OwnedEvent, Status};
+use lobbycast::app::{Addressee, Command, LobbyStatus, OwnedEvent, Status};
 use lobbycast::command_line::ACTION_PREFIX;
+use lobbycast::direct_history::{DirectRecord, DirectState};
 use lobbycast::lobby_keys::{JoinHow, Passphrase};
 use lobbycast::proto::private::LobbyKey;
 use lobbycast::proto::{Lobby, Message, MsgId, PeerId};
@@ -1262,4 +1263,148 @@ fn trust_is_completed_and_listed_in_help() {
     enter(&mut s);
     let text = screen_text(&mut s, 120, 40);
     assert!(text.contains("/trust NICK"), "{text}");
+}
+
+fn direct_record(
+    id: u64,
+    own: bool,
+    nick: &str,
+    text: &str,
+    at: u64,
+    state: DirectState,
+) -> DirectRecord {
+    DirectRecord {
+        id: MsgId(id),
+        own,
+        nick: nick.into(),
+        sent_at: at,
+        text: text.into(),
+        state,
+    }
+}
+
+#[test]
+fn a_conversation_pane_shows_pending_delivered_and_undelivered_messages() {
+    let (mut s, _) = scene();
+    // Bob writes first: his pane opens without the screen moving there, counted unread.
+    s.on_event(
+        OwnedEvent::Conversation {
+            peer: BOB,
+            nick: "bob".into(),
+            history: vec![
+                direct_record(
+                    1,
+                    false,
+                    "bob",
+                    "lunch tomorrow?",
+                    T0 - 30 * MINUTE,
+                    DirectState::Received,
+                ),
+                direct_record(
+                    2,
+                    true,
+                    "alice",
+                    "sure",
+                    T0 - 29 * MINUTE,
+                    DirectState::Delivered,
+                ),
+            ],
+            query: false,
+        },
+        T0 + 6 * MINUTE,
+    );
+    s.on_event(
+        OwnedEvent::Direct {
+            peer: BOB,
+            msg: direct_record(
+                3,
+                false,
+                "bob",
+                "psst, a word?",
+                T0 + 6 * MINUTE,
+                DirectState::Received,
+            ),
+        },
+        T0 + 6 * MINUTE,
+    );
+    let lobby_view = screen_text(&mut s, 100, 20);
+    assert!(lobby_view.contains("@bob"), "{lobby_view}");
+    assert!(!lobby_view.contains("psst"), "not switched: {lobby_view}");
+    // /query goes to the runtime, which resolves the nick; its answer switches.
+    type_text(&mut s, "/query bob");
+    assert_eq!(
+        enter(&mut s),
+        [Effect::Command(Command::Query { nick: "bob".into() })]
+    );
+    s.on_event(
+        OwnedEvent::Conversation {
+            peer: BOB,
+            nick: "bob".into(),
+            history: Vec::new(),
+            query: true,
+        },
+        T0 + 7 * MINUTE,
+    );
+    // Text typed in the pane goes to bob by his id, whatever his nick is by then.
+    s.set_clock(T0 + 7 * MINUTE);
+    type_text(&mut s, "yes?");
+    assert_eq!(
+        enter(&mut s),
+        [Effect::Command(Command::Direct {
+            to: Addressee::Peer(BOB),
+            text: "yes?".into()
+        })]
+    );
+    for (id, text) in [(10, "yes?"), (11, "hello?"), (12, "still there?")] {
+        s.on_event(
+            OwnedEvent::DirectSent {
+                peer: BOB,
+                nick: "bob".into(),
+                msg: direct_record(
+                    id,
+                    true,
+                    "alice",
+                    text,
+                    T0 + 7 * MINUTE,
+                    DirectState::Pending,
+                ),
+            },
+            T0 + 7 * MINUTE,
+        );
+    }
+    s.on_event(
+        OwnedEvent::DirectAcked {
+            id: MsgId(10),
+            peer: BOB,
+        },
+        T0 + 8 * MINUTE,
+    );
+    s.on_event(
+        OwnedEvent::DirectFailed {
+            id: MsgId(11),
+            peer: BOB,
+        },
+        T0 + 9 * MINUTE,
+    );
+    insta::assert_snapshot!(screen_text(&mut s, 100, 20));
+}
+
+#[test]
+fn msg_from_a_lobby_is_a_runtime_command_and_help_lists_it() {
+    let (mut s, _) = scene();
+    type_text(&mut s, "/msg bob#3b1f hi there");
+    assert_eq!(
+        enter(&mut s),
+        [Effect::Command(Command::Direct {
+            to: Addressee::Nick("bob#3b1f".into()),
+            text: "hi there".into()
+        })]
+    );
+    type_text(&mut s, "/help");
+    enter(&mut s);
+    let help = screen_text(&mut s, 120, 40);
+    assert!(
+        help.contains("/msg NICK TEXT") && help.contains("/query NICK"),
+        "{help}"
+    );
 }

@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 
 use tokio::sync::mpsc;
 
+use crate::direct_history::DirectRecord;
 use crate::lobby_keys::JoinHow;
-use crate::proto::{FriendInfo, Lobby, LobbyId, Message, PeerId, Stats};
+use crate::proto::{FriendInfo, Lobby, LobbyId, Message, MsgId, PeerId, Stats};
 
 /// What a frontend asks the runtime to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +51,22 @@ pub enum Command {
         /// The nick, as typed: `NICK`, or `NICK#HEX` for one of its keys.
         nick: String,
     },
+    /// Send a direct message (PROTOCOL.md 4.15) to the member a nick names
+    /// ([`crate::app::resolve_nick`]): answered by [`AppEvent::DirectSent`], then
+    /// [`AppEvent::DirectAcked`] or [`AppEvent::DirectFailed`]; or by
+    /// [`AppEvent::CommandFailed`] if the nick names no single member whose key is known.
+    Direct {
+        /// The addressee.
+        to: Addressee,
+        /// The text.
+        text: String,
+    },
+    /// Open the conversation with the member a nick names: answered by
+    /// [`AppEvent::Conversation`] with `query` set, or [`AppEvent::CommandFailed`].
+    Query {
+        /// The member, as typed: `NICK` or `NICK#HEX`.
+        nick: String,
+    },
     /// Add a friend (PROTOCOL.md 7.1); answered by [`AppEvent::Friends`].
     AddFriend {
         /// Its unicast address.
@@ -72,6 +89,15 @@ pub enum Command {
         /// Why, in one line.
         error: String,
     },
+}
+
+/// Whom a direct message is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Addressee {
+    /// The member a nick names, as typed (`/msg NICK`): `NICK` or `NICK#HEX`.
+    Nick(String),
+    /// A peer by its id: a conversation pane, which keeps its peer whatever its nick.
+    Peer(PeerId),
 }
 
 /// The transport state: what a status bar shows.
@@ -252,6 +278,53 @@ pub enum AppEvent<'a> {
         /// Every friend configured.
         friends: &'a [FriendInfo],
     },
+    /// A conversation of direct messages is shown: on [`Command::Query`], and before the first
+    /// direct message of a run sent to or received from a peer, with its recent history
+    /// (oldest first; empty if it was shown already in this run).
+    Conversation {
+        /// The peer.
+        peer: PeerId,
+        /// Its nick now.
+        nick: &'a str,
+        /// The recent direct messages, from its history file.
+        history: &'a [DirectRecord],
+        /// The answer to [`Command::Query`]: a screen shows the conversation.
+        query: bool,
+    },
+    /// A direct message from another peer, delivered once (and already in its history file).
+    Direct {
+        /// Who wrote it.
+        peer: PeerId,
+        /// The message.
+        msg: &'a DirectRecord,
+        /// The writer's nick is known with other keys and this one is not accepted for it.
+        key_changed: bool,
+    },
+    /// An own direct message was sealed and sent (and is in its history file); it is pending
+    /// until [`AppEvent::DirectAcked`] or [`AppEvent::DirectFailed`].
+    DirectSent {
+        /// The addressee.
+        peer: PeerId,
+        /// The addressee's nick.
+        nick: &'a str,
+        /// The message.
+        msg: &'a DirectRecord,
+    },
+    /// The addressee acknowledged an own direct message: delivered.
+    DirectAcked {
+        /// The message.
+        id: MsgId,
+        /// The addressee.
+        peer: PeerId,
+    },
+    /// An own direct message was never acknowledged, after a minute of retries: not known to
+    /// have arrived.
+    DirectFailed {
+        /// The message.
+        id: MsgId,
+        /// The addressee.
+        peer: PeerId,
+    },
     /// The transport state: on [`Command::Status`], and every status interval if one is set.
     Status(&'a Status),
     /// The core's counters: at exit, on SIGUSR1, and every report interval if one is set.
@@ -359,6 +432,29 @@ pub enum OwnedEvent {
     },
     Friends {
         friends: Vec<FriendInfo>,
+    },
+    Conversation {
+        peer: PeerId,
+        nick: String,
+        history: Vec<DirectRecord>,
+        query: bool,
+    },
+    Direct {
+        peer: PeerId,
+        msg: DirectRecord,
+    },
+    DirectSent {
+        peer: PeerId,
+        nick: String,
+        msg: DirectRecord,
+    },
+    DirectAcked {
+        id: MsgId,
+        peer: PeerId,
+    },
+    DirectFailed {
+        id: MsgId,
+        peer: PeerId,
     },
     Status(Status),
     Stats(Box<Stats>),
@@ -495,6 +591,37 @@ impl OwnedEvent {
             AppEvent::Friends { friends } => OwnedEvent::Friends {
                 friends: friends.to_vec(),
             },
+            AppEvent::Conversation {
+                peer,
+                nick,
+                history,
+                query,
+            } => OwnedEvent::Conversation {
+                peer,
+                nick: nick.to_owned(),
+                history: history.to_vec(),
+                query,
+            },
+            AppEvent::Direct {
+                peer,
+                msg,
+                key_changed,
+            } => {
+                if key_changed {
+                    out.push(new_key(peer, &msg.nick));
+                }
+                OwnedEvent::Direct {
+                    peer,
+                    msg: msg.clone(),
+                }
+            }
+            AppEvent::DirectSent { peer, nick, msg } => OwnedEvent::DirectSent {
+                peer,
+                nick: nick.to_owned(),
+                msg: msg.clone(),
+            },
+            AppEvent::DirectAcked { id, peer } => OwnedEvent::DirectAcked { id, peer },
+            AppEvent::DirectFailed { id, peer } => OwnedEvent::DirectFailed { id, peer },
             AppEvent::Status(s) => OwnedEvent::Status(s.clone()),
             AppEvent::Stats(s) => OwnedEvent::Stats(Box::new(s.clone())),
         };

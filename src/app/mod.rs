@@ -5,7 +5,7 @@
 //! The loop wakes only for a datagram, a line of input, the core's next deadline, a history
 //! fsync, a signal or the linger deadline, so an idle node uses no CPU.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::poll_fn;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -18,6 +18,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::direct_history::{DirectLog, DirectRecord, DirectState};
 use crate::history::{History, HistoryError, SYNC_INTERVAL};
 use crate::identity::{DataDir, DataDirError, random_u64};
 use crate::known_peers::{self, Dirty, KnownPeers};
@@ -28,12 +29,21 @@ use crate::net::{Family, GroupSocket, Iface, IfaceError, UnicastSocket};
 use crate::proto::fragment::piece_count;
 use crate::proto::private::LobbyKey;
 use crate::proto::{
-    Config, Dest, Event, Lobby, LobbyId, Message, NickError, Node, Path, PeerId, SendError,
+    Config, Dest, Event, Lobby, LobbyId, Message, MsgId, NickError, Node, Path, PeerId, SendError,
 };
 
 mod event;
+mod resolve;
 
-pub use event::{AppEvent, ChannelFrontend, Command, Frontend, LobbyStatus, OwnedEvent, Status};
+pub use event::{
+    Addressee, AppEvent, ChannelFrontend, Command, Frontend, LobbyStatus, OwnedEvent, Status,
+};
+pub use resolve::{ResolveError, direct_addressee, resolve_nick};
+
+/// Direct messages of a conversation given to the frontend when it is shown.
+pub const DIRECT_SHOWN: usize = 200;
+/// Conversation history files kept open at once; the least needed is closed beyond that.
+const MAX_OPEN_DIRECT_LOGS: usize = 32;
 
 /// A lobby to join at start.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -293,6 +303,14 @@ pub struct App {
     known: KnownPeers,
     /// The keys of private lobbies created here (`DATA/lobby-keys`), for `/join --private`.
     lobby_keys: LobbyKeys,
+    /// The open history files of conversations of direct messages, by peer.
+    direct_logs: HashMap<PeerId, DirectLog>,
+    /// Peers whose conversation the frontend was given ([`AppEvent::Conversation`]) in this
+    /// run: their history is not given again.
+    conversations: HashSet<PeerId>,
+    /// A direct history file could not be written while draining the core: the runtime stops
+    /// with it before anything more is shown.
+    direct_error: Option<AppError>,
 }
 
 /// An input taken but not carried out yet.
@@ -398,6 +416,9 @@ impl App {
             waiting: VecDeque::new(),
             known,
             lobby_keys: LobbyKeys::new(&cfg.data_dir),
+            direct_logs: HashMap::new(),
+            conversations: HashSet::new(),
+            direct_error: None,
         };
         for start in &cfg.lobbies {
             let (i, got) = app.open_lobby(&start.lobby, start.key.as_ref(), now)?;
@@ -693,7 +714,10 @@ impl App {
                 tracing::info!(error = %e, "output closed; stopping");
                 break StopReason::OutputClosed;
             }
-            if sync_at.is_none() && self.lobbies.iter().any(|l| l.history.unsynced()) {
+            if sync_at.is_none()
+                && (self.lobbies.iter().any(|l| l.history.unsynced())
+                    || self.direct_logs.values().any(DirectLog::unsynced))
+            {
                 sync_at = Some(now + SYNC_INTERVAL);
             }
             if sync_at.is_some_and(|t| t <= now) && syncing.is_none() {
@@ -1060,6 +1084,53 @@ impl App {
                     peers: &peers,
                 });
             }
+            Command::Direct { to, text } => {
+                let found = match to {
+                    Addressee::Nick(nick) => self.addressee(&nick),
+                    Addressee::Peer(peer) => self.peer_addressee(peer),
+                };
+                let (peer, nick) = match found {
+                    Ok(found) => found,
+                    Err(e) => return Ok(Err(format!("/msg: {e}"))),
+                };
+                let id = match self.node.send_direct(now, peer, &text) {
+                    Ok(id) => id,
+                    Err(e) => return Ok(Err(format!("/msg {nick}: {e}"))),
+                };
+                let rec = DirectRecord {
+                    id,
+                    own: true,
+                    nick: self.node.nick().to_owned(),
+                    sent_at: unix_ms(),
+                    text,
+                    state: DirectState::Pending,
+                };
+                // In the file before its datagrams leave (they go at the next pump) and
+                // before it is shown.
+                self.conversation(frontend, peer, &nick, false)?
+                    .append(&rec, rec.sent_at)?;
+                frontend.event(AppEvent::DirectSent {
+                    peer,
+                    nick: &nick,
+                    msg: &rec,
+                });
+            }
+            Command::Query { nick } => {
+                let (peer, nick) = match self.addressee(&nick) {
+                    Ok(found) => found,
+                    Err(e) => return Ok(Err(format!("/query: {e}"))),
+                };
+                if self.conversations.contains(&peer) {
+                    frontend.event(AppEvent::Conversation {
+                        peer,
+                        nick: &nick,
+                        history: &[],
+                        query: true,
+                    });
+                } else {
+                    self.conversation(frontend, peer, &nick, true)?;
+                }
+            }
             Command::AddFriend { addr } => match self.add_friend(now, addr) {
                 Ok(()) => self.friends(frontend),
                 Err(e) => return Ok(Err(e.to_string())),
@@ -1077,6 +1148,87 @@ impl App {
             Command::Invalid { error } => return Ok(Err(error)),
         }
         Ok(Ok(()))
+    }
+
+    /// The member `nick` names in the lobbies joined, if a direct message can be sealed to it.
+    fn addressee(&self, nick: &str) -> Result<(PeerId, String), ResolveError> {
+        let members: Vec<(PeerId, String)> = self
+            .lobbies
+            .iter()
+            .flat_map(|j| self.node.members(j.lobby.id))
+            .collect();
+        direct_addressee(nick, &members, |p| self.node.knows_key(p))
+    }
+
+    /// `peer` with its nick in the lobbies joined (its id if it is in none), if a direct
+    /// message can be sealed to it.
+    fn peer_addressee(&self, peer: PeerId) -> Result<(PeerId, String), ResolveError> {
+        let nick = self
+            .lobbies
+            .iter()
+            .flat_map(|j| self.node.members(j.lobby.id))
+            .find(|(p, _)| *p == peer)
+            .map_or_else(|| peer.to_string(), |(_, n)| n);
+        if self.node.knows_key(peer) {
+            Ok((peer, nick))
+        } else {
+            Err(ResolveError::KeyUnknown(nick))
+        }
+    }
+
+    /// The history file of the conversation with `peer`, opened if it is not; the first time
+    /// in a run, the frontend is given the conversation with its recent history
+    /// ([`AppEvent::Conversation`]).
+    fn conversation(
+        &mut self,
+        frontend: &mut dyn Frontend,
+        peer: PeerId,
+        nick: &str,
+        query: bool,
+    ) -> Result<&mut DirectLog, AppError> {
+        if !self.direct_logs.contains_key(&peer) {
+            if self.direct_logs.len() >= MAX_OPEN_DIRECT_LOGS
+                && let Some(&old) = self.direct_logs.keys().next()
+                && let Some(mut log) = self.direct_logs.remove(&old)
+            {
+                // Closed, not lost: it is opened again when needed.
+                log.sync_now()?;
+            }
+            let path = DirectLog::path_of(self.data_dir.path(), peer);
+            let (log, history) = DirectLog::open(&path, DIRECT_SHOWN)?;
+            if self.conversations.insert(peer) {
+                frontend.event(AppEvent::Conversation {
+                    peer,
+                    nick,
+                    history: &history,
+                    query,
+                });
+            }
+            self.direct_logs.insert(peer, log);
+        }
+        Ok(self.direct_logs.get_mut(&peer).expect("opened above"))
+    }
+
+    /// Records and tells what became of the own direct message `id` to `peer`.
+    fn direct_state(
+        &mut self,
+        frontend: &mut dyn Frontend,
+        peer: PeerId,
+        id: MsgId,
+        state: DirectState,
+    ) {
+        // The conversation was shown when the message was sent in this run.
+        let r = self
+            .conversation(frontend, peer, "", false)
+            .and_then(|log| Ok(log.set_state(id, state, unix_ms())?));
+        if let Err(e) = r {
+            self.direct_error.get_or_insert(e);
+            return;
+        }
+        frontend.event(match state {
+            DirectState::Delivered => AppEvent::DirectAcked { id, peer },
+            _ => AppEvent::DirectFailed { id, peer },
+        });
     }
 
     fn friends(&mut self, frontend: &mut dyn Frontend) {
@@ -1220,14 +1372,42 @@ impl App {
                 }
                 // Input is retried on every wakeup; the event only says when it can succeed.
                 Event::Writable { .. } => {}
-                // Direct messages are not offered by the screen and the pipe yet; the core
-                // delivers none that nobody sent.
                 Event::Direct(m) => {
-                    tracing::info!(from = %m.from, nick = ?m.nick, "direct message received");
+                    tracing::debug!(from = %m.from, nick = ?m.nick, "direct message received");
+                    let rec = DirectRecord {
+                        id: m.id,
+                        own: false,
+                        nick: m.nick,
+                        sent_at: m.sent_at,
+                        text: m.text,
+                        state: DirectState::Received,
+                    };
+                    // In its file before it is shown; if it cannot be, it is not shown and
+                    // the runtime stops, as with a lobby's history.
+                    if let Err(e) = self
+                        .conversation(frontend, m.from, &rec.nick, false)
+                        .and_then(|log| Ok(log.append(&rec, unix_ms())?))
+                    {
+                        self.direct_error.get_or_insert(e);
+                        continue;
+                    }
+                    let key_changed = self.known.seen(&rec.nick, m.from, now_s());
+                    frontend.event(AppEvent::Direct {
+                        peer: m.from,
+                        msg: &rec,
+                        key_changed,
+                    });
                 }
-                Event::DirectAcked { .. } | Event::DirectFailed { .. } => {}
+                Event::DirectAcked { id, peer } => {
+                    self.direct_state(frontend, peer, id, DirectState::Delivered);
+                }
+                Event::DirectFailed { id, peer } => {
+                    tracing::info!(%peer, %id, "direct message not acknowledged; given up");
+                    self.direct_state(frontend, peer, id, DirectState::Failed);
+                }
                 // The screen and the pipe do not ask for lobby lists or who-is yet.
                 Event::LobbyList { .. } | Event::WhoIs { .. } => {}
+                // Nor offer invitations yet: logged, so that a user can see one came.
                 Event::Invitation(i) => {
                     tracing::info!(from = %i.from, nick = ?i.nick, lobby = ?i.lobby.name,
                         "invitation received");
@@ -1313,6 +1493,9 @@ impl App {
     }
 
     fn write_history(&mut self) -> Result<(), AppError> {
+        if let Some(e) = self.direct_error.take() {
+            return Err(e);
+        }
         for j in &mut self.lobbies {
             j.history.write_out()?;
         }
@@ -1324,7 +1507,14 @@ impl App {
             .lobbies
             .iter_mut()
             .filter(|j| j.history.unsynced())
-            .filter_map(|j| match j.history.sync_handle() {
+            .map(|j| j.history.sync_handle())
+            .chain(
+                self.direct_logs
+                    .values_mut()
+                    .filter(|l| l.unsynced())
+                    .map(|l| l.sync_handle()),
+            )
+            .filter_map(|f| match f {
                 Ok(f) => Some(f),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot fsync the history");
@@ -1379,6 +1569,12 @@ impl App {
             }
             if let Err(e) = j.lease.release() {
                 tracing::warn!(error = %e, "sequence lease not shrunk; a restart skips a block");
+            }
+        }
+        for log in self.direct_logs.values_mut() {
+            if let Err(e) = log.sync_now() {
+                tracing::error!(error = %e, "direct history not flushed");
+                first_err.get_or_insert(AppError::from(e));
             }
         }
         for g in self.lobbies.iter_mut().flat_map(|j| j.groups.iter_mut()) {

@@ -102,7 +102,7 @@ pub enum Event {
         /// Who.
         peer: PeerId,
     },
-    /// An own direct message was sent seven times in about a minute and never acknowledged.
+    /// An own direct message was sent again for two minutes and never acknowledged.
     DirectFailed {
         /// The message's id.
         id: MsgId,

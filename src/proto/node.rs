@@ -816,7 +816,7 @@ impl Node {
 
     /// Sends `text` to the peer `to`, sealed to its key (PROTOCOL.md 4.15), and sends it again
     /// until it is acknowledged ([`Event::DirectAcked`]) or given up ([`Event::DirectFailed`],
-    /// after about a minute). Returns its id.
+    /// after two minutes). Returns its id.
     pub fn send_direct(
         &mut self,
         now: Instant,

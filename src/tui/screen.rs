@@ -12,11 +12,12 @@ use super::input::InputLine;
 use super::keys::{self, Action};
 use super::pane::{Entry, Kind, Pane};
 use super::theme::Theme;
-use crate::app::{Command, OwnedEvent, Status};
+use crate::app::{Addressee, Command, OwnedEvent, Status};
 use crate::command_line::{self, ACTION_PREFIX, COMMANDS, Input};
+use crate::direct_history::{DirectRecord, DirectState};
 use crate::display::{fingerprint, fingerprint_digits, terminal_safe};
 use crate::lobby_keys::JoinHow;
-use crate::proto::{FriendInfo, Lobby, LobbyId, Message, PeerId};
+use crate::proto::{FriendInfo, Lobby, LobbyId, Message, MsgId, PeerId};
 
 /// Rows a mouse wheel step scrolls.
 const WHEEL_ROWS: isize = 3;
@@ -25,6 +26,13 @@ const WHEEL_ROWS: isize = 3;
 const MAX_NEW_KEY_PEERS: usize = 4096;
 /// What a line of a peer with a new key says after its nick.
 const NEW_KEY: &str = "(new key!)";
+/// What an own direct message says until its addressee acknowledges it.
+pub const DIRECT_PENDING: &str = "(pending)";
+/// What an own direct message says when it was never acknowledged.
+pub const DIRECT_FAILED: &str = "(not delivered)";
+/// Own direct messages waiting for their acknowledgement that the screen remembers (the
+/// runtime keeps at most 256 pending).
+const MAX_PENDING_DIRECTS: usize = 1024;
 
 /// When the bell rings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,6 +177,9 @@ pub(super) struct LobbyView {
     pub members: BTreeMap<PeerId, String>,
     /// Packets being repaired, from the last status.
     pub missing: usize,
+    /// A conversation of direct messages with this peer (`@nick`), not a lobby: `lobby` is
+    /// then a stand-in that no runtime event about a lobby names.
+    pub direct: Option<PeerId>,
 }
 
 /// The chat screen: see the [module documentation](super).
@@ -198,6 +209,8 @@ pub struct Screen {
     pub(super) status: Option<Status>,
     /// Peers whose key is new for a nick (terminal-safe), until `/trust` accepts it.
     new_keys: HashMap<PeerId, Vec<String>>,
+    /// Own direct messages waiting for their acknowledgement: their addressee and line.
+    pending_directs: HashMap<MsgId, (PeerId, u64)>,
     /// `/status` requests not yet answered: only those answers are printed.
     status_wanted: usize,
     /// The wall clock of the last event or [`Screen::set_clock`], unix ms; 0 if unknown.
@@ -237,6 +250,7 @@ impl Screen {
             pending_joins: Vec::new(),
             status: None,
             new_keys: HashMap::new(),
+            pending_directs: HashMap::new(),
             status_wanted: 0,
             now_ms: 0,
             time_width: 0,
@@ -439,7 +453,124 @@ impl Screen {
     }
 
     fn find(&self, id: LobbyId) -> Option<usize> {
-        self.lobbies.iter().position(|l| l.lobby.id == id)
+        self.lobbies
+            .iter()
+            .position(|l| l.direct.is_none() && l.lobby.id == id)
+    }
+
+    /// The index of the conversation pane with `peer`, added (titled `@nick`) if there is
+    /// none; the screen stays where it is.
+    fn ensure_conversation(&mut self, peer: PeerId, nick: &str) -> usize {
+        if let Some(i) = self.lobbies.iter().position(|l| l.direct == Some(peer)) {
+            return i;
+        }
+        let name = format!("@{}", terminal_safe(nick));
+        // The participant list of a conversation: this node and the peer.
+        let members = BTreeMap::from([(peer, terminal_safe(nick).into_owned())]);
+        self.lobbies.push(LobbyView {
+            lobby: Lobby {
+                name: name.clone(),
+                id: LobbyId(peer.0),
+            },
+            name,
+            private: false,
+            pane: Pane::new(self.scrollback),
+            members,
+            missing: 0,
+            direct: Some(peer),
+        });
+        self.lobbies.len() - 1
+    }
+
+    /// A line of a conversation: own or the peer's, with what became of an own one.
+    fn direct_entry(&self, peer: PeerId, r: &DirectRecord) -> (Entry, Option<Date>) {
+        let source = if r.own {
+            self.own_peer.unwrap_or_default()
+        } else {
+            peer
+        };
+        let msg = Message {
+            lobby: LobbyId(peer.0),
+            source,
+            seq: 0,
+            msg_id: r.id,
+            sent_at: r.sent_at,
+            nick: terminal_safe(&r.nick).into_owned(),
+            text: r.text.clone(),
+            late: false,
+        };
+        let who = Shown {
+            name: msg.nick.clone(),
+            new_key: !r.own && self.is_new_key(peer, &msg.nick),
+        };
+        let kind = if r.own { Kind::Own } else { Kind::Chat };
+        let (mut e, d) = self.chat_entry(&msg, kind, false, who);
+        mark_direct(&mut e, r.state, &self.theme);
+        (e, d)
+    }
+
+    /// An acknowledgement or a failure of an own direct message.
+    fn direct_state(&mut self, id: MsgId, peer: PeerId, state: DirectState) {
+        let Some((_, line)) = self.pending_directs.remove(&id) else {
+            return;
+        };
+        let Some(idx) = self.lobbies.iter().position(|l| l.direct == Some(peer)) else {
+            return;
+        };
+        if let Some(e) = self.lobbies[idx].pane.get_mut(line) {
+            mark_direct(e, state, &self.theme);
+            self.dirty = true;
+        }
+    }
+
+    /// The recent history of a conversation, or the answer to `/query`.
+    fn conversation(&mut self, peer: PeerId, nick: &str, history: &[DirectRecord], query: bool) {
+        let idx = self.ensure_conversation(peer, nick);
+        let marker = self.theme.marker();
+        let entries: Vec<_> = history.iter().map(|r| self.direct_entry(peer, r)).collect();
+        let pane = &mut self.lobbies[idx].pane;
+        for (e, d) in entries {
+            pane.push_history(e, d, marker);
+        }
+        pane.end_history(marker);
+        if query {
+            self.switch_to(idx);
+        }
+    }
+
+    /// A direct message from `peer`: its pane gets it, and counts it unread, as a line that
+    /// names own nick.
+    fn direct(&mut self, peer: PeerId, msg: &DirectRecord) {
+        let idx = self.ensure_conversation(peer, &msg.nick);
+        if self.bell.direct {
+            self.effects.push(Effect::Bell);
+        }
+        let (e, d) = self.direct_entry(peer, msg);
+        let marker = self.theme.marker();
+        let shown = self.current == Some(idx);
+        let l = &mut self.lobbies[idx];
+        l.pane.push_live(e, d, marker);
+        if !shown {
+            l.pane.unread += 1;
+            l.pane.highlight = true;
+        }
+    }
+
+    /// An own direct message, sent: shown pending in its pane, which opens if needed
+    /// without the screen moving there (as irssi opens a query).
+    fn direct_sent(&mut self, peer: PeerId, nick: &str, msg: &DirectRecord) {
+        let idx = self.ensure_conversation(peer, nick);
+        let (e, d) = self.direct_entry(peer, msg);
+        let marker = self.theme.marker();
+        let pane = &mut self.lobbies[idx].pane;
+        let line = pane.push_live(e, d, marker);
+        if self.pending_directs.len() >= MAX_PENDING_DIRECTS {
+            // The runtime answers every one; a screen that lost count forgets the oldest.
+            if let Some(&old) = self.pending_directs.keys().next() {
+                self.pending_directs.remove(&old);
+            }
+        }
+        self.pending_directs.insert(msg.id, (peer, line));
     }
 
     /// The lobby's index, adding it if it is new (a message for a lobby the screen has not
@@ -455,6 +586,7 @@ impl Screen {
             pane: Pane::new(self.scrollback),
             members: BTreeMap::new(),
             missing: 0,
+            direct: None,
         });
         self.lobbies.len() - 1
     }
@@ -826,6 +958,20 @@ impl Screen {
                 self.status = Some(status);
             }
             OwnedEvent::Stats(_) => {}
+            OwnedEvent::Conversation {
+                peer,
+                nick,
+                history,
+                query,
+            } => self.conversation(peer, &nick, &history, query),
+            OwnedEvent::Direct { peer, msg } => self.direct(peer, &msg),
+            OwnedEvent::DirectSent { peer, nick, msg } => self.direct_sent(peer, &nick, &msg),
+            OwnedEvent::DirectAcked { id, peer } => {
+                self.direct_state(id, peer, DirectState::Delivered);
+            }
+            OwnedEvent::DirectFailed { id, peer } => {
+                self.direct_state(id, peer, DirectState::Failed);
+            }
         }
     }
 
@@ -1061,12 +1207,21 @@ impl Screen {
                 }
                 Command::Join { name, how }
             }
+            Input::Part(None) if self.current_lobby().is_some_and(|l| l.direct.is_some()) => {
+                self.close_current();
+                return Vec::new();
+            }
             Input::Part(name) => match self.lobby_named(name.as_deref()) {
                 Some(lobby) => Command::Part { lobby },
                 None => return Vec::new(),
             },
             Input::Nick(nick) => Command::Nick { nick },
             Input::Trust(nick) => Command::Trust { nick },
+            Input::Msg { nick, text } => Command::Direct {
+                to: Addressee::Nick(nick),
+                text,
+            },
+            Input::Query(nick) => Command::Query { nick },
             Input::Who(name) => match self.lobby_named(name.as_deref()) {
                 Some(lobby) => Command::Who { lobby },
                 None => return Vec::new(),
@@ -1103,7 +1258,7 @@ impl Screen {
             Some(n) => Lobby::new(n).ok().and_then(|l| {
                 self.lobbies
                     .iter()
-                    .find(|j| j.lobby.name == l.name)
+                    .find(|j| j.direct.is_none() && j.lobby.name == l.name)
                     .map(|j| j.lobby.id)
             }),
         };
@@ -1117,8 +1272,30 @@ impl Screen {
         found
     }
 
-    /// Sends a text to the current lobby, showing it at once, dimmed until `Sent`.
+    /// Closes the conversation pane shown (`/part` there): its history file keeps it.
+    fn close_current(&mut self) {
+        let Some(idx) = self.current else {
+            return;
+        };
+        self.lobbies.remove(idx);
+        self.current = if self.lobbies.is_empty() {
+            None
+        } else {
+            Some(idx.min(self.lobbies.len() - 1))
+        };
+        self.current_pane_mut().enter();
+        self.dirty = true;
+    }
+
+    /// Sends a text to the current lobby, showing it at once, dimmed until `Sent`; in a
+    /// conversation pane, to its peer as a direct message, shown when the runtime sent it.
     fn send(&mut self, text: String) -> Vec<Effect> {
+        if let Some(peer) = self.current_lobby().and_then(|l| l.direct) {
+            return vec![Effect::Command(Command::Direct {
+                to: Addressee::Peer(peer),
+                text,
+            })];
+        }
         let Some(idx) = self.current else {
             if self.own_peer.is_none() {
                 // The runtime is still starting (loading history, joining): nothing is lost,
@@ -1198,6 +1375,21 @@ impl Screen {
             },
         }
     }
+}
+
+/// Shows on an own direct message's line what became of it: a dim `(pending)` until it is
+/// acknowledged, nothing once delivered, `(not delivered)` when it never was.
+fn mark_direct(e: &mut Entry, state: DirectState, theme: &Theme) {
+    e.note = match state {
+        DirectState::Pending => Some((DIRECT_PENDING.to_owned(), theme.pending())),
+        DirectState::Failed => Some((DIRECT_FAILED.to_owned(), theme.error())),
+        DirectState::Delivered | DirectState::Received => None,
+    };
+    if state == DirectState::Failed {
+        e.kind = Kind::Failed;
+        e.style = theme.error();
+    }
+    e.changed();
 }
 
 /// The transport as the status bar names it.
