@@ -40,7 +40,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::history::{HistoryError, hex, last_newline_end, start_of_last_lines};
+use crate::history::{
+    HistoryError, checked_json, frame, hex, last_newline_end, start_of_last_lines,
+};
 use crate::proto::{MsgId, PeerId};
 
 /// A file larger than this is cut when opened.
@@ -207,12 +209,8 @@ impl DirectLog {
     fn write(&mut self, line: &Line<'_>) -> Result<(), HistoryError> {
         // Serialising plain strings and numbers cannot fail.
         let json = serde_json::to_vec(line).unwrap_or_default();
-        let mut crc = [0; 8];
         let mut out = Vec::with_capacity(json.len() + 10);
-        out.extend_from_slice(hex(u64::from(crc32fast::hash(&json)), &mut crc).as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(&json);
-        out.push(b'\n');
+        frame(&json, &mut out);
         self.unsynced = true;
         self.file.write_all(&out).map_err(|source| HistoryError {
             path: self.path.clone(),
@@ -300,15 +298,7 @@ fn parse(bytes: &[u8]) -> Vec<DirectRecord> {
 }
 
 fn parse_line(line: &[u8]) -> Option<Line<'_>> {
-    let (crc, json) = (line.get(..8)?, line.get(9..)?);
-    if line.get(8) != Some(&b' ') {
-        return None;
-    }
-    let crc = u32::from_str_radix(std::str::from_utf8(crc).ok()?, 16).ok()?;
-    if crc32fast::hash(json) != crc {
-        return None;
-    }
-    serde_json::from_slice(json).ok()
+    serde_json::from_slice(checked_json(line)?).ok()
 }
 
 #[cfg(test)]

@@ -186,13 +186,7 @@ impl History {
         if serde_json::to_writer(&mut self.json, &rec).is_err() {
             return;
         }
-        let crc = crc32fast::hash(&self.json);
-        let mut hexbuf = [0; 8];
-        self.buf
-            .extend_from_slice(hex(u64::from(crc), &mut hexbuf).as_bytes());
-        self.buf.push(b' ');
-        self.buf.extend_from_slice(&self.json);
-        self.buf.push(b'\n');
+        frame(&self.json, &mut self.buf);
     }
 
     /// Whether records wait in the buffer.
@@ -422,16 +416,28 @@ pub(crate) fn last_newline_end(file: &mut File, len: u64) -> io::Result<u64> {
     Ok(0)
 }
 
-fn parse_line(line: &[u8], lobby: LobbyId) -> Option<(Message, u64)> {
+/// Appends `json` as one record line: its CRC-32 in 8 hex digits, a space, the JSON, a
+/// newline. Lobby and direct-message histories share the format.
+pub(crate) fn frame(json: &[u8], out: &mut Vec<u8>) {
+    let mut hexbuf = [0; 8];
+    out.extend_from_slice(hex(u64::from(crc32fast::hash(json)), &mut hexbuf).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(json);
+    out.push(b'\n');
+}
+
+/// The JSON of a record line (without its newline) whose CRC holds; None for a damaged one.
+pub(crate) fn checked_json(line: &[u8]) -> Option<&[u8]> {
     let (crc, json) = (line.get(..8)?, line.get(9..)?);
     if line.get(8) != Some(&b' ') {
         return None;
     }
     let crc = u32::from_str_radix(std::str::from_utf8(crc).ok()?, 16).ok()?;
-    if crc32fast::hash(json) != crc {
-        return None;
-    }
-    let r: Record<'_> = serde_json::from_slice(json).ok()?;
+    (crc32fast::hash(json) == crc).then_some(json)
+}
+
+fn parse_line(line: &[u8], lobby: LobbyId) -> Option<(Message, u64)> {
+    let r: Record<'_> = serde_json::from_slice(checked_json(line)?).ok()?;
     Some((
         Message {
             lobby,

@@ -161,17 +161,23 @@ pub fn peer_id_of(key: &VerifyingKey) -> PeerId {
 }
 
 fn parse_key(s: &str) -> Option<SigningKey> {
+    Some(SigningKey::from_bytes(&parse_hex32(s)?))
+}
+
+/// 32 bytes from exactly 64 hex digits (a key in a file of the data directory).
+pub(crate) fn parse_hex32(s: &str) -> Option<[u8; 32]> {
     if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    let mut seed = [0u8; 32];
-    for (i, b) in seed.iter_mut().enumerate() {
+    let mut bytes = [0u8; 32];
+    for (i, b) in bytes.iter_mut().enumerate() {
         *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
-    Some(SigningKey::from_bytes(&seed))
+    Some(bytes)
 }
 
-fn hex_of(bytes: &[u8]) -> String {
+/// Bytes as lower-case hex digits.
+pub(crate) fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

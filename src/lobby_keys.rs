@@ -17,7 +17,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::identity::write_secret;
+use crate::identity::{hex_of, parse_hex32, write_secret};
 use crate::proto::Lobby;
 use crate::proto::private::{KeyError, LobbyKey};
 
@@ -146,7 +146,7 @@ impl LobbyKeys {
         for (name, k) in &all {
             text.push_str(name);
             text.push('\t');
-            text.push_str(&hex(k.as_bytes()));
+            text.push_str(&hex_of(k.as_bytes()));
             text.push('\n');
         }
         if let Some(dir) = self.path.parent() {
@@ -199,18 +199,10 @@ impl LobbyKeys {
 fn parse_line(line: &str) -> Option<(String, LobbyKey)> {
     let (name, hex) = line.split_once('\t')?;
     let lobby = Lobby::new(name).ok()?;
-    if lobby.name != name || hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if lobby.name != name {
         return None;
     }
-    let mut bytes = [0u8; 32];
-    for (i, b) in bytes.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some((lobby.name, LobbyKey::from_bytes(bytes)))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Some((lobby.name, LobbyKey::from_bytes(parse_hex32(hex)?)))
 }
 
 #[cfg(test)]
@@ -239,7 +231,7 @@ mod tests {
         assert_ne!(other, k);
         let text = fs::read_to_string(keys.path()).unwrap();
         assert_eq!(text.lines().count(), 2);
-        assert!(text.starts_with(&format!("team\t{}\n", hex(k.as_bytes()))));
+        assert!(text.starts_with(&format!("team\t{}\n", hex_of(k.as_bytes()))));
     }
 
     #[test]

@@ -1111,7 +1111,7 @@ impl Node {
         self.tick(now);
         let was = std::mem::replace(&mut self.discovery, on);
         if on && !was {
-            self.send_list_requests(now, false);
+            self.send_list_requests(false);
             self.listings.announce_at = Some(now);
             self.arm_lists();
         }
@@ -1129,12 +1129,12 @@ impl Node {
     pub fn ask_lobby_list(&mut self, now: Instant) -> (Vec<Listed>, bool) {
         self.tick(now);
         if self.listings.ask(now) {
-            self.send_list_requests(now, true);
+            self.send_list_requests(true);
         }
         self.listings.list()
     }
 
-    fn send_list_requests(&mut self, _now: Instant, friends: bool) {
+    fn send_list_requests(&mut self, friends: bool) {
         let request = wire::ListPacket::Request { sender: self.sh.me };
         if friends {
             let to: Vec<SocketAddr> = self

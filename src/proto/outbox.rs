@@ -166,31 +166,31 @@ impl Outbox {
 
     /// Appends a who-is query or answer (PROTOCOL.md 4.18, 4.19).
     pub fn push_whois(&mut self, dest: Dest, packet: &WhoIs) -> usize {
-        self.scratch.clear();
-        self.scratch.extend_from_slice(&packet.to_bytes());
-        let i = self.filling_for(dest, None);
-        self.append_plain(i)
+        self.push_encoded(dest, &packet.to_bytes(), None)
     }
 
     /// Appends a lobby list or a request for one (PROTOCOL.md 4.16, 4.17).
     pub fn push_list(&mut self, dest: Dest, packet: &ListPacket) -> usize {
+        self.push_encoded(dest, &packet.to_bytes(), None)
+    }
+
+    /// Appends an encoded packet that goes as it is, sealed with the private lobby `sealed`'s
+    /// packets or not.
+    fn push_encoded(&mut self, dest: Dest, bytes: &[u8], sealed: Option<LobbyId>) -> usize {
         self.scratch.clear();
-        self.scratch.extend_from_slice(&packet.to_bytes());
-        let i = self.filling_for(dest, None);
+        self.scratch.extend_from_slice(bytes);
+        let i = self.filling_for(dest, sealed);
         self.append_plain(i)
     }
 
     /// Appends a direct message (PROTOCOL.md 4.15); to a private lobby's group it goes inside
     /// the envelope.
     pub fn push_direct(&mut self, dest: Dest, d: &Direct) -> usize {
-        self.scratch.clear();
-        self.scratch.extend_from_slice(&d.to_bytes());
         let sealed = match dest {
             Dest::Lobby(l) if self.sealers.contains_key(&l) => Some(l),
             _ => None,
         };
-        let i = self.filling_for(dest, sealed);
-        self.append_plain(i)
+        self.push_encoded(dest, &d.to_bytes(), sealed)
     }
 
     /// The peer id of the signing key.
