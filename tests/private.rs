@@ -417,3 +417,28 @@ fn a_member_that_restarts_is_reinvited_and_one_that_parted_is_not() {
     );
     assert_eq!(sim.node(0).stats().invitations_sent, 1);
 }
+
+/// A member that restarts before its friend's link times out, and whose new node's first
+/// hello carries a later timestamp than the last one heard from the old node (the old one ran
+/// for a shorter time than the new one took to start): the restart shows in that hello
+/// echoing none of the friend's, and the member is re-invited.
+#[test]
+fn a_member_restarted_with_a_later_clock_is_reinvited() {
+    let net = lossy(0.0);
+    let key = lobby_key();
+    let mut sim = Sim::private(2, 17, net.clone(), node_config(&net), key.clone());
+    sim.befriend(0, 1);
+    sim.run_for(Duration::from_secs(2));
+    chat(&mut sim, 2, Duration::from_millis(20));
+    assert!(sim.run_until_delivered(Duration::from_secs(10)));
+    let at_restart = sim.node(0).friends()[0].clone();
+    assert!(at_restart.up, "{at_restart:?}");
+    // The old node ran for a few seconds; the new one's clock says a minute.
+    sim.restart_aged(1, 1000, Duration::from_secs(60));
+    sim.befriend_one(1, 0);
+    sim.run_for(Duration::from_secs(10));
+    let again = invitations(&sim, 1);
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert!(again[0].again && again[0].key == key);
+    assert_eq!(again[0].from, sim.node(0).peer_id());
+}

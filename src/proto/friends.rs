@@ -12,6 +12,11 @@ use super::wire::{Hello, HelloEcho, MAX_HELLO_LOBBIES};
 /// Most friends of a node (PROTOCOL.md 5).
 pub const MAX_FRIENDS: usize = 64;
 
+/// How far a friend's hello clock may fall behind the time elapsed since its previous hello
+/// before the friend is taken for restarted (PROTOCOL.md 7.11): room for the hellos' delays to
+/// differ. A wrong guess costs at most one re-invitation.
+const RESTART_SLACK_US: u64 = 500_000;
+
 /// Hello interval while a link is not up (PROTOCOL.md 7.1).
 const HANDSHAKE_RETRY: Duration = Duration::from_secs(1);
 
@@ -83,6 +88,26 @@ pub(crate) struct FriendLink {
     pub lobbies: Vec<LobbyId>,
     /// When a challenge of its was last evaluated (7.7).
     pub challenged_at: Option<Instant>,
+}
+
+impl FriendLink {
+    /// Whether `hello`, arriving at `now` on this link while it is up, comes from a new start
+    /// of the same peer (PROTOCOL.md 7.11): it echoes none of our hellos (a new node has heard
+    /// none yet), or its clock went back, or advanced less than the time since its previous
+    /// hello (a new clock started after the old one did, even when the old node ran for less
+    /// time than the new one took to send a hello).
+    pub fn restarted(&self, hello: &Hello, now: Instant) -> bool {
+        if !self.up || self.peer != Some(hello.sender) {
+            return false;
+        }
+        let Some((ts, at)) = self.heard else {
+            return false;
+        };
+        let elapsed = now.saturating_duration_since(at).as_micros() as u64;
+        hello.echo.is_none()
+            || hello.timestamp < ts
+            || hello.timestamp.saturating_add(RESTART_SLACK_US) < ts.saturating_add(elapsed)
+    }
 }
 
 /// The friend table.
@@ -294,4 +319,61 @@ impl Friends {
 /// is the IPv4 friend).
 pub(crate) fn same(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() == b.port() && a.ip().to_canonical() == b.ip().to_canonical()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(now: Instant) -> FriendLink {
+        FriendLink {
+            addr: "192.0.2.1:47110".parse().unwrap(),
+            peer: Some(PeerId(7)),
+            nick: None,
+            heard: Some((10_000_000, now)),
+            echoed_at: Some(now),
+            up: true,
+            rtt: None,
+            next_hello: now,
+            answered_at: None,
+            lobbies: Vec::new(),
+            challenged_at: None,
+        }
+    }
+
+    fn hello(timestamp: u64, echo: bool) -> Hello {
+        Hello {
+            sender: PeerId(7),
+            nick: "f".into(),
+            timestamp,
+            echo: echo.then_some(HelloEcho {
+                timestamp: 1,
+                delay: 0,
+            }),
+            lobbies: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_restart_shows_in_the_echo_or_the_clock() {
+        let t0 = Instant::now();
+        let l = link(t0);
+        let later = t0 + Duration::from_secs(5);
+        // The same node, 5 s on, its clock 5 s on (or a little less: a quicker delivery).
+        assert!(!l.restarted(&hello(15_000_000, true), later));
+        assert!(!l.restarted(&hello(14_700_000, true), later));
+        // A new node: no echo yet, or a clock that went back or fell behind.
+        assert!(l.restarted(&hello(15_000_000, false), later));
+        assert!(l.restarted(&hello(9_000_000, true), later));
+        assert!(l.restarted(&hello(12_000_000, true), later));
+        // Another peer at the address, or a link that is not up, is not a restart.
+        let mut other = hello(1, false);
+        other.sender = PeerId(8);
+        assert!(!l.restarted(&other, later));
+        let down = FriendLink {
+            up: false,
+            ..link(t0)
+        };
+        assert!(!down.restarted(&hello(1, false), later));
+    }
 }

@@ -449,6 +449,7 @@ impl Node {
         let now = self.sh.now;
         for state in self.lobbies.values() {
             if state.former.contains(&peer) && self.reinvites.len() < MAX_REINVITES {
+                tracing::debug!(%peer, lobby = %state.lobby.id, "a member came back");
                 self.reinvites.push((state.lobby.id, peer, now));
             }
         }
@@ -472,12 +473,13 @@ impl Node {
         match packet {
             Link::Hello(hello) => {
                 self.sh.stats.hellos_heard += 1;
-                // Its clock went back: the friend restarted with its identity, within the
-                // link timeout (so the link does not go down and up).
-                let restarted = self.sh.friends.get(from).is_some_and(|l| {
-                    l.up && l.peer == Some(hello.sender)
-                        && l.heard.is_some_and(|(ts, _)| hello.timestamp < ts)
-                });
+                // The friend restarted with its identity within the link timeout (so the link
+                // does not go down and up).
+                let restarted = self
+                    .sh
+                    .friends
+                    .get(from)
+                    .is_some_and(|l| l.restarted(&hello, now));
                 if restarted {
                     self.came_back(hello.sender);
                 }
@@ -921,6 +923,7 @@ impl Node {
                 .get(&lobby)
                 .is_none_or(|s| s.heard_since(peer, up) || !s.former.contains(&peer));
             if back || self.reinvited_at.contains_key(&(lobby, peer)) {
+                tracing::debug!(%peer, %lobby, back, "no re-invitation");
                 continue;
             }
             match self.invitation(now, peer, lobby, true) {

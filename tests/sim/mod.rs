@@ -1212,6 +1212,13 @@ impl Sim {
     /// Node `i` restarts: same peer id, fresh state, numbering from `first_seq`; in the lobby
     /// again unless it is private.
     pub fn restart(&mut self, i: usize, first_seq: u64) {
+        self.restart_aged(i, first_seq, Duration::ZERO);
+    }
+
+    /// [`Sim::restart`], with the new node's clock started `age` before now: as a process
+    /// that took that long from starting to sending its first hello, whose timestamps
+    /// (PROTOCOL.md 7.1) may then be ahead of the last ones heard from its predecessor.
+    pub fn restart_aged(&mut self, i: usize, first_seq: u64, age: Duration) {
         assert!(!self.nodes[i].dead, "node {i} was killed");
         let key = self.nodes[i].key.clone();
         let seed = self.rng.random();
@@ -1220,7 +1227,7 @@ impl Sim {
             cfg,
             key,
             &format!("n{i}"),
-            self.now,
+            self.now - age,
             1_800_000_000_000,
             seed,
         )
