@@ -40,6 +40,20 @@ pub enum Input {
     /// `/query NICK`: open the conversation with one peer (the screen's `@NICK` pane), with
     /// its recent direct messages.
     Query(String),
+    /// `/invite NICK [LOBBY]`: invite one peer to the named private lobby, else the current
+    /// one (PROTOCOL.md 7.11).
+    Invite {
+        /// The invitee's nick, as typed (`NICK#HEX` for one of several peers using it).
+        nick: String,
+        /// The lobby, as typed; the current one if none.
+        lobby: Option<String>,
+    },
+    /// `/accept [LOBBY]`: join the private lobby of an invitation received: the one to the
+    /// named lobby (`LOBBY#HEX`: the one from the inviter whose peer id starts with HEX), else
+    /// the latest.
+    Accept(Option<String>),
+    /// `/decline [LOBBY]`: forget an invitation received, chosen as `/accept` chooses.
+    Decline(Option<String>),
     /// `/list`: the lobbies joined, with their members and unread counts.
     List,
     /// `/friend add ADDR:PORT`.
@@ -117,6 +131,23 @@ pub const COMMANDS: &[CommandHelp] = &[
         name: "query",
         usage: "/query NICK",
         help: "open the conversation with a member: text typed there goes to it as /msg",
+    },
+    CommandHelp {
+        name: "invite",
+        usage: "/invite NICK [LOBBY]",
+        help: "invite a member to a private lobby you are in (the current one if none is \
+               named); the invitation is sealed to its key and acknowledged",
+    },
+    CommandHelp {
+        name: "accept",
+        usage: "/accept [LOBBY]",
+        help: "join the private lobby of an invitation received (the latest if none is named; \
+               LOBBY#HEX picks the inviter); its key is kept in DATA/lobby-keys",
+    },
+    CommandHelp {
+        name: "decline",
+        usage: "/decline [LOBBY]",
+        help: "forget an invitation received (the latest if none is named)",
     },
     CommandHelp {
         name: "list",
@@ -237,6 +268,25 @@ pub fn parse(line: &str) -> Result<Option<Input>, String> {
             }
         }
         "query" | "q" => Input::Query(one_word("nick")?),
+        "invite" => match args.split_whitespace().collect::<Vec<_>>().as_slice() {
+            [nick] => Input::Invite {
+                nick: (*nick).to_owned(),
+                lobby: None,
+            },
+            [nick, lobby] => Input::Invite {
+                nick: (*nick).to_owned(),
+                lobby: Some((*lobby).to_owned()),
+            },
+            [] => return Err(format!("/invite: nick missing; usage: {}", usage("invite"))),
+            _ => {
+                return Err(format!(
+                    "/invite: a nick and one lobby at most; usage: {}",
+                    usage("invite")
+                ));
+            }
+        },
+        "accept" => Input::Accept(optional_word("lobby")?),
+        "decline" => Input::Decline(optional_word("lobby")?),
         "list" => no_args(Input::List)?,
         "friend" | "friends" => {
             let words: Vec<&str> = args.split_whitespace().collect();
@@ -319,6 +369,44 @@ pub fn action(text: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invitations() {
+        assert_eq!(
+            parse("/invite ann#3fa2").unwrap(),
+            Some(Input::Invite {
+                nick: "ann#3fa2".into(),
+                lobby: None
+            })
+        );
+        assert_eq!(
+            parse("/invite bob Ops").unwrap(),
+            Some(Input::Invite {
+                nick: "bob".into(),
+                lobby: Some("Ops".into())
+            })
+        );
+        assert!(
+            parse("/invite")
+                .unwrap_err()
+                .contains("usage: /invite NICK [LOBBY]")
+        );
+        assert!(
+            parse("/invite a b c")
+                .unwrap_err()
+                .contains("one lobby at most")
+        );
+        assert_eq!(parse("/accept").unwrap(), Some(Input::Accept(None)));
+        assert_eq!(
+            parse("/ACCEPT ops#3fa2").unwrap(),
+            Some(Input::Accept(Some("ops#3fa2".into())))
+        );
+        assert_eq!(
+            parse("/decline ops").unwrap(),
+            Some(Input::Decline(Some("ops".into())))
+        );
+        assert!(parse("/decline a b").is_err());
+    }
 
     #[test]
     fn texts_and_escaped_slashes() {

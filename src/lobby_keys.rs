@@ -52,6 +52,17 @@ pub enum LobbyKeysError {
     /// [`MAX_LOBBIES`] private lobbies are stored already.
     #[error("{MAX_LOBBIES} private lobbies are stored in {0} already; remove some lines")]
     Full(PathBuf),
+    /// Another key is stored for the name of a lobby whose key was to be stored.
+    #[error(
+        "another private lobby named {name} is kept in {path}; /part it and remove its line \
+         there to take this one"
+    )]
+    Taken {
+        /// The lobby's normalised name.
+        name: String,
+        /// The file.
+        path: PathBuf,
+    },
     /// The passphrase gave no key.
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -142,8 +153,41 @@ impl LobbyKeys {
         getrandom::fill(&mut bytes).map_err(|e| LobbyKeysError::Random(e.to_string()))?;
         let key = LobbyKey::from_bytes(bytes);
         all.push((lobby.name.clone(), key.clone()));
+        self.write(&all)?;
+        tracing::info!(lobby = %lobby.name, id = %key.id(), "new private lobby key stored");
+        Ok(key)
+    }
+
+    /// Stores `key` as the key of `lobby`'s name (an invitation accepted), so that a restart
+    /// or a re-invitation finds it. Nothing changes if it is stored already; another key of
+    /// the name is [`LobbyKeysError::Taken`]: it is never replaced, since a private lobby
+    /// whose key is lost cannot be rejoined.
+    pub fn store(&self, lobby: &Lobby, key: &LobbyKey) -> Result<(), LobbyKeysError> {
+        let _writing = WRITING.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = self.read()?;
+        match all.iter().find(|(n, _)| *n == lobby.name) {
+            Some((_, k)) if k == key => return Ok(()),
+            Some(_) => {
+                return Err(LobbyKeysError::Taken {
+                    name: lobby.name.clone(),
+                    path: self.path.clone(),
+                });
+            }
+            None => {}
+        }
+        if all.len() >= MAX_LOBBIES {
+            return Err(LobbyKeysError::Full(self.path.clone()));
+        }
+        all.push((lobby.name.clone(), key.clone()));
+        self.write(&all)?;
+        tracing::info!(lobby = %lobby.name, id = %key.id(), "invited private lobby key stored");
+        Ok(())
+    }
+
+    /// Replaces the file with `all`, one line per lobby.
+    fn write(&self, all: &[(String, LobbyKey)]) -> Result<(), LobbyKeysError> {
         let mut text = String::new();
-        for (name, k) in &all {
+        for (name, k) in all {
             text.push_str(name);
             text.push('\t');
             text.push_str(&hex_of(k.as_bytes()));
@@ -152,9 +196,7 @@ impl LobbyKeys {
         if let Some(dir) = self.path.parent() {
             fs::create_dir_all(dir).map_err(|source| self.io(source))?;
         }
-        write_secret(&self.path, text.as_bytes()).map_err(|source| self.io(source))?;
-        tracing::info!(lobby = %lobby.name, id = %key.id(), "new private lobby key stored");
-        Ok(key)
+        write_secret(&self.path, text.as_bytes()).map_err(|source| self.io(source))
     }
 
     /// Every valid line of the file (none if there is no file), at most [`MAX_LOBBIES`].
@@ -232,6 +274,28 @@ mod tests {
         let text = fs::read_to_string(keys.path()).unwrap();
         assert_eq!(text.lines().count(), 2);
         assert!(text.starts_with(&format!("team\t{}\n", hex_of(k.as_bytes()))));
+    }
+
+    #[test]
+    fn an_invited_key_is_stored_once_and_never_replaces_another() {
+        let tmp = tempfile::tempdir().unwrap();
+        let keys = LobbyKeys::new(tmp.path());
+        let invited = LobbyKey::from_bytes([7; 32]);
+        keys.store(&lobby("Ops"), &invited).unwrap();
+        keys.store(&lobby("ops"), &invited).unwrap();
+        assert_eq!(keys.get(&lobby("ops")).unwrap(), Some(invited.clone()));
+        let mode = fs::metadata(keys.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "mode {mode:o}");
+        // `--private` of that name now rejoins the invited lobby.
+        assert_eq!(keys.key_for(&lobby("ops")).unwrap(), invited);
+        let other = LobbyKey::from_bytes([8; 32]);
+        let e = keys.store(&lobby("ops"), &other).unwrap_err();
+        assert!(
+            matches!(e, LobbyKeysError::Taken { ref name, .. } if name == "ops"),
+            "{e}"
+        );
+        assert_eq!(keys.get(&lobby("ops")).unwrap(), Some(invited));
+        assert_eq!(fs::read_to_string(keys.path()).unwrap().lines().count(), 1);
     }
 
     #[test]

@@ -319,8 +319,9 @@ fn run_pipe(cfg: AppConfig) -> Result<()> {
         let keys = LobbyKeys::new(&cfg.data_dir);
         let app = App::start(cfg)?;
         let (tx, rx) = mpsc::channel(16);
-        spawn_reader(std::io::stdin(), lobby, keys, tx).context("starting the input thread")?;
         let mut out = PipeFrontend::new(std::io::stdout().lock());
+        spawn_reader(std::io::stdin(), lobby, keys, out.invited(), tx)
+            .context("starting the input thread")?;
         let reason = app.run(&mut out, rx).await?;
         tracing::debug!(?reason, "stopped");
         Ok(())

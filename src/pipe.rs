@@ -18,20 +18,30 @@
 //! peer from its history file: on `/query NICK`, and before the first direct message of a run
 //! to or from that peer.
 //!
+//! Invitations to private lobbies (`/invite NICK [LOBBY]`, PROTOCOL.md 7.11): `invitation`
+//! is one received (`lobby`, `lobby_id`, the inviter's `from` and `nick`; `"again": true` for
+//! a re-invitation, and `"joined": true` when the node rejoined at once, a `joined` line
+//! first); `/accept [LOBBY]` joins it (a `joined` line, and the texts after it go there) and
+//! `/decline [LOBBY]` forgets it (`declined`). `invitation_sent` is an own one sealed and sent,
+//! then `invitation_acked` or `invitation_failed`.
+//!
 //! `message`, `peer_joined` and `nick` lines, and the entries of `members`, carry
 //! `"key_changed": true` when the nick is known with other keys and the peer's key is not
 //! accepted for it ([`crate::known_peers`]), until `/trust NICK`; the field is left out
 //! otherwise.
 //!
 //! A line starting with `/` is a command of [`crate::command_line`] (`/join`, `/part`,
-//! `/nick`, `/me`, `/who`, `/trust`, `/msg`, `/query`, `/list`, `/friend`, `/status`, `/quit`);
+//! `/nick`, `/me`, `/who`, `/trust`, `/msg`, `/query`, `/invite`, `/accept`, `/decline`,
+//! `/list`, `/friend`, `/status`, `/quit`);
 //! `//text` sends
 //! `/text`. `/join NAME --private` and `/join NAME --key PASSPHRASE` join private lobbies: the
 //! input thread works out their keys (a passphrase's Argon2id takes it a third of a second),
 //! so that it knows the private lobby id the texts after it go to.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::thread;
 
 use serde::Serialize;
@@ -41,17 +51,68 @@ use crate::app::{Addressee, AppEvent, Command, Frontend};
 use crate::command_line::{self, Input};
 use crate::direct_history::{DirectRecord, DirectState};
 use crate::lobby_keys::{JoinHow, LobbyKeys};
-use crate::proto::{Lobby, LobbyId, Message, Stats};
+use crate::proto::{Lobby, LobbyId, Message, PeerId, Stats};
 
 /// Longest input line kept; the rest of a longer line is dropped (the protocol's limit,
 /// 60 KiB, refuses it anyway, with an `error` event).
 const MAX_LINE: usize = 1 << 20;
+
+/// Invitations the pipe printed and that wait, shared with its input thread: `/accept` there
+/// must know which private lobby the texts after it go to, and only the runtime knows its id.
+/// The frontend records an invitation before its line can be read, so a script that answers
+/// the line finds it.
+#[derive(Clone, Debug, Default)]
+pub struct Invited(Arc<Mutex<VecDeque<(String, PeerId, LobbyId)>>>);
+
+impl Invited {
+    fn record(&self, lobby: &Lobby, from: PeerId) {
+        let mut list = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        list.retain(|(_, _, id)| *id != lobby.id);
+        if list.len() >= crate::app::MAX_WAITING_INVITATIONS {
+            list.pop_front();
+        }
+        list.push_back((lobby.name.clone(), from, lobby.id));
+    }
+
+    /// The lobby `/accept` or `/decline` with `which` names, as the runtime picks it (see
+    /// [`Command::Accept`]), forgotten here; `None` if none or several lobbies match (the
+    /// runtime then says why).
+    fn take(&self, which: Option<&str>) -> Option<(String, LobbyId)> {
+        let mut list = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (name, id) = match which {
+            None => list.back().map(|(n, _, id)| (n.clone(), *id))?,
+            Some(w) => {
+                let (name, digits) = match w.rsplit_once('#') {
+                    Some((n, d)) if !d.is_empty() && d.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                        (n, Some(d.to_ascii_lowercase()))
+                    }
+                    _ => (w, None),
+                };
+                let name = Lobby::new(name).ok()?.name;
+                let mut ids = list.iter().filter(|(n, from, _)| {
+                    *n == name
+                        && digits
+                            .as_deref()
+                            .is_none_or(|d| from.to_string().starts_with(d))
+                });
+                let id = ids.next()?.2;
+                if ids.any(|(_, _, other)| *other != id) {
+                    return None;
+                }
+                (name, id)
+            }
+        };
+        list.retain(|(_, _, other)| *other != id);
+        Some((name, id))
+    }
+}
 
 /// Writes events as JSON lines to a writer (stdout), buffering until flushed.
 #[derive(Debug)]
 pub struct PipeFrontend<W: Write> {
     out: W,
     buf: Vec<u8>,
+    invited: Invited,
 }
 
 impl<W: Write> PipeFrontend<W> {
@@ -60,7 +121,13 @@ impl<W: Write> PipeFrontend<W> {
         PipeFrontend {
             out,
             buf: Vec::with_capacity(64 << 10),
+            invited: Invited::default(),
         }
+    }
+
+    /// The invitations this frontend prints, for [`spawn_reader`].
+    pub fn invited(&self) -> Invited {
+        self.invited.clone()
     }
 
     fn line<T: Serialize>(&mut self, v: &T) {
@@ -281,6 +348,40 @@ struct DirectStateLine {
     event: &'static str,
     id: Hex,
     to: Hex,
+}
+
+#[derive(Serialize)]
+struct InvitationLine<'a> {
+    event: &'static str,
+    id: Hex,
+    from: Hex,
+    nick: &'a str,
+    lobby: &'a str,
+    lobby_id: Hex,
+    #[serde(skip_serializing_if = "is_false")]
+    again: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    joined: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    key_changed: bool,
+}
+
+#[derive(Serialize)]
+struct InvitationSentLine<'a> {
+    event: &'static str,
+    id: Hex,
+    to: Hex,
+    nick: &'a str,
+    lobby: &'a str,
+    pending: bool,
+}
+
+#[derive(Serialize)]
+struct DeclinedLine<'a> {
+    event: &'static str,
+    lobby: &'a str,
+    lobby_id: Hex,
+    from: Hex,
 }
 
 #[derive(Serialize)]
@@ -516,6 +617,59 @@ impl<W: Write> Frontend for PipeFrontend<W> {
                 id: Hex(id.0),
                 to: Hex(peer.0),
             }),
+            AppEvent::Invitation {
+                id,
+                from,
+                nick,
+                lobby,
+                again,
+                joined,
+                key_changed,
+            } => {
+                if !joined {
+                    self.invited.record(lobby, from);
+                }
+                self.line(&InvitationLine {
+                    event: "invitation",
+                    id: Hex(id.0),
+                    from: Hex(from.0),
+                    nick,
+                    lobby: &lobby.name,
+                    lobby_id: Hex(lobby.id.0),
+                    again,
+                    joined,
+                    key_changed,
+                });
+            }
+            AppEvent::InvitationSent {
+                id,
+                peer,
+                nick,
+                lobby,
+            } => self.line(&InvitationSentLine {
+                event: "invitation_sent",
+                id: Hex(id.0),
+                to: Hex(peer.0),
+                nick,
+                lobby: &lobby.name,
+                pending: true,
+            }),
+            AppEvent::InvitationAcked { id, peer } => self.line(&DirectStateLine {
+                event: "invitation_acked",
+                id: Hex(id.0),
+                to: Hex(peer.0),
+            }),
+            AppEvent::InvitationFailed { id, peer } => self.line(&DirectStateLine {
+                event: "invitation_failed",
+                id: Hex(id.0),
+                to: Hex(peer.0),
+            }),
+            AppEvent::Declined { lobby, from } => self.line(&DeclinedLine {
+                event: "declined",
+                lobby: &lobby.name,
+                lobby_id: Hex(lobby.id.0),
+                from: Hex(from.0),
+            }),
             AppEvent::Status(s) => self.line(&StatusLine {
                 event: "status",
                 nick: &s.nick,
@@ -565,13 +719,14 @@ pub fn spawn_reader<R: Read + Send + 'static>(
     mut input: R,
     lobby: Lobby,
     keys: LobbyKeys,
+    invited: Invited,
     tx: mpsc::Sender<Vec<Command>>,
 ) -> io::Result<thread::JoinHandle<()>> {
     thread::Builder::new().name("input".into()).spawn(move || {
         let mut buf = vec![0u8; 64 << 10];
         let mut pending: Vec<u8> = Vec::new();
         let mut skipping = false;
-        let mut lines = Lines::new(lobby, keys);
+        let mut lines = Lines::new(lobby, keys, invited);
         loop {
             let n = match input.read(&mut buf) {
                 Ok(0) => break,
@@ -619,17 +774,34 @@ struct Lines {
     /// one leads, and which id a name stands for (a private lobby's is not the name's).
     joined: Vec<(String, LobbyId)>,
     keys: LobbyKeys,
+    /// The invitations printed: which lobby `/accept` joins.
+    invited: Invited,
     cmds: Vec<Command>,
 }
 
 impl Lines {
-    fn new(lobby: Lobby, keys: LobbyKeys) -> Self {
+    fn new(lobby: Lobby, keys: LobbyKeys, invited: Invited) -> Self {
         Lines {
             current: lobby.id,
             joined: vec![(lobby.name, lobby.id)],
             keys,
+            invited,
             cmds: Vec::new(),
         }
+    }
+
+    /// The `Command::Accept` of `/accept [LOBBY]`, with the current lobby moved to the lobby
+    /// invited to, as `/join` moves it.
+    fn accept(&mut self, which: Option<String>) -> Command {
+        if let Some((name, id)) = self.invited.take(which.as_deref())
+            // The runtime refuses a second lobby of a name joined already.
+            && !self.joined.iter().any(|(n, j)| *n == name && *j != id)
+        {
+            self.joined.retain(|(_, j)| *j != id);
+            self.joined.push((name, id));
+            self.current = id;
+        }
+        Command::Accept { which }
     }
 
     /// The `Command::Join` of `/join NAME` joined `how`, with the key worked out here, and the
@@ -717,6 +889,15 @@ impl Lines {
                 text,
             },
             Input::Query(nick) => Command::Query { nick },
+            Input::Invite { nick, lobby } => match lobby_of(lobby, self.current) {
+                Ok(lobby) => Command::Invite { nick, lobby },
+                Err(error) => Command::Invalid { error },
+            },
+            Input::Accept(which) => self.accept(which),
+            Input::Decline(which) => {
+                self.invited.take(which.as_deref());
+                Command::Decline { which }
+            }
             Input::Who(name) => match lobby_of(name, self.current) {
                 Ok(lobby) => Command::Who { lobby },
                 Err(error) => Command::Invalid { error },
@@ -756,7 +937,7 @@ mod tests {
     fn lines_of(input: &'static [u8]) -> Vec<String> {
         let (tx, mut rx) = mpsc::channel(16);
         let keys = LobbyKeys::new(std::path::Path::new("/nonexistent"));
-        spawn_reader(input, first(), keys, tx)
+        spawn_reader(input, first(), keys, Invited::default(), tx)
             .unwrap()
             .join()
             .unwrap();
@@ -786,10 +967,16 @@ mod tests {
 
     fn commands_in(input: &'static [u8], data_dir: &std::path::Path) -> Vec<Command> {
         let (tx, mut rx) = mpsc::channel(16);
-        spawn_reader(input, first(), LobbyKeys::new(data_dir), tx)
-            .unwrap()
-            .join()
-            .unwrap();
+        spawn_reader(
+            input,
+            first(),
+            LobbyKeys::new(data_dir),
+            Invited::default(),
+            tx,
+        )
+        .unwrap()
+        .join()
+        .unwrap();
         let mut out = Vec::new();
         while let Ok(cmds) = rx.try_recv() {
             out.extend(cmds);
@@ -924,6 +1111,142 @@ mod tests {
                 Command::Query { nick: "bob".into() },
                 Command::Invalid {
                     error: "/msg: text missing; usage: /msg NICK TEXT".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn invitation_lines_carry_their_fields_and_accept_follows_them() {
+        use crate::proto::{MsgId, PeerId};
+        let ops = Lobby {
+            name: "ops".into(),
+            id: LobbyId(0x0a),
+        };
+        let mut f = PipeFrontend::new(Vec::new());
+        f.event(AppEvent::Invitation {
+            id: MsgId(0xab),
+            from: PeerId(0x3fa2_0000_0000_0001),
+            nick: "ann",
+            lobby: &ops,
+            again: false,
+            joined: false,
+            key_changed: false,
+        });
+        f.event(AppEvent::Invitation {
+            id: MsgId(0xac),
+            from: PeerId(0xfeed),
+            nick: "bob",
+            lobby: &Lobby {
+                name: "dev".into(),
+                id: LobbyId(0x0d),
+            },
+            again: true,
+            joined: true,
+            key_changed: true,
+        });
+        f.event(AppEvent::InvitationSent {
+            id: MsgId(0xad),
+            peer: PeerId(0xfeed),
+            nick: "bob",
+            lobby: &ops,
+        });
+        f.event(AppEvent::InvitationAcked {
+            id: MsgId(0xad),
+            peer: PeerId(0xfeed),
+        });
+        f.event(AppEvent::InvitationFailed {
+            id: MsgId(0xad),
+            peer: PeerId(0xfeed),
+        });
+        f.event(AppEvent::Declined {
+            lobby: &ops,
+            from: PeerId(0xfeed),
+        });
+        f.flush().unwrap();
+        let lines: Vec<serde_json::Value> = String::from_utf8(f.out.clone())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            lines[0],
+            serde_json::json!({"event": "invitation", "id": "00000000000000ab",
+                "from": "3fa2000000000001", "nick": "ann", "lobby": "ops",
+                "lobby_id": "000000000000000a"})
+        );
+        assert_eq!(
+            (
+                &lines[1]["again"],
+                &lines[1]["joined"],
+                &lines[1]["key_changed"]
+            ),
+            (&true.into(), &true.into(), &true.into())
+        );
+        assert_eq!(
+            lines[2],
+            serde_json::json!({"event": "invitation_sent", "id": "00000000000000ad",
+                "to": "000000000000feed", "nick": "bob", "lobby": "ops", "pending": true})
+        );
+        assert_eq!(lines[3]["event"], "invitation_acked");
+        assert_eq!(lines[4]["event"], "invitation_failed");
+        assert_eq!(
+            lines[5],
+            serde_json::json!({"event": "declined", "lobby": "ops",
+                "lobby_id": "000000000000000a", "from": "000000000000feed"})
+        );
+        assert_eq!(lines.len(), 6);
+
+        // Only the invitation waiting is there for the input thread: texts after /accept go
+        // to its lobby; a lobby rejoined at once was not recorded.
+        let (tx, mut rx) = mpsc::channel(16);
+        let tmp = tempfile::tempdir().unwrap();
+        let input: &[u8] = b"/accept dev\nstill first\n/accept OPS#3FA2\nhi ops\n/decline\n";
+        spawn_reader(input, first(), LobbyKeys::new(tmp.path()), f.invited(), tx)
+            .unwrap()
+            .join()
+            .unwrap();
+        let mut cmds = Vec::new();
+        while let Ok(c) = rx.try_recv() {
+            cmds.extend(c);
+        }
+        assert_eq!(
+            cmds,
+            vec![
+                Command::Accept {
+                    which: Some("dev".into())
+                },
+                Command::Send {
+                    lobby: LobbyId(1),
+                    texts: vec!["still first".into()]
+                },
+                Command::Accept {
+                    which: Some("OPS#3FA2".into())
+                },
+                Command::Send {
+                    lobby: LobbyId(0x0a),
+                    texts: vec!["hi ops".into()]
+                },
+                Command::Decline { which: None },
+            ]
+        );
+    }
+
+    #[test]
+    fn invite_lines_name_the_current_lobby_or_theirs() {
+        assert_eq!(
+            commands_of(b"/invite ann\n/invite bob Ops\n/invite\n"),
+            vec![
+                Command::Invite {
+                    nick: "ann".into(),
+                    lobby: LobbyId(1)
+                },
+                Command::Invite {
+                    nick: "bob".into(),
+                    lobby: Lobby::new("ops").unwrap().id
+                },
+                Command::Invalid {
+                    error: "/invite: nick missing; usage: /invite NICK [LOBBY]".into()
                 },
             ]
         );

@@ -36,7 +36,20 @@ impl Frontend for RelayFrontend {
             | AppEvent::DirectSent { .. }
             | AppEvent::DirectAcked { .. }
             | AppEvent::DirectFailed { .. }
+            | AppEvent::InvitationSent { .. }
+            | AppEvent::InvitationAcked { .. }
+            | AppEvent::InvitationFailed { .. }
+            | AppEvent::Declined { .. }
             | AppEvent::Status(_) => {}
+            // A relay takes no commands: it rejoins a lobby it was re-invited to, and a new
+            // lobby is joined with --private or --key.
+            AppEvent::Invitation {
+                from,
+                nick,
+                lobby,
+                joined,
+                ..
+            } => tracing::info!(%from, nick, lobby = %lobby.name, joined, "invitation received"),
             AppEvent::Parted { lobby } => tracing::info!(lobby = %lobby.name, "left"),
             AppEvent::CommandFailed { error } => tracing::warn!(error, "command failed"),
             AppEvent::OwnNick { nick } => tracing::info!(nick, "nick changed"),

@@ -1408,3 +1408,106 @@ fn msg_from_a_lobby_is_a_runtime_command_and_help_lists_it() {
         "{help}"
     );
 }
+
+#[test]
+fn invitations_are_shown_accepted_and_followed() {
+    let (mut s, _) = scene();
+    let ops = LobbyKey::from_bytes([9; 32]).lobby(&lobby("ops"));
+    let invitation = |lobby: &Lobby, again, joined| OwnedEvent::Invitation {
+        id: MsgId(1),
+        from: BOB,
+        nick: "bob".into(),
+        lobby: lobby.clone(),
+        again,
+        joined,
+    };
+    s.on_event(invitation(&ops, false, false), T0 + MINUTE);
+    let shown = screen_text(&mut s, 110, 20);
+    assert!(
+        shown
+            .contains("bob#3b1f invites you to the private lobby ops: /accept ops or /decline ops"),
+        "{shown}"
+    );
+    // Accepted, the lobby's pane is shown once joined, and texts go there.
+    type_text(&mut s, "/accept");
+    assert_eq!(
+        enter(&mut s),
+        [Effect::Command(Command::Accept { which: None })]
+    );
+    s.on_event(
+        OwnedEvent::Joined {
+            lobby: ops.clone(),
+            peer: ME,
+            groups: Vec::new(),
+            local: Vec::new(),
+            private: true,
+        },
+        T0 + MINUTE,
+    );
+    type_text(&mut s, "hi all");
+    assert_eq!(
+        enter(&mut s),
+        [Effect::Command(Command::Send {
+            lobby: ops.id,
+            texts: vec!["hi all".into()],
+        })]
+    );
+    // An own invitation, from the lobby's pane, and what became of it.
+    type_text(&mut s, "/invite carol");
+    assert_eq!(
+        enter(&mut s),
+        [Effect::Command(Command::Invite {
+            nick: "carol".into(),
+            lobby: ops.id
+        })]
+    );
+    s.on_event(
+        OwnedEvent::InvitationSent {
+            id: MsgId(7),
+            peer: CAROL,
+            nick: "carol".into(),
+            lobby: ops.clone(),
+        },
+        T0 + MINUTE,
+    );
+    s.on_event(
+        OwnedEvent::InvitationAcked {
+            id: MsgId(7),
+            peer: CAROL,
+        },
+        T0 + MINUTE,
+    );
+    let shown = screen_text(&mut s, 110, 20);
+    assert!(
+        shown.contains("invitation of carol to ops sent (pending)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("invitation of carol to ops received"),
+        "{shown}"
+    );
+    // A re-invitation the runtime answered by rejoining is news, not a question.
+    let dev = LobbyKey::from_bytes([10; 32]).lobby(&lobby("dev"));
+    s.on_event(invitation(&dev, true, true), T0 + MINUTE);
+    let shown = screen_text(&mut s, 110, 20);
+    assert!(
+        shown.contains("bob#3b1f invited you back to the private lobby dev"),
+        "{shown}"
+    );
+    // /decline goes to the runtime, which answers what was declined.
+    type_text(&mut s, "/decline Dev");
+    assert_eq!(
+        enter(&mut s),
+        [Effect::Command(Command::Decline {
+            which: Some("Dev".into())
+        })]
+    );
+    s.on_event(
+        OwnedEvent::Declined {
+            lobby: dev,
+            from: BOB,
+        },
+        T0 + MINUTE,
+    );
+    assert!(screen_text(&mut s, 110, 20).contains("declined the invitation to dev from bob#3b1f"));
+}

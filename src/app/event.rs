@@ -67,6 +67,28 @@ pub enum Command {
         /// The member, as typed: `NICK` or `NICK#HEX`.
         nick: String,
     },
+    /// Invite the member a nick names to a private lobby joined (PROTOCOL.md 7.11): answered
+    /// by [`AppEvent::InvitationSent`], then [`AppEvent::InvitationAcked`] or
+    /// [`AppEvent::InvitationFailed`]; or by [`AppEvent::CommandFailed`].
+    Invite {
+        /// The invitee, as typed: `NICK` or `NICK#HEX`.
+        nick: String,
+        /// The private lobby.
+        lobby: LobbyId,
+    },
+    /// Join the private lobby of an invitation received, and keep its key: answered by
+    /// [`AppEvent::Joined`], or [`AppEvent::CommandFailed`].
+    Accept {
+        /// Which invitation: `LOBBY` or `LOBBY#HEX` (the inviter's peer id starts with HEX);
+        /// the latest if none.
+        which: Option<String>,
+    },
+    /// Forget an invitation received, chosen as [`Command::Accept`] chooses: answered by
+    /// [`AppEvent::Declined`], or [`AppEvent::CommandFailed`]. The inviter is not told.
+    Decline {
+        /// Which invitation.
+        which: Option<String>,
+    },
     /// Add a friend (PROTOCOL.md 7.1); answered by [`AppEvent::Friends`].
     AddFriend {
         /// Its unicast address.
@@ -325,6 +347,58 @@ pub enum AppEvent<'a> {
         /// The addressee.
         peer: PeerId,
     },
+    /// An invitation to a private lobby was received (PROTOCOL.md 7.11). It waits for
+    /// [`Command::Accept`] or [`Command::Decline`], unless `joined`.
+    Invitation {
+        /// Its id.
+        id: MsgId,
+        /// The inviter.
+        from: PeerId,
+        /// The inviter's nick, as it said.
+        nick: &'a str,
+        /// The private lobby (name and private id).
+        lobby: &'a Lobby,
+        /// A re-invitation: the inviter heard this node in the lobby before.
+        again: bool,
+        /// The lobby was rejoined at once ([`AppEvent::Joined`] came first): a re-invitation
+        /// to a lobby whose key this node keeps, and that it did not leave with `/part`.
+        joined: bool,
+        /// The inviter's nick is known with other keys and this one is not accepted for it.
+        key_changed: bool,
+    },
+    /// An invitation was sealed and sent; it is pending until [`AppEvent::InvitationAcked`]
+    /// or [`AppEvent::InvitationFailed`].
+    InvitationSent {
+        /// Its id.
+        id: MsgId,
+        /// The invitee.
+        peer: PeerId,
+        /// The invitee's nick.
+        nick: &'a str,
+        /// The private lobby.
+        lobby: &'a Lobby,
+    },
+    /// The invitee acknowledged an invitation.
+    InvitationAcked {
+        /// Its id.
+        id: MsgId,
+        /// The invitee.
+        peer: PeerId,
+    },
+    /// An invitation was never acknowledged: not known to have arrived.
+    InvitationFailed {
+        /// Its id.
+        id: MsgId,
+        /// The invitee.
+        peer: PeerId,
+    },
+    /// An invitation received was declined (forgotten).
+    Declined {
+        /// The private lobby.
+        lobby: &'a Lobby,
+        /// The inviter.
+        from: PeerId,
+    },
     /// The transport state: on [`Command::Status`], and every status interval if one is set.
     Status(&'a Status),
     /// The core's counters: at exit, on SIGUSR1, and every report interval if one is set.
@@ -455,6 +529,32 @@ pub enum OwnedEvent {
     DirectFailed {
         id: MsgId,
         peer: PeerId,
+    },
+    Invitation {
+        id: MsgId,
+        from: PeerId,
+        nick: String,
+        lobby: Lobby,
+        again: bool,
+        joined: bool,
+    },
+    InvitationSent {
+        id: MsgId,
+        peer: PeerId,
+        nick: String,
+        lobby: Lobby,
+    },
+    InvitationAcked {
+        id: MsgId,
+        peer: PeerId,
+    },
+    InvitationFailed {
+        id: MsgId,
+        peer: PeerId,
+    },
+    Declined {
+        lobby: Lobby,
+        from: PeerId,
     },
     Status(Status),
     Stats(Box<Stats>),
@@ -622,6 +722,44 @@ impl OwnedEvent {
             },
             AppEvent::DirectAcked { id, peer } => OwnedEvent::DirectAcked { id, peer },
             AppEvent::DirectFailed { id, peer } => OwnedEvent::DirectFailed { id, peer },
+            AppEvent::Invitation {
+                id,
+                from,
+                nick,
+                lobby,
+                again,
+                joined,
+                key_changed,
+            } => {
+                if key_changed {
+                    out.push(new_key(from, nick));
+                }
+                OwnedEvent::Invitation {
+                    id,
+                    from,
+                    nick: nick.to_owned(),
+                    lobby: lobby.clone(),
+                    again,
+                    joined,
+                }
+            }
+            AppEvent::InvitationSent {
+                id,
+                peer,
+                nick,
+                lobby,
+            } => OwnedEvent::InvitationSent {
+                id,
+                peer,
+                nick: nick.to_owned(),
+                lobby: lobby.clone(),
+            },
+            AppEvent::InvitationAcked { id, peer } => OwnedEvent::InvitationAcked { id, peer },
+            AppEvent::InvitationFailed { id, peer } => OwnedEvent::InvitationFailed { id, peer },
+            AppEvent::Declined { lobby, from } => OwnedEvent::Declined {
+                lobby: lobby.clone(),
+                from,
+            },
             AppEvent::Status(s) => OwnedEvent::Status(s.clone()),
             AppEvent::Stats(s) => OwnedEvent::Stats(Box::new(s.clone())),
         };

@@ -29,15 +29,19 @@ use crate::net::{Family, GroupSocket, Iface, IfaceError, UnicastSocket};
 use crate::proto::fragment::piece_count;
 use crate::proto::private::LobbyKey;
 use crate::proto::{
-    Config, Dest, Event, Lobby, LobbyId, Message, MsgId, NickError, Node, Path, PeerId, SendError,
+    Config, Dest, Event, Invitation, Lobby, LobbyId, Message, MsgId, NickError, Node, Path, PeerId,
+    SendError,
 };
 
 mod event;
+mod invitations;
 mod resolve;
 
 pub use event::{
     Addressee, AppEvent, ChannelFrontend, Command, Frontend, LobbyStatus, OwnedEvent, Status,
 };
+pub use invitations::MAX_WAITING as MAX_WAITING_INVITATIONS;
+use invitations::{Outstanding, Sent, Waiting};
 pub use resolve::{ResolveError, direct_addressee, resolve_nick};
 
 /// Direct messages of a conversation given to the frontend when it is shown.
@@ -311,6 +315,10 @@ pub struct App {
     /// A direct history file could not be written while draining the core: the runtime stops
     /// with it before anything more is shown.
     direct_error: Option<AppError>,
+    /// Invitations received, waiting for `/accept` or `/decline`.
+    invitations: Waiting,
+    /// Own direct texts and invitations not acknowledged yet.
+    outstanding: Outstanding,
 }
 
 /// An input taken but not carried out yet.
@@ -419,6 +427,8 @@ impl App {
             direct_logs: HashMap::new(),
             conversations: HashSet::new(),
             direct_error: None,
+            invitations: Waiting::default(),
+            outstanding: Outstanding::default(),
         };
         for start in &cfg.lobbies {
             let (i, got) = app.open_lobby(&start.lobby, start.key.as_ref(), now)?;
@@ -966,22 +976,8 @@ impl App {
                     Ok(l) => l,
                     Err(e) => return Ok(Err(format!("bad lobby name {name:?}: {e}"))),
                 };
-                // One lobby per name: texts, /part and /who name their lobby, and a private
-                // lobby must not be mistaken for the public one of its name.
-                if let Some(j) = self.lobbies.iter().find(|j| j.lobby.name == named.name) {
-                    return Ok(Err(match (j.private, how.is_private()) {
-                        (false, false) => format!("already in lobby {}", named.name),
-                        (true, true) => format!(
-                            "already in private lobby {}; /part it first to join another of \
-                             that name",
-                            named.name
-                        ),
-                        (was, _) => format!(
-                            "lobby {} is joined already as a {} lobby; /part it first",
-                            named.name,
-                            if was { "private" } else { "public" }
-                        ),
-                    }));
+                if let Err(e) = self.may_join(&named, how.is_private()) {
+                    return Ok(Err(e));
                 }
                 // A passphrase costs Argon2id's third of a second here, inline: the loop
                 // stalls that long once per /join, which SRM's timers absorb. The pipe
@@ -990,38 +986,61 @@ impl App {
                     Ok(k) => k,
                     Err(e) => return Ok(Err(format!("cannot join {}: {e}", named.name))),
                 };
-                let lobby = key
-                    .as_ref()
-                    .map_or_else(|| named.clone(), |k| k.lobby(&named));
-                if self.lobbies.iter().any(|j| j.lobby.id == lobby.id) {
-                    return Ok(Err(format!("already in lobby {}", lobby.name)));
-                }
-                let got = match self.open_lobby(&lobby, key.as_ref(), now) {
-                    Ok((_, got)) => got,
-                    // A socket that cannot join, a lease held by another process: the
-                    // other lobbies go on.
-                    Err(e @ (AppError::Socket { .. } | AppError::Lease { .. })) => {
-                        return Ok(Err(format!("cannot join {}: {e}", lobby.name)));
-                    }
-                    Err(e) => return Err(e),
+                return self.join(frontend, &named, key, now);
+            }
+            Command::Invite { nick, lobby } => {
+                let Some(j) = self.lobbies.iter().find(|j| j.lobby.id == lobby) else {
+                    return Ok(Err(format!("/invite: not in lobby {lobby}")));
                 };
-                let j = self.lobbies.last().expect("just pushed");
-                let local: Vec<SocketAddr> =
-                    self.unicast.iter().map(|u| u.sock.local_addr()).collect();
-                let peer = self.node.peer_id();
-                frontend.event(AppEvent::Joined {
-                    lobby: &j.lobby,
+                let shown = j.lobby.clone();
+                let (peer, nick) = match self.addressee(&nick) {
+                    Ok(found) => found,
+                    Err(e) => return Ok(Err(format!("/invite: {e}"))),
+                };
+                let id = match self.node.invite(now, peer, lobby) {
+                    Ok(id) => id,
+                    Err(e) => return Ok(Err(format!("/invite {nick} to {}: {e}", shown.name))),
+                };
+                self.outstanding.insert(id, Sent::Invitation);
+                tracing::info!(%peer, lobby = %shown.name, "invitation sent");
+                frontend.event(AppEvent::InvitationSent {
+                    id,
                     peer,
-                    groups: &j.targets,
-                    local: &local,
-                    private: j.private,
+                    nick: &nick,
+                    lobby: &shown,
                 });
-                for m in &got {
-                    frontend.event(AppEvent::History {
-                        lobby: &j.lobby,
-                        msg: m,
-                        own: m.source == peer,
-                    });
+            }
+            Command::Accept { which } => {
+                let inv = match self.invitations.take(which.as_deref(), "accept") {
+                    Ok(inv) => inv,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let named = match Lobby::new(&inv.lobby.name) {
+                    Ok(l) => l,
+                    Err(e) => return Ok(Err(format!("bad lobby name {:?}: {e}", inv.lobby.name))),
+                };
+                // Kept before joining, so that a restart or a re-invitation finds the key;
+                // kept back if it cannot be joined now, to be accepted later.
+                let refused = self.may_join(&named, true).err().or_else(|| {
+                    self.lobby_keys
+                        .store(&named, &inv.key)
+                        .err()
+                        .map(|e| e.to_string())
+                });
+                if let Some(e) = refused {
+                    self.invitations.put_back(inv);
+                    return Ok(Err(format!("/accept: {e}")));
+                }
+                tracing::info!(from = %inv.from, lobby = %named.name, "invitation accepted");
+                return self.join(frontend, &named, Some(inv.key), now);
+            }
+            Command::Decline { which } => {
+                match self.invitations.take(which.as_deref(), "decline") {
+                    Ok(inv) => frontend.event(AppEvent::Declined {
+                        lobby: &inv.lobby,
+                        from: inv.from,
+                    }),
+                    Err(e) => return Ok(Err(e)),
                 }
             }
             Command::Part { lobby } => {
@@ -1097,6 +1116,7 @@ impl App {
                     Ok(id) => id,
                     Err(e) => return Ok(Err(format!("/msg {nick}: {e}"))),
                 };
+                self.outstanding.insert(id, Sent::Text);
                 let rec = DirectRecord {
                     id,
                     own: true,
@@ -1150,13 +1170,125 @@ impl App {
         Ok(Ok(()))
     }
 
-    /// The member `nick` names in the lobbies joined, if a direct message can be sealed to it.
+    /// Why `named` cannot be joined (public, or private if `private`): one lobby per name, so
+    /// that texts, `/part` and `/who` name their lobby, and a private lobby is not mistaken for
+    /// the public one of its name.
+    fn may_join(&self, named: &Lobby, private: bool) -> Result<(), String> {
+        let Some(j) = self.lobbies.iter().find(|j| j.lobby.name == named.name) else {
+            return Ok(());
+        };
+        Err(match (j.private, private) {
+            (false, false) => format!("already in lobby {}", named.name),
+            (true, true) => format!(
+                "already in private lobby {}; /part it first to join another of that name",
+                named.name
+            ),
+            (was, _) => format!(
+                "lobby {} is joined already as a {} lobby; /part it first",
+                named.name,
+                if was { "private" } else { "public" }
+            ),
+        })
+    }
+
+    /// Joins `named`, private under `key` if there is one, and tells the frontend
+    /// ([`AppEvent::Joined`] and the lobby's history). Bad arguments are the inner error.
+    fn join(
+        &mut self,
+        frontend: &mut dyn Frontend,
+        named: &Lobby,
+        key: Option<LobbyKey>,
+        now: Instant,
+    ) -> Result<Result<(), String>, AppError> {
+        let lobby = key
+            .as_ref()
+            .map_or_else(|| named.clone(), |k| k.lobby(named));
+        if self.lobbies.iter().any(|j| j.lobby.id == lobby.id) {
+            return Ok(Err(format!("already in lobby {}", lobby.name)));
+        }
+        let got = match self.open_lobby(&lobby, key.as_ref(), now) {
+            Ok((_, got)) => got,
+            // A socket that cannot join, a lease held by another process: the other lobbies
+            // go on.
+            Err(e @ (AppError::Socket { .. } | AppError::Lease { .. })) => {
+                return Ok(Err(format!("cannot join {}: {e}", lobby.name)));
+            }
+            Err(e) => return Err(e),
+        };
+        let j = self.lobbies.last().expect("just pushed");
+        let local: Vec<SocketAddr> = self.unicast.iter().map(|u| u.sock.local_addr()).collect();
+        let peer = self.node.peer_id();
+        frontend.event(AppEvent::Joined {
+            lobby: &j.lobby,
+            peer,
+            groups: &j.targets,
+            local: &local,
+            private: j.private,
+        });
+        for m in &got {
+            frontend.event(AppEvent::History {
+                lobby: &j.lobby,
+                msg: m,
+                own: m.source == peer,
+            });
+        }
+        Ok(Ok(()))
+    }
+
+    /// An invitation received: a re-invitation to a lobby whose key is kept here (this node
+    /// was in it and did not `/part`; it restarted) is joined at once, as RetroShare's users
+    /// asked; any other waits for `/accept` or `/decline`.
+    fn invited(&mut self, frontend: &mut dyn Frontend, inv: Invitation, key_changed: bool) {
+        if self.lobbies.iter().any(|j| j.lobby.id == inv.lobby.id) {
+            tracing::debug!(lobby = %inv.lobby.name, "invited to a lobby joined already");
+            return;
+        }
+        let kept = Lobby::new(&inv.lobby.name)
+            .ok()
+            .filter(|named| self.may_join(named, true).is_ok())
+            .filter(|named| matches!(self.lobby_keys.get(named), Ok(Some(k)) if k == inv.key));
+        let mut joined = false;
+        if let Some(named) = kept.filter(|_| inv.again) {
+            match self.join(frontend, &named, Some(inv.key.clone()), Instant::now()) {
+                Ok(Ok(())) => joined = true,
+                Ok(Err(e)) => tracing::warn!(error = %e, "re-invited lobby not rejoined"),
+                Err(e) => {
+                    self.direct_error.get_or_insert(e);
+                    return;
+                }
+            }
+        }
+        tracing::info!(from = %inv.from, nick = ?inv.nick, lobby = %inv.lobby.name,
+            again = inv.again, joined, "invitation received");
+        frontend.event(AppEvent::Invitation {
+            id: inv.id,
+            from: inv.from,
+            nick: &inv.nick,
+            lobby: &inv.lobby,
+            again: inv.again,
+            joined,
+            key_changed,
+        });
+        if !joined {
+            self.invitations.insert(inv);
+        }
+    }
+
+    /// The member `nick` names in the lobbies joined, or the friend it names, if a direct
+    /// message can be sealed to it.
     fn addressee(&self, nick: &str) -> Result<(PeerId, String), ResolveError> {
-        let members: Vec<(PeerId, String)> = self
+        let mut members: Vec<(PeerId, String)> = self
             .lobbies
             .iter()
             .flat_map(|j| self.node.members(j.lobby.id))
             .collect();
+        // A friend in no lobby shared: its key is known if it was heard in one before.
+        members.extend(
+            self.node
+                .friends()
+                .into_iter()
+                .filter_map(|f| Some((f.peer?, f.nick?))),
+        );
         direct_addressee(nick, &members, |p| self.node.knows_key(p))
     }
 
@@ -1398,19 +1530,33 @@ impl App {
                         key_changed,
                     });
                 }
-                Event::DirectAcked { id, peer } => {
-                    self.direct_state(frontend, peer, id, DirectState::Delivered);
-                }
+                Event::DirectAcked { id, peer } => match self.outstanding.remove(id) {
+                    Some(Sent::Text) => {
+                        self.direct_state(frontend, peer, id, DirectState::Delivered);
+                    }
+                    Some(Sent::Invitation) => {
+                        frontend.event(AppEvent::InvitationAcked { id, peer });
+                    }
+                    // A re-invitation the core sent by itself.
+                    None => tracing::debug!(%peer, %id, "re-invitation acknowledged"),
+                },
                 Event::DirectFailed { id, peer } => {
-                    tracing::info!(%peer, %id, "direct message not acknowledged; given up");
-                    self.direct_state(frontend, peer, id, DirectState::Failed);
+                    tracing::info!(%peer, %id, "direct packet not acknowledged; given up");
+                    match self.outstanding.remove(id) {
+                        Some(Sent::Text) => {
+                            self.direct_state(frontend, peer, id, DirectState::Failed);
+                        }
+                        Some(Sent::Invitation) => {
+                            frontend.event(AppEvent::InvitationFailed { id, peer });
+                        }
+                        None => {}
+                    }
                 }
                 // The screen and the pipe do not ask for lobby lists or who-is yet.
                 Event::LobbyList { .. } | Event::WhoIs { .. } => {}
-                // Nor offer invitations yet: logged, so that a user can see one came.
-                Event::Invitation(i) => {
-                    tracing::info!(from = %i.from, nick = ?i.nick, lobby = ?i.lobby.name,
-                        "invitation received");
+                Event::Invitation(inv) => {
+                    let key_changed = self.known.seen(&inv.nick, inv.from, now_s());
+                    self.invited(frontend, inv, key_changed);
                 }
             }
         }

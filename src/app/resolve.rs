@@ -1,7 +1,7 @@
-//! Which peer a nick typed in `/msg` or `/query` names, among the members of the lobbies
-//! joined: nicks are matched exactly, as `/trust` matches them, and `NICK#HEX` picks the member
-//! using NICK whose peer id starts with HEX (the suffix the screen shows when two members share
-//! a nick).
+//! Which peer a nick typed in `/msg`, `/query` or `/invite` names, among the members of the
+//! lobbies joined and the friends: nicks are matched exactly, as `/trust` matches them, and
+//! `NICK#HEX` picks the member using NICK whose peer id starts with HEX (the suffix the screen
+//! shows when two members share a nick).
 
 use crate::display::{fingerprint, fingerprint_digits};
 use crate::proto::PeerId;
@@ -10,7 +10,7 @@ use crate::proto::PeerId;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
     /// No member uses the nick (or none with that id prefix).
-    #[error("no member is called {0:?} in the lobbies joined")]
+    #[error("no member of the lobbies joined, nor friend, is called {0:?}")]
     Unknown(String),
     /// The member was heard, but not its key (PROTOCOL.md 4.15): nothing can be sealed to it
     /// until it is seen in a lobby shared with this node.

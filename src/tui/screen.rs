@@ -1,6 +1,6 @@
 //! The screen's state and how runtime events and user input change it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crossterm::event::{KeyEvent, MouseEvent, MouseEventKind};
 use jiff::civil::Date;
@@ -33,6 +33,8 @@ pub const DIRECT_FAILED: &str = "(not delivered)";
 /// Own direct messages waiting for their acknowledgement that the screen remembers (the
 /// runtime keeps at most 256 pending).
 const MAX_PENDING_DIRECTS: usize = 1024;
+/// Invitations, received or sent, the screen remembers for the lines that follow them.
+const MAX_SHOWN_INVITATIONS: usize = 64;
 
 /// When the bell rings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,6 +213,11 @@ pub struct Screen {
     new_keys: HashMap<PeerId, Vec<String>>,
     /// Own direct messages waiting for their acknowledgement: their addressee and line.
     pending_directs: HashMap<MsgId, (PeerId, u64)>,
+    /// Invitations received and waiting, oldest first: the lobby `/accept` switches to.
+    invitations: VecDeque<(String, LobbyId)>,
+    /// Own invitations waiting for their acknowledgement: `NICK to LOBBY`, for the line that
+    /// tells what became of them.
+    sent_invitations: VecDeque<(MsgId, String)>,
     /// `/status` requests not yet answered: only those answers are printed.
     status_wanted: usize,
     /// The wall clock of the last event or [`Screen::set_clock`], unix ms; 0 if unknown.
@@ -251,6 +258,8 @@ impl Screen {
             status: None,
             new_keys: HashMap::new(),
             pending_directs: HashMap::new(),
+            invitations: VecDeque::new(),
+            sent_invitations: VecDeque::new(),
             status_wanted: 0,
             now_ms: 0,
             time_width: 0,
@@ -421,6 +430,14 @@ impl Screen {
     /// Adds a system line to the pane shown now.
     fn say(&mut self, text: &str, error: bool) {
         let (e, d) = self.system_entry(text, Tone::of_error(error));
+        let marker = self.theme.marker();
+        self.current_pane_mut().push_live(e, d, marker);
+        self.dirty = true;
+    }
+
+    /// Adds a system line in this tone to the pane shown now.
+    fn say_tone(&mut self, text: &str, tone: Tone) {
+        let (e, d) = self.system_entry(text, tone);
         let marker = self.theme.marker();
         self.current_pane_mut().push_live(e, d, marker);
         self.dirty = true;
@@ -972,7 +989,82 @@ impl Screen {
             OwnedEvent::DirectFailed { id, peer } => {
                 self.direct_state(id, peer, DirectState::Failed);
             }
+            OwnedEvent::Invitation {
+                from,
+                nick,
+                lobby,
+                joined,
+                ..
+            } => self.invitation(from, &nick, &lobby, joined),
+            OwnedEvent::InvitationSent {
+                id, nick, lobby, ..
+            } => {
+                let what = format!("{} to {}", terminal_safe(&nick), lobby.name);
+                self.say(&format!("invitation of {what} sent (pending)"), false);
+                if self.sent_invitations.len() >= MAX_SHOWN_INVITATIONS {
+                    self.sent_invitations.pop_front();
+                }
+                self.sent_invitations.push_back((id, what));
+            }
+            OwnedEvent::InvitationAcked { id, .. } => {
+                if let Some(what) = self.take_sent_invitation(id) {
+                    self.say(&format!("invitation of {what} received"), false);
+                }
+            }
+            OwnedEvent::InvitationFailed { id, .. } => {
+                if let Some(what) = self.take_sent_invitation(id) {
+                    let text = format!("invitation of {what} not delivered: never acknowledged");
+                    self.say(&text, true);
+                }
+            }
+            OwnedEvent::Declined { lobby, from } => {
+                self.invitations.retain(|(_, id)| *id != lobby.id);
+                let text = format!(
+                    "declined the invitation to {} from {}",
+                    lobby.name,
+                    self.peer_label(from)
+                );
+                self.say(&text, false);
+            }
         }
+    }
+
+    /// Shows an invitation received, and keeps it for `/accept` unless it was joined already.
+    fn invitation(&mut self, from: PeerId, nick: &str, lobby: &Lobby, joined: bool) {
+        let who = format!("{}#{}", terminal_safe(nick), fingerprint(from, 4));
+        if joined {
+            let text = format!("{who} invited you back to the private lobby {}", lobby.name);
+            self.say(&text, false);
+            return;
+        }
+        if self.bell.direct {
+            self.effects.push(Effect::Bell);
+        }
+        self.invitations.retain(|(_, id)| *id != lobby.id);
+        if self.invitations.len() >= MAX_SHOWN_INVITATIONS {
+            self.invitations.pop_front();
+        }
+        self.invitations.push_back((lobby.name.clone(), lobby.id));
+        let text = format!(
+            "{who} invites you to the private lobby {0}: /accept {0} or /decline {0}",
+            lobby.name
+        );
+        self.say_tone(&text, Tone::Warning);
+    }
+
+    fn take_sent_invitation(&mut self, id: MsgId) -> Option<String> {
+        let at = self.sent_invitations.iter().position(|(i, _)| *i == id)?;
+        self.sent_invitations.remove(at).map(|(_, what)| what)
+    }
+
+    /// A peer as a line names it: its nick in a lobby joined, with the fingerprint suffix.
+    fn peer_label(&self, peer: PeerId) -> String {
+        let nick = self
+            .lobbies
+            .iter()
+            .find_map(|l| l.members.get(&peer).cloned())
+            .unwrap_or_default();
+        format!("{nick}#{}", fingerprint(peer, 4))
     }
 
     fn message(&mut self, lobby: &Lobby, msg: &Message) {
@@ -1226,6 +1318,26 @@ impl Screen {
                 Some(lobby) => Command::Who { lobby },
                 None => return Vec::new(),
             },
+            Input::Invite { nick, lobby } => match self.lobby_named(lobby.as_deref()) {
+                Some(lobby) => Command::Invite { nick, lobby },
+                None => return Vec::new(),
+            },
+            Input::Accept(which) => {
+                // Switch to the lobby when it is joined, as after /join.
+                let name = match which.as_deref() {
+                    None => self.invitations.back().map(|(n, _)| n.clone()),
+                    Some(w) => {
+                        let name = w.rsplit_once('#').map_or(w, |(n, _)| n);
+                        Lobby::new(name).ok().map(|l| l.name)
+                    }
+                };
+                if let Some(name) = name {
+                    self.invitations.retain(|(n, _)| *n != name);
+                    self.pending_joins.push(name);
+                }
+                Command::Accept { which }
+            }
+            Input::Decline(which) => Command::Decline { which },
             Input::List => {
                 self.list();
                 return Vec::new();
