@@ -40,6 +40,9 @@ pub enum Input {
     /// `/query NICK`: open the conversation with one peer (the screen's `@NICK` pane), with
     /// its recent direct messages.
     Query(String),
+    /// `/whois NICK`: ask friends, and theirs up to three hops away, who goes by NICK
+    /// (PROTOCOL.md 7.13). NICK is the rest of the line, as `/trust` takes it.
+    WhoIs(String),
     /// `/list`: the lobbies joined, with their members and unread counts.
     List,
     /// `/friend add ADDR:PORT`.
@@ -117,6 +120,12 @@ pub const COMMANDS: &[CommandHelp] = &[
         name: "query",
         usage: "/query NICK",
         help: "open the conversation with a member: text typed there goes to it as /msg",
+    },
+    CommandHelp {
+        name: "whois",
+        usage: "/whois NICK",
+        help: "ask friends, and theirs up to three hops away, who goes by NICK: its peer id, \
+               when it was last heard, its public lobbies and, from a friend of it, its address",
     },
     CommandHelp {
         name: "list",
@@ -237,6 +246,13 @@ pub fn parse(line: &str) -> Result<Option<Input>, String> {
             }
         }
         "query" | "q" => Input::Query(one_word("nick")?),
+        // The rest of the line, as for /trust: the nick asked for may hold spaces.
+        "whois" => {
+            if args.is_empty() {
+                return Err(format!("/whois: nick missing; usage: {}", usage("whois")));
+            }
+            Input::WhoIs(args.to_owned())
+        }
         "list" => no_args(Input::List)?,
         "friend" | "friends" => {
             let words: Vec<&str> = args.split_whitespace().collect();
@@ -394,10 +410,28 @@ mod tests {
             "/msg ann   ",
             "/query",
             "/query ann bob",
+            "/whois",
+            "/whois   ",
         ] {
             let e = parse(bad).unwrap_err();
             assert!(!e.contains('\n') && !e.is_empty(), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn whois_takes_the_rest_of_the_line_as_the_nick() {
+        assert_eq!(
+            parse("/whois ann").unwrap(),
+            Some(Input::WhoIs("ann".into()))
+        );
+        assert_eq!(
+            parse("/WHOIS  ann smith ").unwrap(),
+            Some(Input::WhoIs("ann smith".into()))
+        );
+        assert_eq!(
+            parse("/whois").unwrap_err(),
+            "/whois: nick missing; usage: /whois NICK"
+        );
     }
 
     #[test]

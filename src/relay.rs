@@ -37,6 +37,8 @@ impl Frontend for RelayFrontend {
             | AppEvent::DirectAcked { .. }
             | AppEvent::DirectFailed { .. }
             | AppEvent::Status(_) => {}
+            // The relay has no input, so it never asks who-is.
+            AppEvent::WhoIsAsked { .. } | AppEvent::WhoIs { .. } | AppEvent::WhoIsDone { .. } => {}
             AppEvent::Parted { lobby } => tracing::info!(lobby = %lobby.name, "left"),
             AppEvent::CommandFailed { error } => tracing::warn!(error, "command failed"),
             AppEvent::OwnNick { nick } => tracing::info!(nick, "nick changed"),

@@ -34,11 +34,13 @@ use crate::proto::{
 
 mod event;
 mod resolve;
+mod whois;
 
 pub use event::{
     Addressee, AppEvent, ChannelFrontend, Command, Frontend, LobbyStatus, OwnedEvent, Status,
 };
 pub use resolve::{ResolveError, direct_addressee, resolve_nick};
+pub use whois::WHOIS_WAIT;
 
 /// Direct messages of a conversation given to the frontend when it is shown.
 pub const DIRECT_SHOWN: usize = 200;
@@ -311,6 +313,8 @@ pub struct App {
     /// A direct history file could not be written while draining the core: the runtime stops
     /// with it before anything more is shown.
     direct_error: Option<AppError>,
+    /// Own who-is queries whose answers may still come: the nick each asked for.
+    whois: whois::OpenQueries,
 }
 
 /// An input taken but not carried out yet.
@@ -419,6 +423,7 @@ impl App {
             direct_logs: HashMap::new(),
             conversations: HashSet::new(),
             direct_error: None,
+            whois: whois::OpenQueries::default(),
         };
         for start in &cfg.lobbies {
             let (i, got) = app.open_lobby(&start.lobby, start.key.as_ref(), now)?;
@@ -604,6 +609,7 @@ impl App {
                 report_at,
                 status_at,
                 save_at,
+                self.whois.next_due(),
             ]
             .into_iter()
             .flatten()
@@ -683,6 +689,7 @@ impl App {
             if timeout.is_some_and(|t| t <= now) {
                 self.node.handle_timeout(now);
             }
+            self.whois_done(frontend, now);
             // Whatever woke the loop may have opened the flow window (a report, a timeout).
             if !self.waiting.is_empty()
                 && let Err(e) = self.send_waiting(frontend)
@@ -1131,6 +1138,17 @@ impl App {
                     self.conversation(frontend, peer, &nick, true)?;
                 }
             }
+            Command::WhoIs { nick } => {
+                let id = match self.node.whois(now, &nick) {
+                    Ok(id) => id,
+                    Err(e) => return Ok(Err(format!("/whois {:?}: {e}", nick.trim()))),
+                };
+                let nick = nick.trim();
+                tracing::debug!(%id, nick, "who-is query sent");
+                // Remembered before the core's own answer, which the next pump gives.
+                self.whois.ask(now, id, nick);
+                frontend.event(AppEvent::WhoIsAsked { id, nick });
+            }
             Command::AddFriend { addr } => match self.add_friend(now, addr) {
                 Ok(()) => self.friends(frontend),
                 Err(e) => return Ok(Err(e.to_string())),
@@ -1229,6 +1247,19 @@ impl App {
             DirectState::Delivered => AppEvent::DirectAcked { id, peer },
             _ => AppEvent::DirectFailed { id, peer },
         });
+    }
+
+    /// Tells the frontend which own who-is queries are over at `now`.
+    fn whois_done(&mut self, frontend: &mut dyn Frontend, now: Instant) {
+        for d in self.whois.take_due(now) {
+            tracing::debug!(id = %d.id, nick = d.nick, answers = d.answers, "who-is query over");
+            frontend.event(AppEvent::WhoIsDone {
+                id: d.id,
+                nick: &d.nick,
+                answers: d.answers,
+                peers: d.peers,
+            });
+        }
     }
 
     fn friends(&mut self, frontend: &mut dyn Frontend) {
@@ -1405,8 +1436,23 @@ impl App {
                     tracing::info!(%peer, %id, "direct message not acknowledged; given up");
                     self.direct_state(frontend, peer, id, DirectState::Failed);
                 }
-                // The screen and the pipe do not ask for lobby lists or who-is yet.
-                Event::LobbyList { .. } | Event::WhoIs { .. } => {}
+                // The screen and the pipe do not ask for lobby lists yet.
+                Event::LobbyList { .. } => {}
+                Event::WhoIs { id, from, peers } => {
+                    // A forgotten query (not expected: the core forgets its route sooner) is
+                    // labelled with the nick its answer names.
+                    let nick = match self.whois.answer(id, &peers) {
+                        Some(n) => n.to_owned(),
+                        None => peers.first().map(|p| p.nick.clone()).unwrap_or_default(),
+                    };
+                    tracing::debug!(%id, %from, peers = peers.len(), "who-is answer");
+                    frontend.event(AppEvent::WhoIs {
+                        id,
+                        nick: &nick,
+                        from,
+                        peers: &peers,
+                    });
+                }
                 // Nor offer invitations yet: logged, so that a user can see one came.
                 Event::Invitation(i) => {
                     tracing::info!(from = %i.from, nick = ?i.nick, lobby = ?i.lobby.name,
