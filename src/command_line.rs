@@ -54,6 +54,9 @@ pub enum Input {
     Accept(Option<String>),
     /// `/decline [LOBBY]`: forget an invitation received, chosen as `/accept` chooses.
     Decline(Option<String>),
+    /// `/whois NICK`: ask friends, and theirs up to three hops away, who goes by NICK
+    /// (PROTOCOL.md 7.13). NICK is the rest of the line, as `/trust` takes it.
+    WhoIs(String),
     /// `/list`: the lobbies joined, with their members and unread counts.
     List,
     /// `/friend add ADDR:PORT`.
@@ -148,6 +151,12 @@ pub const COMMANDS: &[CommandHelp] = &[
         name: "decline",
         usage: "/decline [LOBBY]",
         help: "forget an invitation received (the latest if none is named)",
+    },
+    CommandHelp {
+        name: "whois",
+        usage: "/whois NICK",
+        help: "ask friends, and theirs up to three hops away, who goes by NICK: its peer id, \
+               when it was last heard, its public lobbies and, from a friend of it, its address",
     },
     CommandHelp {
         name: "list",
@@ -287,6 +296,13 @@ pub fn parse(line: &str) -> Result<Option<Input>, String> {
         },
         "accept" => Input::Accept(optional_word("lobby")?),
         "decline" => Input::Decline(optional_word("lobby")?),
+        // The rest of the line, as for /trust: the nick asked for may hold spaces.
+        "whois" => {
+            if args.is_empty() {
+                return Err(format!("/whois: nick missing; usage: {}", usage("whois")));
+            }
+            Input::WhoIs(args.to_owned())
+        }
         "list" => no_args(Input::List)?,
         "friend" | "friends" => {
             let words: Vec<&str> = args.split_whitespace().collect();
@@ -482,10 +498,28 @@ mod tests {
             "/msg ann   ",
             "/query",
             "/query ann bob",
+            "/whois",
+            "/whois   ",
         ] {
             let e = parse(bad).unwrap_err();
             assert!(!e.contains('\n') && !e.is_empty(), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn whois_takes_the_rest_of_the_line_as_the_nick() {
+        assert_eq!(
+            parse("/whois ann").unwrap(),
+            Some(Input::WhoIs("ann".into()))
+        );
+        assert_eq!(
+            parse("/WHOIS  ann smith ").unwrap(),
+            Some(Input::WhoIs("ann smith".into()))
+        );
+        assert_eq!(
+            parse("/whois").unwrap_err(),
+            "/whois: nick missing; usage: /whois NICK"
+        );
     }
 
     #[test]

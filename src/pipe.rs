@@ -24,6 +24,12 @@
 //! first); `/accept [LOBBY]` joins it (a `joined` line, and the texts after it go there) and
 //! `/decline [LOBBY]` forgets it (`declined`). `invitation_sent` is an own one sealed and sent,
 //! then `invitation_acked` or `invitation_failed`.
+//! Who-is (`/whois NICK`, PROTOCOL.md 7.13): `whois_asked` says the query went out (`id`,
+//! `nick`); each answer is a `whois` line (`id`, `nick` asked, `from`: the answering node,
+//! `peers`: each with `peer`, `nick`, `seen_ago_s`, `lobbies` and `addr`, null unless the
+//! answerer is its friend), this node's own knowledge first; `whois_done` closes the query
+//! [`crate::app::WHOIS_WAIT`] later with the count of `answers` and distinct `peers` (0 and 0:
+//! nobody within reach goes by that nick).
 //!
 //! `message`, `peer_joined` and `nick` lines, and the entries of `members`, carry
 //! `"key_changed": true` when the nick is known with other keys and the peer's key is not
@@ -32,7 +38,7 @@
 //!
 //! A line starting with `/` is a command of [`crate::command_line`] (`/join`, `/part`,
 //! `/nick`, `/me`, `/who`, `/trust`, `/msg`, `/query`, `/invite`, `/accept`, `/decline`,
-//! `/list`, `/friend`, `/status`, `/quit`);
+//! `/whois`, `/list`, `/friend`, `/status`, `/quit`);
 //! `//text` sends
 //! `/text`. `/join NAME --private` and `/join NAME --key PASSPHRASE` join private lobbies: the
 //! input thread works out their keys (a passphrase's Argon2id takes it a third of a second),
@@ -51,6 +57,7 @@ use crate::app::{Addressee, AppEvent, Command, Frontend};
 use crate::command_line::{self, Input};
 use crate::direct_history::{DirectRecord, DirectState};
 use crate::lobby_keys::{JoinHow, LobbyKeys};
+use crate::proto::wire::WhoIsPeer;
 use crate::proto::{Lobby, LobbyId, Message, PeerId, Stats};
 
 /// Longest input line kept; the rest of a longer line is dropped (the protocol's limit,
@@ -402,6 +409,54 @@ struct ConversationLine<'a> {
     history: Vec<HistoryEntry<'a>>,
 }
 
+#[derive(Serialize)]
+struct WhoIsAskedLine<'a> {
+    event: &'static str,
+    id: Hex,
+    nick: &'a str,
+}
+
+/// One peer of a `whois` line. Its peer id is its key's fingerprint (PROTOCOL.md 4.19), so
+/// there is no separate fingerprint field.
+#[derive(Serialize)]
+struct WhoIsEntry<'a> {
+    peer: Hex,
+    nick: &'a str,
+    /// Seconds since the answerer last heard it; 0 when it answered about itself.
+    seen_ago_s: u64,
+    lobbies: &'a [String],
+    /// Null unless the answerer is its friend: a script reads every field of every entry.
+    addr: Option<SocketAddr>,
+}
+
+fn whois_entry(p: &WhoIsPeer) -> WhoIsEntry<'_> {
+    WhoIsEntry {
+        peer: Hex(p.peer.0),
+        nick: &p.nick,
+        seen_ago_s: p.seen,
+        lobbies: &p.lobbies,
+        addr: p.addr,
+    }
+}
+
+#[derive(Serialize)]
+struct WhoIsLine<'a> {
+    event: &'static str,
+    id: Hex,
+    nick: &'a str,
+    from: Hex,
+    peers: Vec<WhoIsEntry<'a>>,
+}
+
+#[derive(Serialize)]
+struct WhoIsDoneLine<'a> {
+    event: &'static str,
+    id: Hex,
+    nick: &'a str,
+    answers: usize,
+    peers: usize,
+}
+
 /// How the pipe names a [`DirectState`].
 fn state_name(s: DirectState) -> &'static str {
     match s {
@@ -670,6 +725,35 @@ impl<W: Write> Frontend for PipeFrontend<W> {
                 lobby_id: Hex(lobby.id.0),
                 from: Hex(from.0),
             }),
+            AppEvent::WhoIsAsked { id, nick } => self.line(&WhoIsAskedLine {
+                event: "whois_asked",
+                id: Hex(id.0),
+                nick,
+            }),
+            AppEvent::WhoIs {
+                id,
+                nick,
+                from,
+                peers,
+            } => self.line(&WhoIsLine {
+                event: "whois",
+                id: Hex(id.0),
+                nick,
+                from: Hex(from.0),
+                peers: peers.iter().map(whois_entry).collect(),
+            }),
+            AppEvent::WhoIsDone {
+                id,
+                nick,
+                answers,
+                peers,
+            } => self.line(&WhoIsDoneLine {
+                event: "whois_done",
+                id: Hex(id.0),
+                nick,
+                answers,
+                peers,
+            }),
             AppEvent::Status(s) => self.line(&StatusLine {
                 event: "status",
                 nick: &s.nick,
@@ -898,6 +982,7 @@ impl Lines {
                 self.invited.take(which.as_deref());
                 Command::Decline { which }
             }
+            Input::WhoIs(nick) => Command::WhoIs { nick },
             Input::Who(name) => match lobby_of(name, self.current) {
                 Ok(lobby) => Command::Who { lobby },
                 Err(error) => Command::Invalid { error },
@@ -1320,6 +1405,101 @@ mod tests {
         );
         assert_eq!(lines[4]["event"], "direct_failed");
         assert_eq!(lines.len(), 5);
+    }
+
+    #[test]
+    fn whois_lines_become_commands() {
+        assert_eq!(
+            commands_of(b"/whois ann\n/whois  ann smith \n/whois\n"),
+            vec![
+                Command::WhoIs { nick: "ann".into() },
+                Command::WhoIs {
+                    nick: "ann smith".into()
+                },
+                Command::Invalid {
+                    error: "/whois: nick missing; usage: /whois NICK".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn whois_lines_carry_the_query_the_answerer_and_every_peer() {
+        use crate::proto::{MsgId, PeerId};
+        let peers = [
+            WhoIsPeer {
+                peer: PeerId(0x3fa2_0000_0000_0001),
+                nick: "Ann".into(),
+                seen: 12,
+                lobbies: vec!["general".into(), "team".into()],
+                addr: Some("10.0.0.2:47110".parse().unwrap()),
+            },
+            WhoIsPeer {
+                peer: PeerId(0x9b01_0000_0000_0002),
+                nick: "ann".into(),
+                seen: 0,
+                lobbies: Vec::new(),
+                addr: None,
+            },
+        ];
+        let mut f = PipeFrontend::new(Vec::new());
+        f.event(AppEvent::WhoIsAsked {
+            id: MsgId(0xab),
+            nick: "ann",
+        });
+        f.event(AppEvent::WhoIs {
+            id: MsgId(0xab),
+            nick: "ann",
+            from: PeerId(0xfeed),
+            peers: &peers,
+        });
+        f.event(AppEvent::WhoIsDone {
+            id: MsgId(0xab),
+            nick: "ann",
+            answers: 1,
+            peers: 2,
+        });
+        f.flush().unwrap();
+        let lines: Vec<serde_json::Value> = String::from_utf8(f.out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let id = "00000000000000ab";
+        assert_eq!(
+            lines[0],
+            serde_json::json!({"event": "whois_asked", "id": id, "nick": "ann"})
+        );
+        assert_eq!(
+            lines[1],
+            serde_json::json!({
+                "event": "whois",
+                "id": id,
+                "nick": "ann",
+                "from": "000000000000feed",
+                "peers": [
+                    {
+                        "peer": "3fa2000000000001",
+                        "nick": "Ann",
+                        "seen_ago_s": 12,
+                        "lobbies": ["general", "team"],
+                        "addr": "10.0.0.2:47110"
+                    },
+                    {
+                        "peer": "9b01000000000002",
+                        "nick": "ann",
+                        "seen_ago_s": 0,
+                        "lobbies": [],
+                        "addr": null
+                    }
+                ]
+            })
+        );
+        assert_eq!(
+            lines[2],
+            serde_json::json!({"event": "whois_done", "id": id, "nick": "ann", "answers": 1, "peers": 2})
+        );
+        assert_eq!(lines.len(), 3);
     }
 
     #[test]

@@ -50,6 +50,8 @@ impl Frontend for RelayFrontend {
                 joined,
                 ..
             } => tracing::info!(%from, nick, lobby = %lobby.name, joined, "invitation received"),
+            // The relay has no input, so it never asks who-is.
+            AppEvent::WhoIsAsked { .. } | AppEvent::WhoIs { .. } | AppEvent::WhoIsDone { .. } => {}
             AppEvent::Parted { lobby } => tracing::info!(lobby = %lobby.name, "left"),
             AppEvent::CommandFailed { error } => tracing::warn!(error, "command failed"),
             AppEvent::OwnNick { nick } => tracing::info!(nick, "nick changed"),

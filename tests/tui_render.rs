@@ -1511,3 +1511,96 @@ fn invitations_are_shown_accepted_and_followed() {
     );
     assert!(screen_text(&mut s, 110, 20).contains("declined the invitation to dev from bob#3b1f"));
 }
+
+/// `/whois` goes to the runtime; its answers are system lines in the pane shown, one per peer
+/// however many answers name it, brought up to date as they come (the freshest sighting,
+/// every lobby, the address, who told), then how many were found, or that nobody answered.
+#[test]
+fn whois_answers_are_one_merged_line_per_peer() {
+    use lobbycast::proto::wire::WhoIsPeer;
+    const ANN1: PeerId = PeerId(0x3fa2_0000_0000_0001);
+    const ANN2: PeerId = PeerId(0x9b01_0000_0000_0002);
+    const FAR: PeerId = PeerId(0x77aa_0000_0000_0003);
+    let found = |peer, seen, lobbies: &[&str], addr: Option<&str>| WhoIsPeer {
+        peer,
+        nick: "ann".into(),
+        seen,
+        lobbies: lobbies.iter().map(|l| (*l).to_owned()).collect(),
+        addr: addr.map(|a| a.parse().expect("an address")),
+    };
+    let mut s = Screen::new(settings());
+    let l = lobby("general");
+    joined(&mut s, &l);
+    peer_joined(&mut s, &l, BOB, "bob", T0);
+    let at = T0 + MINUTE;
+    s.set_clock(at);
+    type_text(&mut s, "/whois ann");
+    assert_eq!(
+        enter(&mut s),
+        [Effect::Command(Command::WhoIs { nick: "ann".into() })]
+    );
+    let answer = |s: &mut Screen, from, peers| {
+        s.on_event(
+            OwnedEvent::WhoIs {
+                id: MsgId(1),
+                nick: "ann".into(),
+                from,
+                peers,
+            },
+            at,
+        )
+    };
+    s.on_event(
+        OwnedEvent::WhoIsAsked {
+            id: MsgId(1),
+            nick: "ann".into(),
+        },
+        at,
+    );
+    answer(&mut s, ME, vec![found(ANN1, 40, &["general"], None)]);
+    answer(
+        &mut s,
+        BOB,
+        vec![found(ANN1, 3, &["general", "team"], Some("10.0.0.2:47110"))],
+    );
+    answer(&mut s, ANN2, vec![found(ANN2, 0, &["lab"], None)]);
+    answer(
+        &mut s,
+        FAR,
+        vec![
+            found(ANN2, 75, &["lab"], None),
+            found(ANN1, 200, &["ops"], None),
+        ],
+    );
+    s.on_event(
+        OwnedEvent::WhoIsDone {
+            id: MsgId(1),
+            nick: "ann".into(),
+            answers: 4,
+            peers: 2,
+        },
+        at,
+    );
+    type_text(&mut s, "/whois zed");
+    enter(&mut s);
+    s.on_event(
+        OwnedEvent::WhoIsAsked {
+            id: MsgId(2),
+            nick: "zed".into(),
+        },
+        at,
+    );
+    s.on_event(
+        OwnedEvent::WhoIsDone {
+            id: MsgId(2),
+            nick: "zed".into(),
+            answers: 0,
+            peers: 0,
+        },
+        at,
+    );
+    let text = screen_text(&mut s, 120, 20);
+    assert_eq!(text.matches("ann#3fa2").count(), 1, "{text}");
+    assert_eq!(text.matches("ann#9b01").count(), 1, "{text}");
+    insta::assert_snapshot!(text);
+}

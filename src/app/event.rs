@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 
 use crate::direct_history::DirectRecord;
 use crate::lobby_keys::JoinHow;
+use crate::proto::wire::WhoIsPeer;
 use crate::proto::{FriendInfo, Lobby, LobbyId, Message, MsgId, PeerId, Stats};
 
 /// What a frontend asks the runtime to do.
@@ -88,6 +89,14 @@ pub enum Command {
     Decline {
         /// Which invitation.
         which: Option<String>,
+    },
+    /// Ask friends, and theirs up to three hops away, who goes by a nick (PROTOCOL.md 7.13):
+    /// answered by [`AppEvent::WhoIsAsked`], then an [`AppEvent::WhoIs`] per answer as they
+    /// come, then [`AppEvent::WhoIsDone`]; or by [`AppEvent::CommandFailed`] (a bad nick, or
+    /// a query less than 2 s after the last).
+    WhoIs {
+        /// The nick, as typed.
+        nick: String,
     },
     /// Add a friend (PROTOCOL.md 7.1); answered by [`AppEvent::Friends`].
     AddFriend {
@@ -399,6 +408,39 @@ pub enum AppEvent<'a> {
         /// The inviter.
         from: PeerId,
     },
+    /// An own who-is query went out ([`Command::WhoIs`]); its answers follow.
+    WhoIsAsked {
+        /// The query.
+        id: MsgId,
+        /// The nick asked for, as the core took it (trimmed).
+        nick: &'a str,
+    },
+    /// An answer to an own who-is query: what one node knows of peers that go by the nick
+    /// (this node's own knowledge comes first, from itself). Several nodes may name the same
+    /// peer.
+    WhoIs {
+        /// The query.
+        id: MsgId,
+        /// The nick asked for.
+        nick: &'a str,
+        /// The node that answered.
+        from: PeerId,
+        /// The peers it knows by that nick (matched case-insensitively): each with its peer
+        /// id, the fingerprint of its key.
+        peers: &'a [WhoIsPeer],
+    },
+    /// An own who-is query is over, [`crate::app::WHOIS_WAIT`] after it was asked: how many
+    /// answered (none: nobody within reach goes by the nick). A later answer is still given.
+    WhoIsDone {
+        /// The query.
+        id: MsgId,
+        /// The nick asked for.
+        nick: &'a str,
+        /// Answers that came.
+        answers: usize,
+        /// Distinct peers they named.
+        peers: usize,
+    },
     /// The transport state: on [`Command::Status`], and every status interval if one is set.
     Status(&'a Status),
     /// The core's counters: at exit, on SIGUSR1, and every report interval if one is set.
@@ -555,6 +597,22 @@ pub enum OwnedEvent {
     Declined {
         lobby: Lobby,
         from: PeerId,
+    },
+    WhoIsAsked {
+        id: MsgId,
+        nick: String,
+    },
+    WhoIs {
+        id: MsgId,
+        nick: String,
+        from: PeerId,
+        peers: Vec<WhoIsPeer>,
+    },
+    WhoIsDone {
+        id: MsgId,
+        nick: String,
+        answers: usize,
+        peers: usize,
     },
     Status(Status),
     Stats(Box<Stats>),
@@ -759,6 +817,32 @@ impl OwnedEvent {
             AppEvent::Declined { lobby, from } => OwnedEvent::Declined {
                 lobby: lobby.clone(),
                 from,
+            },
+            AppEvent::WhoIsAsked { id, nick } => OwnedEvent::WhoIsAsked {
+                id,
+                nick: nick.to_owned(),
+            },
+            AppEvent::WhoIs {
+                id,
+                nick,
+                from,
+                peers,
+            } => OwnedEvent::WhoIs {
+                id,
+                nick: nick.to_owned(),
+                from,
+                peers: peers.to_vec(),
+            },
+            AppEvent::WhoIsDone {
+                id,
+                nick,
+                answers,
+                peers,
+            } => OwnedEvent::WhoIsDone {
+                id,
+                nick: nick.to_owned(),
+                answers,
+                peers,
             },
             AppEvent::Status(s) => OwnedEvent::Status(s.clone()),
             AppEvent::Stats(s) => OwnedEvent::Stats(Box::new(s.clone())),

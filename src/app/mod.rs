@@ -36,6 +36,7 @@ use crate::proto::{
 mod event;
 mod invitations;
 mod resolve;
+mod whois;
 
 pub use event::{
     Addressee, AppEvent, ChannelFrontend, Command, Frontend, LobbyStatus, OwnedEvent, Status,
@@ -43,6 +44,7 @@ pub use event::{
 pub use invitations::MAX_WAITING as MAX_WAITING_INVITATIONS;
 use invitations::{Outstanding, Sent, Waiting};
 pub use resolve::{ResolveError, direct_addressee, resolve_nick};
+pub use whois::WHOIS_WAIT;
 
 /// Direct messages of a conversation given to the frontend when it is shown.
 pub const DIRECT_SHOWN: usize = 200;
@@ -319,6 +321,8 @@ pub struct App {
     invitations: Waiting,
     /// Own direct texts and invitations not acknowledged yet.
     outstanding: Outstanding,
+    /// Own who-is queries whose answers may still come: the nick each asked for.
+    whois: whois::OpenQueries,
 }
 
 /// An input taken but not carried out yet.
@@ -429,6 +433,7 @@ impl App {
             direct_error: None,
             invitations: Waiting::default(),
             outstanding: Outstanding::default(),
+            whois: whois::OpenQueries::default(),
         };
         for start in &cfg.lobbies {
             let (i, got) = app.open_lobby(&start.lobby, start.key.as_ref(), now)?;
@@ -614,6 +619,7 @@ impl App {
                 report_at,
                 status_at,
                 save_at,
+                self.whois.next_due(),
             ]
             .into_iter()
             .flatten()
@@ -693,6 +699,7 @@ impl App {
             if timeout.is_some_and(|t| t <= now) {
                 self.node.handle_timeout(now);
             }
+            self.whois_done(frontend, now);
             // Whatever woke the loop may have opened the flow window (a report, a timeout).
             if !self.waiting.is_empty()
                 && let Err(e) = self.send_waiting(frontend)
@@ -1151,6 +1158,17 @@ impl App {
                     self.conversation(frontend, peer, &nick, true)?;
                 }
             }
+            Command::WhoIs { nick } => {
+                let id = match self.node.whois(now, &nick) {
+                    Ok(id) => id,
+                    Err(e) => return Ok(Err(format!("/whois {:?}: {e}", nick.trim()))),
+                };
+                let nick = nick.trim();
+                tracing::debug!(%id, nick, "who-is query sent");
+                // Remembered before the core's own answer, which the next pump gives.
+                self.whois.ask(now, id, nick);
+                frontend.event(AppEvent::WhoIsAsked { id, nick });
+            }
             Command::AddFriend { addr } => match self.add_friend(now, addr) {
                 Ok(()) => self.friends(frontend),
                 Err(e) => return Ok(Err(e.to_string())),
@@ -1363,6 +1381,19 @@ impl App {
         });
     }
 
+    /// Tells the frontend which own who-is queries are over at `now`.
+    fn whois_done(&mut self, frontend: &mut dyn Frontend, now: Instant) {
+        for d in self.whois.take_due(now) {
+            tracing::debug!(id = %d.id, nick = d.nick, answers = d.answers, "who-is query over");
+            frontend.event(AppEvent::WhoIsDone {
+                id: d.id,
+                nick: &d.nick,
+                answers: d.answers,
+                peers: d.peers,
+            });
+        }
+    }
+
     fn friends(&mut self, frontend: &mut dyn Frontend) {
         let friends = self.node.friends();
         frontend.event(AppEvent::Friends { friends: &friends });
@@ -1552,11 +1583,26 @@ impl App {
                         None => {}
                     }
                 }
-                // The screen and the pipe do not ask for lobby lists or who-is yet.
-                Event::LobbyList { .. } | Event::WhoIs { .. } => {}
                 Event::Invitation(inv) => {
                     let key_changed = self.known.seen(&inv.nick, inv.from, now_s());
                     self.invited(frontend, inv, key_changed);
+                }
+                // The screen and the pipe do not ask for lobby lists yet.
+                Event::LobbyList { .. } => {}
+                Event::WhoIs { id, from, peers } => {
+                    // A forgotten query (not expected: the core forgets its route sooner) is
+                    // labelled with the nick its answer names.
+                    let nick = match self.whois.answer(id, &peers) {
+                        Some(n) => n.to_owned(),
+                        None => peers.first().map(|p| p.nick.clone()).unwrap_or_default(),
+                    };
+                    tracing::debug!(%id, %from, peers = peers.len(), "who-is answer");
+                    frontend.event(AppEvent::WhoIs {
+                        id,
+                        nick: &nick,
+                        from,
+                        peers: &peers,
+                    });
                 }
             }
         }

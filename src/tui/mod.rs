@@ -36,6 +36,7 @@ pub mod render;
 pub mod run;
 pub mod screen;
 pub mod theme;
+mod whois;
 pub mod wrap;
 
 pub use screen::{BellSettings, Effect, Screen, ScreenSettings};

@@ -12,11 +12,13 @@ use super::input::InputLine;
 use super::keys::{self, Action};
 use super::pane::{Entry, Kind, Pane};
 use super::theme::Theme;
+use super::whois::{PaneRef, WhoIsLines, describe};
 use crate::app::{Addressee, Command, OwnedEvent, Status};
 use crate::command_line::{self, ACTION_PREFIX, COMMANDS, Input};
 use crate::direct_history::{DirectRecord, DirectState};
 use crate::display::{fingerprint, fingerprint_digits, terminal_safe};
 use crate::lobby_keys::JoinHow;
+use crate::proto::wire::WhoIsPeer;
 use crate::proto::{FriendInfo, Lobby, LobbyId, Message, MsgId, PeerId};
 
 /// Rows a mouse wheel step scrolls.
@@ -220,6 +222,11 @@ pub struct Screen {
     sent_invitations: VecDeque<(MsgId, String)>,
     /// `/status` requests not yet answered: only those answers are printed.
     status_wanted: usize,
+    /// The peers found by recent `/whois` queries, and their lines.
+    whois: WhoIsLines,
+    /// Friends' nicks by peer id (terminal-safe), from their links coming up: how a who-is
+    /// line names a friend that answered.
+    friend_nicks: HashMap<PeerId, String>,
     /// The wall clock of the last event or [`Screen::set_clock`], unix ms; 0 if unknown.
     now_ms: u64,
     /// Columns a timestamp takes, so that lines without one still line up.
@@ -261,6 +268,8 @@ impl Screen {
             invitations: VecDeque::new(),
             sent_invitations: VecDeque::new(),
             status_wanted: 0,
+            whois: WhoIsLines::default(),
+            friend_nicks: HashMap::new(),
             now_ms: 0,
             time_width: 0,
             dirty: true,
@@ -947,7 +956,8 @@ impl Screen {
                 let text = format!("{count} message(s) from {nick} could not be recovered");
                 self.say_in(idx, &text, true);
             }
-            OwnedEvent::FriendUp { addr, nick, .. } => {
+            OwnedEvent::FriendUp { addr, peer, nick } => {
+                self.friend_up(peer, &nick);
                 let text = format!("friend {} ({addr}) is up", terminal_safe(&nick));
                 self.say(&text, false);
             }
@@ -1026,6 +1036,36 @@ impl Screen {
                 );
                 self.say(&text, false);
             }
+            OwnedEvent::WhoIsAsked { nick, .. } => {
+                let text = format!(
+                    "whois {}: asking up to 3 friend hops away",
+                    terminal_safe(&nick)
+                );
+                self.say(&text, false);
+            }
+            OwnedEvent::WhoIs {
+                id,
+                nick,
+                from,
+                peers,
+            } => self.whois_answer(id, &nick, from, &peers),
+            OwnedEvent::WhoIsDone {
+                nick,
+                answers,
+                peers,
+                ..
+            } => {
+                let nick = terminal_safe(&nick);
+                let text = match (answers, peers) {
+                    (0, _) => format!("whois {nick}: no answer within 3 friend hops"),
+                    (a, p) => format!(
+                        "whois {nick}: {p} peer{} found, {a} answer{}",
+                        plural(p),
+                        plural(a)
+                    ),
+                };
+                self.say(&text, false);
+            }
         }
     }
 
@@ -1065,6 +1105,86 @@ impl Screen {
             .find_map(|l| l.members.get(&peer).cloned())
             .unwrap_or_default();
         format!("{nick}#{}", fingerprint(peer, 4))
+    }
+
+    /// Remembers a friend's nick, for who-is lines (at most one per friend, and a node has
+    /// at most 64).
+    fn friend_up(&mut self, peer: PeerId, nick: &str) {
+        if self.friend_nicks.len() >= 256 && !self.friend_nicks.contains_key(&peer) {
+            self.friend_nicks.clear();
+        }
+        self.friend_nicks
+            .insert(peer, terminal_safe(nick).into_owned());
+    }
+
+    /// How a who-is line names the node that answered: "you", a member's or a friend's nick,
+    /// else the first digits of its peer id.
+    fn answerer(&self, from: PeerId) -> String {
+        if Some(from) == self.own_peer {
+            return "you".to_owned();
+        }
+        self.lobbies
+            .iter()
+            .find_map(|l| l.members.get(&from))
+            .or_else(|| self.friend_nicks.get(&from))
+            .cloned()
+            .unwrap_or_else(|| format!("#{}", fingerprint(from, 4)))
+    }
+
+    /// Which pane is shown now.
+    fn current_ref(&self) -> PaneRef {
+        match self.current_lobby() {
+            None => PaneRef::Status,
+            Some(l) => match l.direct {
+                Some(p) => PaneRef::Direct(p),
+                None => PaneRef::Lobby(l.lobby.id),
+            },
+        }
+    }
+
+    fn pane_of(&mut self, r: PaneRef) -> Option<&mut Pane> {
+        match r {
+            PaneRef::Status => Some(&mut self.status_pane),
+            PaneRef::Lobby(id) => self
+                .lobbies
+                .iter_mut()
+                .find(|l| l.direct.is_none() && l.lobby.id == id)
+                .map(|l| &mut l.pane),
+            PaneRef::Direct(p) => self
+                .lobbies
+                .iter_mut()
+                .find(|l| l.direct == Some(p))
+                .map(|l| &mut l.pane),
+        }
+    }
+
+    /// An answer to `/whois nick`: each peer it names gets a line in the pane shown, or, if
+    /// an earlier answer named it already, its line is brought up to date where it is.
+    fn whois_answer(&mut self, id: MsgId, nick: &str, from: PeerId, peers: &[WhoIsPeer]) {
+        let asked = terminal_safe(nick).into_owned();
+        for p in peers {
+            let found = self.whois.merge(id, from, p);
+            let text = describe(&asked, &found, |v| self.answerer(v));
+            let style = self.theme.system();
+            // Only its own line: a pane parted and joined again numbers its lines anew.
+            let head = format!("whois {asked}: {}#", found.nick);
+            if let Some((r, line)) = found.line
+                && let Some(e) = self.pane_of(r).and_then(|pane| pane.get_mut(line))
+                && e.kind == Kind::System
+                && e.body.first().is_some_and(|b| b.starts_with(&head))
+            {
+                e.body = body_lines(&text);
+                e.style = style;
+                e.changed();
+                continue;
+            }
+            let (e, d) = self.system_entry(&text, Tone::Normal);
+            let marker = self.theme.marker();
+            let r = self.current_ref();
+            let line = self.current_pane_mut().push_live(e, d, marker);
+            self.whois.shown(id, found.peer, (r, line));
+        }
+        self.dirty = true;
     }
 
     fn message(&mut self, lobby: &Lobby, msg: &Message) {
@@ -1314,6 +1434,7 @@ impl Screen {
                 text,
             },
             Input::Query(nick) => Command::Query { nick },
+            Input::WhoIs(nick) => Command::WhoIs { nick },
             Input::Who(name) => match self.lobby_named(name.as_deref()) {
                 Some(lobby) => Command::Who { lobby },
                 None => return Vec::new(),
@@ -1502,6 +1623,11 @@ fn mark_direct(e: &mut Entry, state: DirectState, theme: &Theme) {
         e.style = theme.error();
     }
     e.changed();
+}
+
+/// "s" unless there is one.
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 /// The transport as the status bar names it.
