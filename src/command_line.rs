@@ -40,7 +40,8 @@ pub enum Input {
     /// `/query NICK`: open the conversation with one peer (the screen's `@NICK` pane), with
     /// its recent direct messages.
     Query(String),
-    /// `/list`: the lobbies joined, with their members and unread counts.
+    /// `/list`: the listed public lobbies of the LAN and of friends, with their members
+    /// (PROTOCOL.md 7.12); `/status` shows the lobbies joined.
     List,
     /// `/friend add ADDR:PORT`.
     FriendAdd(SocketAddr),
@@ -121,7 +122,8 @@ pub const COMMANDS: &[CommandHelp] = &[
     CommandHelp {
         name: "list",
         usage: "/list",
-        help: "list the lobbies joined",
+        help: "list the public lobbies on the LAN and at friends, with their members \
+               (/status shows the lobbies joined)",
     },
     CommandHelp {
         name: "friend",
@@ -131,7 +133,8 @@ pub const COMMANDS: &[CommandHelp] = &[
     CommandHelp {
         name: "status",
         usage: "/status",
-        help: "show the transport: multicast, friends up, packets being repaired",
+        help: "show the transport (multicast, friends up) and the lobbies joined, with their \
+               members and packets being repaired",
     },
     CommandHelp {
         name: "clear",

@@ -36,7 +36,8 @@ impl Frontend for RelayFrontend {
             | AppEvent::DirectSent { .. }
             | AppEvent::DirectAcked { .. }
             | AppEvent::DirectFailed { .. }
-            | AppEvent::Status(_) => {}
+            | AppEvent::Status(_)
+            | AppEvent::LobbyList { .. } => {}
             AppEvent::Parted { lobby } => tracing::info!(lobby = %lobby.name, "left"),
             AppEvent::CommandFailed { error } => tracing::warn!(error, "command failed"),
             AppEvent::OwnNick { nick } => tracing::info!(nick, "nick changed"),

@@ -1196,6 +1196,13 @@ impl App {
             }
             Command::ListFriends => self.friends(frontend),
             Command::Status => self.status(frontend),
+            Command::ListLobbies => {
+                let (lobbies, cut) = self.node.ask_lobby_list(now);
+                frontend.event(AppEvent::LobbyList {
+                    lobbies: &lobbies,
+                    cut,
+                });
+            }
             Command::Quit => self.quit = true,
             Command::Invalid { error } => return Ok(Err(error)),
         }
@@ -1464,8 +1471,14 @@ impl App {
                     tracing::info!(%peer, %id, "direct message not acknowledged; given up");
                     self.direct_state(frontend, peer, id, DirectState::Failed);
                 }
-                // No frontend asks for lobby lists or who-is yet.
-                Event::LobbyList { .. } | Event::WhoIs { .. } => {}
+                Event::LobbyList { lobbies, cut } => {
+                    frontend.event(AppEvent::LobbyList {
+                        lobbies: &lobbies,
+                        cut,
+                    });
+                }
+                // The screen and the pipe do not ask who-is yet.
+                Event::WhoIs { .. } => {}
                 // Nor offer invitations yet: logged, so that a user can see one came.
                 Event::Invitation(i) => {
                     tracing::info!(from = %i.from, nick = ?i.nick, lobby = ?i.lobby.name,

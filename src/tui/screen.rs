@@ -957,7 +957,8 @@ impl Screen {
                 }
                 self.status = Some(status);
             }
-            OwnedEvent::Stats(_) => {}
+            // Not asked for by the screen yet.
+            OwnedEvent::Stats(_) | OwnedEvent::LobbyList { .. } => {}
             OwnedEvent::Conversation {
                 peer,
                 nick,
