@@ -38,4 +38,4 @@ pub mod screen;
 pub mod theme;
 pub mod wrap;
 
-pub use screen::{BellSettings, Effect, Screen, ScreenSettings};
+pub use screen::{BellSettings, Effect, MAX_LIST_CHANGES, Screen, ScreenSettings};
