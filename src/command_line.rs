@@ -57,7 +57,8 @@ pub enum Input {
     /// `/whois NICK`: ask friends, and theirs up to three hops away, who goes by NICK
     /// (PROTOCOL.md 7.13). NICK is the rest of the line, as `/trust` takes it.
     WhoIs(String),
-    /// `/list`: the lobbies joined, with their members and unread counts.
+    /// `/list`: the listed public lobbies of the LAN and of friends, with their members
+    /// (PROTOCOL.md 7.12); `/status` shows the lobbies joined.
     List,
     /// `/friend add ADDR:PORT`.
     FriendAdd(SocketAddr),
@@ -161,7 +162,8 @@ pub const COMMANDS: &[CommandHelp] = &[
     CommandHelp {
         name: "list",
         usage: "/list",
-        help: "list the lobbies joined",
+        help: "list the public lobbies on the LAN and at friends, with their members \
+               (/status shows the lobbies joined)",
     },
     CommandHelp {
         name: "friend",
@@ -171,7 +173,8 @@ pub const COMMANDS: &[CommandHelp] = &[
     CommandHelp {
         name: "status",
         usage: "/status",
-        help: "show the transport: multicast, friends up, packets being repaired",
+        help: "show the transport (multicast, friends up) and the lobbies joined, with their \
+               members and packets being repaired",
     },
     CommandHelp {
         name: "clear",

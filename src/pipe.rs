@@ -11,6 +11,11 @@
 //! and the `peers` whose keys it accepted, none if there was no new key), `friends`,
 //! `friend`, `friend_lobby`, `status` and `stats` (at exit and on SIGUSR1).
 //!
+//! `/list` asks for the lobby list of the LAN (PROTOCOL.md 7.12): a `lobbies` line at once,
+//! `{"event":"lobbies","lobbies":[{"name":"general","members":2}],"cut":false}`, most members
+//! first, and another each time the list changes in the two minutes after. `members` counts
+//! each reporting node itself; `cut` says lobbies were left out (the list holds 256).
+//!
 //! Direct messages (`/msg NICK TEXT`, PROTOCOL.md 4.15): `direct` is a direct message from
 //! another peer, printed exactly once; `direct_sent` an own one sealed and sent
 //! (`"pending": true`), then `direct_acked` when the addressee acknowledged it or
@@ -58,7 +63,7 @@ use crate::command_line::{self, Input};
 use crate::direct_history::{DirectRecord, DirectState};
 use crate::lobby_keys::{JoinHow, LobbyKeys};
 use crate::proto::wire::WhoIsPeer;
-use crate::proto::{Lobby, LobbyId, Message, PeerId, Stats};
+use crate::proto::{Listed, Lobby, LobbyId, Message, PeerId, Stats};
 
 /// Longest input line kept; the rest of a longer line is dropped (the protocol's limit,
 /// 60 KiB, refuses it anyway, with an `error` event).
@@ -325,6 +330,33 @@ struct StatusLine<'a> {
     friends: usize,
     friends_up: usize,
     lobbies: Vec<StatusLobby<'a>>,
+}
+
+#[derive(Serialize)]
+struct ListedLobby<'a> {
+    name: &'a str,
+    members: u64,
+}
+
+#[derive(Serialize)]
+struct LobbiesLine<'a> {
+    event: &'static str,
+    lobbies: Vec<ListedLobby<'a>>,
+    cut: bool,
+}
+
+fn lobbies_line(lobbies: &[Listed], cut: bool) -> LobbiesLine<'_> {
+    LobbiesLine {
+        event: "lobbies",
+        lobbies: lobbies
+            .iter()
+            .map(|l| ListedLobby {
+                name: &l.name,
+                members: l.members,
+            })
+            .collect(),
+        cut,
+    }
 }
 
 #[derive(Serialize)]
@@ -770,6 +802,7 @@ impl<W: Write> Frontend for PipeFrontend<W> {
                     })
                     .collect(),
             }),
+            AppEvent::LobbyList { lobbies, cut } => self.line(&lobbies_line(lobbies, cut)),
         }
     }
 
@@ -987,7 +1020,8 @@ impl Lines {
                 Ok(lobby) => Command::Who { lobby },
                 Err(error) => Command::Invalid { error },
             },
-            Input::List | Input::Status => Command::Status,
+            Input::List => Command::ListLobbies,
+            Input::Status => Command::Status,
             Input::FriendAdd(addr) => Command::AddFriend { addr },
             Input::FriendDel(addr) => Command::RemoveFriend { addr },
             Input::FriendList => Command::ListFriends,
@@ -1177,6 +1211,60 @@ mod tests {
             .collect();
         assert_eq!(lines[0]["private"], true);
         assert!(lines[1].get("private").is_none(), "{}", lines[1]);
+    }
+
+    #[test]
+    fn list_asks_for_the_lan_s_lobbies_and_status_for_the_transport() {
+        assert_eq!(
+            commands_of(b"/list\n/status\n/list everything\n"),
+            vec![
+                Command::ListLobbies,
+                Command::Status,
+                Command::Invalid {
+                    error: "/list takes no argument".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn lobbies_lines_list_names_and_members_in_order_and_say_when_cut() {
+        let listed = |name: &str, members| Listed {
+            name: name.into(),
+            members,
+        };
+        let mut f = PipeFrontend::new(Vec::new());
+        f.event(AppEvent::LobbyList {
+            lobbies: &[listed("general", 3), listed("café \"paris\"", 1)],
+            cut: false,
+        });
+        f.event(AppEvent::LobbyList {
+            lobbies: &[],
+            cut: true,
+        });
+        assert!(f.out.is_empty(), "nothing is written before flush");
+        f.flush().unwrap();
+        let text = String::from_utf8(f.out).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(
+            lines[0],
+            serde_json::json!({
+                "event": "lobbies",
+                "lobbies": [
+                    {"name": "general", "members": 3},
+                    {"name": "café \"paris\"", "members": 1}
+                ],
+                "cut": false
+            })
+        );
+        assert_eq!(
+            lines[1],
+            serde_json::json!({"event": "lobbies", "lobbies": [], "cut": true})
+        );
     }
 
     #[test]

@@ -40,7 +40,8 @@ impl Frontend for RelayFrontend {
             | AppEvent::InvitationAcked { .. }
             | AppEvent::InvitationFailed { .. }
             | AppEvent::Declined { .. }
-            | AppEvent::Status(_) => {}
+            | AppEvent::Status(_)
+            | AppEvent::LobbyList { .. } => {}
             // A relay takes no commands: it rejoins a lobby it was re-invited to, and a new
             // lobby is joined with --private or --key.
             AppEvent::Invitation {

@@ -8,7 +8,7 @@ use lobbycast::command_line::ACTION_PREFIX;
 use lobbycast::direct_history::{DirectRecord, DirectState};
 use lobbycast::lobby_keys::{JoinHow, Passphrase};
 use lobbycast::proto::private::LobbyKey;
-use lobbycast::proto::{Lobby, Message, MsgId, PeerId};
+use lobbycast::proto::{Listed, Lobby, Message, MsgId, PeerId};
 use lobbycast::tui::{Effect, Screen, ScreenSettings};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -483,8 +483,7 @@ fn commands_become_runtime_commands() {
     type_text(&mut s, "/status");
     assert_eq!(enter(&mut s), [Effect::Command(Command::Status)]);
     type_text(&mut s, "/list");
-    assert!(enter(&mut s).is_empty());
-    assert!(screen_text(&mut s, 100, 20).contains("1 general: 3 member(s)"));
+    assert_eq!(enter(&mut s), [Effect::Command(Command::ListLobbies)]);
     type_text(&mut s, "/help nick");
     assert!(enter(&mut s).is_empty());
     assert!(screen_text(&mut s, 100, 20).contains("/nick NAME: change your nick"));
@@ -1603,4 +1602,92 @@ fn whois_answers_are_one_merged_line_per_peer() {
     assert_eq!(text.matches("ann#3fa2").count(), 1, "{text}");
     assert_eq!(text.matches("ann#9b01").count(), 1, "{text}");
     insta::assert_snapshot!(text);
+}
+
+fn listed(name: &str, members: u64) -> Listed {
+    Listed {
+        name: name.into(),
+        members,
+    }
+}
+
+/// `/list` asks the runtime for the LAN's lobbies; its answer is shown whole, joined lobbies
+/// marked, and the lists that follow while it is watched only as what changed.
+#[test]
+fn the_lan_s_lobby_list_is_shown_whole_then_only_what_changed() {
+    let (mut s, _) = scene();
+    type_text(&mut s, "/list");
+    assert_eq!(enter(&mut s), [Effect::Command(Command::ListLobbies)]);
+    s.on_event(
+        OwnedEvent::LobbyList {
+            lobbies: vec![
+                listed("general", 4),
+                listed("lab", 3),
+                listed("team", 1),
+                listed("东京", 1),
+            ],
+            cut: false,
+        },
+        T0 + 7 * MINUTE,
+    );
+    s.on_event(
+        OwnedEvent::LobbyList {
+            lobbies: vec![
+                listed("general", 5),
+                listed("ops", 2),
+                listed("team", 1),
+                listed("东京", 1),
+            ],
+            cut: true,
+        },
+        T0 + 8 * MINUTE,
+    );
+    insta::assert_snapshot!(screen_text(&mut s, 100, 24));
+}
+
+/// A segment full of new lobbies while the list is watched takes a few lines, not hundreds.
+#[test]
+fn a_flood_of_lobbies_takes_a_few_lines_of_the_pane() {
+    let (mut s, _) = scene();
+    type_text(&mut s, "/list");
+    enter(&mut s);
+    s.on_event(
+        OwnedEvent::LobbyList {
+            lobbies: Vec::new(),
+            cut: false,
+        },
+        T0 + 7 * MINUTE,
+    );
+    let many: Vec<Listed> = (0..300).map(|k| listed(&format!("l{k:03}"), 1)).collect();
+    s.on_event(
+        OwnedEvent::LobbyList {
+            lobbies: many,
+            cut: true,
+        },
+        T0 + 8 * MINUTE,
+    );
+    let text = screen_text(&mut s, 100, 40);
+    assert!(text.contains("none heard of yet"), "{text}");
+    let new_lines = text.matches("new on the LAN:").count();
+    assert_eq!(new_lines, lobbycast::tui::MAX_LIST_CHANGES - 1, "{text}");
+    // 256 new lobbies (the cap) and the cut: all but the lines shown are summed up.
+    let more = 256 + 1 - new_lines;
+    assert!(
+        text.contains(&format!("... and {more} more change(s)")),
+        "{text}"
+    );
+    // Asked again, the whole list is shown, at most 256 lobbies.
+    type_text(&mut s, "/list");
+    enter(&mut s);
+    let many: Vec<Listed> = (0..256).map(|k| listed(&format!("l{k:03}"), 1)).collect();
+    s.on_event(
+        OwnedEvent::LobbyList {
+            lobbies: many,
+            cut: true,
+        },
+        T0 + 9 * MINUTE,
+    );
+    let text = screen_text(&mut s, 100, 40);
+    assert!(text.contains("l255"), "{text}");
+    assert!(text.contains("list cut: more lobbies"), "{text}");
 }

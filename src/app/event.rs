@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use crate::direct_history::DirectRecord;
 use crate::lobby_keys::JoinHow;
 use crate::proto::wire::WhoIsPeer;
-use crate::proto::{FriendInfo, Lobby, LobbyId, Message, MsgId, PeerId, Stats};
+use crate::proto::{FriendInfo, Listed, Lobby, LobbyId, Message, MsgId, PeerId, Stats};
 
 /// What a frontend asks the runtime to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,6 +112,10 @@ pub enum Command {
     ListFriends,
     /// Ask for the transport state (answered by [`AppEvent::Status`]).
     Status,
+    /// Ask for the lobby list of the LAN (PROTOCOL.md 7.12): answered at once by
+    /// [`AppEvent::LobbyList`] with what is known, then by another each time the list
+    /// changes in the next two minutes, as friends and the segment answer.
+    ListLobbies,
     /// Stop, as SIGTERM does: history flushed, groups left.
     Quit,
     /// Input the frontend could not understand: reported back as
@@ -443,6 +447,16 @@ pub enum AppEvent<'a> {
     },
     /// The transport state: on [`Command::Status`], and every status interval if one is set.
     Status(&'a Status),
+    /// The listed public lobbies heard of on the LAN and from friends (PROTOCOL.md 7.12), most
+    /// members first: the answer to [`Command::ListLobbies`], and again whenever the list
+    /// changes for two minutes after it. At most 256 lobbies (the core's cap).
+    LobbyList {
+        /// The lobbies, with the most members any recent report gave (each reporting node
+        /// counts itself). This node's own lobbies are there only if others report them.
+        lobbies: &'a [Listed],
+        /// Lobbies were left out: the list is full, or a node listed only part of its own.
+        cut: bool,
+    },
     /// The core's counters: at exit, on SIGUSR1, and every report interval if one is set.
     Stats(&'a Stats),
 }
@@ -615,6 +629,10 @@ pub enum OwnedEvent {
         peers: usize,
     },
     Status(Status),
+    LobbyList {
+        lobbies: Vec<Listed>,
+        cut: bool,
+    },
     Stats(Box<Stats>),
 }
 
@@ -845,6 +863,10 @@ impl OwnedEvent {
                 peers,
             },
             AppEvent::Status(s) => OwnedEvent::Status(s.clone()),
+            AppEvent::LobbyList { lobbies, cut } => OwnedEvent::LobbyList {
+                lobbies: lobbies.to_vec(),
+                cut,
+            },
             AppEvent::Stats(s) => OwnedEvent::Stats(Box::new(s.clone())),
         };
         out.push(owned);

@@ -29,8 +29,8 @@ use crate::net::{Family, GroupSocket, Iface, IfaceError, UnicastSocket};
 use crate::proto::fragment::piece_count;
 use crate::proto::private::LobbyKey;
 use crate::proto::{
-    Config, Dest, Event, Invitation, Lobby, LobbyId, Message, MsgId, NickError, Node, Path, PeerId,
-    SendError,
+    Config, DISCOVERY_IPV4, DISCOVERY_IPV6, Dest, Event, Invitation, Lobby, LobbyId, Message,
+    MsgId, NickError, Node, Path, PeerId, SendError,
 };
 
 mod event;
@@ -274,6 +274,9 @@ pub struct App {
     data_dir: DataDir,
     unicast: Vec<Unicast>,
     lobbies: Vec<Joined>,
+    /// The sockets that joined the discovery group of each family (PROTOCOL.md 7.12); empty
+    /// when multicast is off or no group could be joined, and the core's discovery is off.
+    discovery: Vec<GroupSocket>,
     /// What joining another lobby needs.
     iface: Iface,
     v4: bool,
@@ -406,6 +409,7 @@ impl App {
             data_dir,
             unicast,
             lobbies: Vec::new(),
+            discovery: Vec::new(),
             iface,
             v4,
             v6,
@@ -442,7 +446,29 @@ impl App {
         for &addr in &cfg.friends {
             app.add_friend(now, addr)?;
         }
+        // After the lobbies: the first list the segment hears names them all.
+        app.open_discovery(now);
         Ok(app)
+    }
+
+    /// Joins the discovery group of each family in use, on the lobbies' interface and port
+    /// (PROTOCOL.md 7.12), and turns the core's discovery on if one was joined. A group that
+    /// cannot be joined is only a warning: lobby lists are a convenience, and the lobbies
+    /// work without them.
+    fn open_discovery(&mut self, now: Instant) {
+        for g in discovery_groups(self.v4, self.v6, self.use_multicast) {
+            match GroupSocket::join(g, self.port, &self.iface) {
+                Ok(sock) => {
+                    tracing::info!(group = %sock.group(), "joined the discovery group");
+                    self.discovery.push(sock);
+                }
+                Err(e) => tracing::warn!(group = %g, port = self.port, iface = %self.iface.name,
+                    error = %e, "cannot join the discovery group; /list hears only friends"),
+            }
+        }
+        if !self.discovery.is_empty() {
+            self.node.set_discovery(now, true);
+        }
     }
 
     /// Adds a friend, if the node has a socket of its address family.
@@ -802,50 +828,75 @@ impl App {
     }
 
     fn sockets(&self) -> impl Iterator<Item = &UdpSocket> {
-        self.unicast.iter().map(|u| u.sock.socket()).chain(
-            self.lobbies
-                .iter()
-                .flat_map(|j| j.groups.iter().map(|g| g.socket())),
-        )
+        self.unicast
+            .iter()
+            .map(|u| u.sock.socket())
+            .chain(
+                self.lobbies
+                    .iter()
+                    .flat_map(|j| j.groups.iter().map(|g| g.socket())),
+            )
+            .chain(self.discovery.iter().map(|g| g.socket()))
+    }
+
+    /// Every socket to read, in order, and whether it is a copy: a group socket bound to the
+    /// same group and port as one before it. Linux hands a multicast datagram to every
+    /// socket bound to its group, so two lobbies whose ids share a group (or an IPv6 lobby
+    /// group equal to the discovery group) each get it; only the first socket's datagrams go
+    /// to the core, so that none is handed to it twice.
+    fn sources(&self) -> Vec<(Source, bool)> {
+        let mut seen: Vec<SocketAddr> = Vec::new();
+        let mut copy = |g: &GroupSocket| {
+            let dup = seen.contains(&g.group());
+            if !dup {
+                seen.push(g.group());
+            }
+            dup
+        };
+        let mut out: Vec<(Source, bool)> = (0..self.unicast.len())
+            .map(|i| (Source::Unicast(i), false))
+            .collect();
+        for (l, j) in self.lobbies.iter().enumerate() {
+            for (g, sock) in j.groups.iter().enumerate() {
+                out.push((Source::Lobby(l, g), copy(sock)));
+            }
+        }
+        for (d, sock) in self.discovery.iter().enumerate() {
+            out.push((Source::Discovery(d), copy(sock)));
+        }
+        out
     }
 
     /// Takes the datagrams waiting on every socket, in batches, at most
     /// [`RECV_BATCHES_PER_WAKEUP`] per socket; what is left is taken at the next wakeup, after
     /// the timers due.
     fn receive(&mut self, frontend: &mut dyn Frontend) {
-        let n_unicast = self.unicast.len();
-        let groups: Vec<(usize, usize)> = self
-            .lobbies
-            .iter()
-            .enumerate()
-            .flat_map(|(l, j)| (0..j.groups.len()).map(move |g| (l, g)))
-            .collect();
         let mut arena: Vec<u8> = Vec::new();
         let mut batch: Vec<(Path, std::ops::Range<usize>)> = Vec::new();
-        for i in 0..n_unicast + groups.len() {
+        for (source, copy) in self.sources() {
             for _ in 0..RECV_BATCHES_PER_WAKEUP {
                 let mut got = 0;
                 let mut more = true;
                 arena.clear();
                 batch.clear();
                 while got < RECV_BATCH {
-                    let sock = match i.checked_sub(n_unicast) {
-                        None => self.unicast[i].sock.socket(),
-                        Some(g) => {
-                            let (l, g) = groups[g];
-                            self.lobbies[l].groups[g].socket()
-                        }
+                    let sock = match source {
+                        Source::Unicast(i) => self.unicast[i].sock.socket(),
+                        Source::Lobby(l, g) => self.lobbies[l].groups[g].socket(),
+                        Source::Discovery(d) => self.discovery[d].socket(),
                     };
                     match sock.try_recv_from(&mut self.recv_buf) {
                         Ok((n, from)) => {
                             got += 1;
-                            if self.own.iter().any(|o| same_addr(*o, from)) {
+                            // A copy is drained, or it would wake the loop for ever.
+                            if copy || self.own.iter().any(|o| same_addr(*o, from)) {
                                 continue;
                             }
-                            let path = if i < n_unicast {
-                                Path::Unicast(from)
-                            } else {
-                                Path::Multicast(from)
+                            // The discovery group is a group like a lobby's: the core tells
+                            // lists heard there from a friend's by the path.
+                            let path = match source {
+                                Source::Unicast(_) => Path::Unicast(from),
+                                Source::Lobby(..) | Source::Discovery(_) => Path::Multicast(from),
                             };
                             // Handed to the core together, so that their signatures are
                             // verified as a batch.
@@ -1182,6 +1233,13 @@ impl App {
             }
             Command::ListFriends => self.friends(frontend),
             Command::Status => self.status(frontend),
+            Command::ListLobbies => {
+                let (lobbies, cut) = self.node.ask_lobby_list(now);
+                frontend.event(AppEvent::LobbyList {
+                    lobbies: &lobbies,
+                    cut,
+                });
+            }
             Command::Quit => self.quit = true,
             Command::Invalid { error } => return Ok(Err(error)),
         }
@@ -1429,9 +1487,16 @@ impl App {
                     self.send_to(to, t.payload);
                     continue;
                 }
-                // The runtime joins no discovery group yet, and leaves the core's discovery
-                // off (Node::set_discovery), so nothing comes here.
-                Dest::Discovery => continue,
+                // Only while the discovery group is joined is the core's discovery on; a
+                // list left over from before a failed join goes nowhere.
+                Dest::Discovery => {
+                    let targets: Vec<SocketAddr> =
+                        self.discovery.iter().map(GroupSocket::group).collect();
+                    for to in targets {
+                        self.send_to(to, t.payload.clone());
+                    }
+                    continue;
+                }
             };
             let Some(j) = self.lobbies.iter().find(|j| j.lobby.id == id) else {
                 continue;
@@ -1587,8 +1652,12 @@ impl App {
                     let key_changed = self.known.seen(&inv.nick, inv.from, now_s());
                     self.invited(frontend, inv, key_changed);
                 }
-                // The screen and the pipe do not ask for lobby lists yet.
-                Event::LobbyList { .. } => {}
+                Event::LobbyList { lobbies, cut } => {
+                    frontend.event(AppEvent::LobbyList {
+                        lobbies: &lobbies,
+                        cut,
+                    });
+                }
                 Event::WhoIs { id, from, peers } => {
                     // A forgotten query (not expected: the core forgets its route sooner) is
                     // labelled with the nick its answer names.
@@ -1769,7 +1838,8 @@ impl App {
                 first_err.get_or_insert(AppError::from(e));
             }
         }
-        for g in self.lobbies.iter_mut().flat_map(|j| j.groups.iter_mut()) {
+        let groups = self.lobbies.iter_mut().flat_map(|j| j.groups.iter_mut());
+        for g in groups.chain(self.discovery.iter_mut()) {
             if let Err(e) = g.leave() {
                 tracing::debug!(group = %g.group(), error = %e, "leaving the group failed");
             }
@@ -1809,6 +1879,28 @@ const KNOWN_PEERS_RETRY: Duration = Duration::from_secs(60);
 /// How soon last-seen times alone are saved (they only order eviction): rarely, since every
 /// message moves them.
 const KNOWN_PEERS_SEEN_SAVE: Duration = Duration::from_secs(300);
+
+/// A socket [`App::receive`] reads: a unicast socket, a lobby's group (lobby, group) or a
+/// discovery group, by index.
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    Unicast(usize),
+    Lobby(usize, usize),
+    Discovery(usize),
+}
+
+/// The discovery groups to join (PROTOCOL.md 7.12): one per family in use, none without
+/// multicast (`--no-multicast` sends nothing to any group).
+fn discovery_groups(v4: bool, v6: bool, multicast: bool) -> Vec<IpAddr> {
+    [
+        v4.then_some(IpAddr::V4(DISCOVERY_IPV4)),
+        v6.then_some(IpAddr::V6(DISCOVERY_IPV6)),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|_| multicast)
+    .collect()
+}
 
 enum Woke {
     Stop(StopReason),
@@ -1866,4 +1958,21 @@ fn random_seed() -> u64 {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_groups_follow_the_families_and_need_multicast() {
+        let v4 = IpAddr::V4(DISCOVERY_IPV4);
+        let v6 = IpAddr::V6(DISCOVERY_IPV6);
+        assert_eq!(discovery_groups(true, false, true), [v4]);
+        assert_eq!(discovery_groups(false, true, true), [v6]);
+        assert_eq!(discovery_groups(true, true, true), [v4, v6]);
+        // --no-multicast: nothing is joined, so nothing is sent to the group either (the
+        // core's discovery stays off, and a Dest::Discovery transmit has no target).
+        assert!(discovery_groups(true, true, false).is_empty());
+    }
 }

@@ -67,8 +67,12 @@ impl UnicastSocket {
                 tracing::debug!(error = %e, "could not enlarge the {what} buffer");
             }
         }
+        // A socket bound to the unspecified address on the lobbies' port (`--bind [::]:47110`)
+        // would otherwise get every group's datagrams that a socket of the host joined, and
+        // hand the core each of them a second time, as unicast. It joins no group itself.
         if v6 {
             s.set_only_v6(true)?;
+            s.set_multicast_all_v6(false)?;
             s.set_multicast_if_v6(iface.index)?;
             s.set_multicast_hops_v6(opts.ttl)?;
             s.set_multicast_loop_v6(opts.multicast_loop)?;
@@ -79,6 +83,7 @@ impl UnicastSocket {
                     format!("interface {} has no IPv4 address", iface.name),
                 )
             })?;
+            s.set_multicast_all_v4(false)?;
             s.set_multicast_if_v4(&src)?;
             s.set_multicast_ttl_v4(opts.ttl)?;
             s.set_multicast_loop_v4(opts.multicast_loop)?;

@@ -10,6 +10,12 @@ use siphasher::sip::SipHasher24;
 /// Default UDP port of every lobby's multicast group.
 pub const DEFAULT_PORT: u16 = 47110;
 
+/// The IPv4 discovery group, where lobby lists are heard on a segment (PROTOCOL.md 7.12), on
+/// the lobbies' port. It lies in the first 256 addresses of the scope, which no lobby uses.
+pub const DISCOVERY_IPV4: Ipv4Addr = Ipv4Addr::new(239, 255, 0, 124);
+/// The IPv6 discovery group (PROTOCOL.md 7.12): "lobc" in ASCII as its group id.
+pub const DISCOVERY_IPV6: Ipv6Addr = Ipv6Addr::new(0xff15, 0, 0, 0, 0, 0, 0x6c6f, 0x6263);
+
 /// Fixed SipHash key for lobby names: the mapping must be the same on every node, so the key is
 /// public and only spreads names over ids and groups; it hides nothing.
 const LOBBY_KEY: [u8; 16] = *b"lobbycast-lobby1";
@@ -123,6 +129,15 @@ pub fn ipv6_group(id: LobbyId) -> Ipv6Addr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_discovery_groups_are_no_lobby_s_ipv4_group() {
+        assert_eq!(DISCOVERY_IPV4.to_string(), "239.255.0.124");
+        assert_eq!(DISCOVERY_IPV6.to_string(), "ff15::6c6f:6263");
+        assert_eq!(&DISCOVERY_IPV6.octets()[12..], b"lobc");
+        // Lobby groups start at 239.255.1.0 (PROTOCOL.md 2.2).
+        assert!(ipv4_group(LobbyId(0)) > DISCOVERY_IPV4);
+    }
 
     #[test]
     fn names_are_normalised_before_hashing() {

@@ -39,4 +39,4 @@ pub mod theme;
 mod whois;
 pub mod wrap;
 
-pub use screen::{BellSettings, Effect, Screen, ScreenSettings};
+pub use screen::{BellSettings, Effect, MAX_LIST_CHANGES, Screen, ScreenSettings};

@@ -18,8 +18,9 @@ use crate::command_line::{self, ACTION_PREFIX, COMMANDS, Input};
 use crate::direct_history::{DirectRecord, DirectState};
 use crate::display::{fingerprint, fingerprint_digits, terminal_safe};
 use crate::lobby_keys::JoinHow;
+use crate::proto::listings::MAX_LISTED;
 use crate::proto::wire::WhoIsPeer;
-use crate::proto::{FriendInfo, Lobby, LobbyId, Message, MsgId, PeerId};
+use crate::proto::{FriendInfo, Listed, Lobby, LobbyId, Message, MsgId, PeerId};
 
 /// Rows a mouse wheel step scrolls.
 const WHEEL_ROWS: isize = 3;
@@ -37,6 +38,11 @@ pub const DIRECT_FAILED: &str = "(not delivered)";
 const MAX_PENDING_DIRECTS: usize = 1024;
 /// Invitations, received or sent, the screen remembers for the lines that follow them.
 const MAX_SHOWN_INVITATIONS: usize = 64;
+/// Lines a change of the LAN's lobby list takes at most: a busy segment must not flood the
+/// pane while the list is watched; `/list` shows the whole list.
+pub const MAX_LIST_CHANGES: usize = 8;
+/// Columns a lobby's name is padded to in the lobby list, at most: names are up to 64 bytes.
+const LIST_NAME_WIDTH: usize = 24;
 
 /// When the bell rings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,6 +233,12 @@ pub struct Screen {
     /// Friends' nicks by peer id (terminal-safe), from their links coming up: how a who-is
     /// line names a friend that answered.
     friend_nicks: HashMap<PeerId, String>,
+    /// `/list` requests not yet answered: their answers are shown whole, later lists as
+    /// changes.
+    list_wanted: usize,
+    /// The LAN's lobby list as last shown, by normalised name (at most [`MAX_LISTED`]), and
+    /// whether it was cut; `None` before the first `/list`.
+    lan_list: Option<(BTreeMap<String, u64>, bool)>,
     /// The wall clock of the last event or [`Screen::set_clock`], unix ms; 0 if unknown.
     now_ms: u64,
     /// Columns a timestamp takes, so that lines without one still line up.
@@ -270,6 +282,8 @@ impl Screen {
             status_wanted: 0,
             whois: WhoIsLines::default(),
             friend_nicks: HashMap::new(),
+            list_wanted: 0,
+            lan_list: None,
             now_ms: 0,
             time_width: 0,
             dirty: true,
@@ -984,6 +998,7 @@ impl Screen {
                 }
                 self.status = Some(status);
             }
+            OwnedEvent::LobbyList { lobbies, cut } => self.lobby_list(&lobbies, cut),
             OwnedEvent::Stats(_) => {}
             OwnedEvent::Conversation {
                 peer,
@@ -1460,8 +1475,8 @@ impl Screen {
             }
             Input::Decline(which) => Command::Decline { which },
             Input::List => {
-                self.list();
-                return Vec::new();
+                self.list_wanted += 1;
+                Command::ListLobbies
             }
             Input::FriendAdd(addr) => Command::AddFriend { addr },
             Input::FriendDel(addr) => Command::RemoveFriend { addr },
@@ -1564,28 +1579,107 @@ impl Screen {
         })]
     }
 
-    fn list(&mut self) {
-        if self.lobbies.is_empty() {
-            self.say("no lobby joined: /join LOBBY", false);
-            return;
-        }
-        let lines: Vec<String> = self
-            .lobbies
+    /// Whether a public lobby of this normalised name is joined here: the one the list names.
+    fn joined_public(&self, name: &str) -> bool {
+        self.lobbies
             .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                format!(
-                    "  {} {}: {} member(s), {} unread",
-                    i + 1,
-                    l.name,
-                    l.members.len() + 1,
-                    l.pane.unread
-                )
-            })
+            .any(|l| l.direct.is_none() && !l.private && l.lobby.name == name)
+    }
+
+    /// A lobby of the LAN's list as a line: its name padded so that counts line up, its
+    /// members, and whether it is joined here.
+    fn listed_line(&self, name: &str, members: u64) -> String {
+        let shown = terminal_safe(name);
+        let pad = LIST_NAME_WIDTH.saturating_sub(unicode_width::UnicodeWidthStr::width(&*shown));
+        format!(
+            "  {shown}{:pad$}  {}{}",
+            "",
+            count_members(members),
+            self.joined_mark(name)
+        )
+    }
+
+    /// `  (joined)` after a listed lobby that is joined here.
+    fn joined_mark(&self, name: &str) -> &'static str {
+        if self.joined_public(name) {
+            "  (joined)"
+        } else {
+            ""
+        }
+    }
+
+    /// Shows the LAN's lobby list: whole as the answer to `/list`, else only what changed
+    /// since it was last shown (new lobbies, new counts, lobbies gone), in at most
+    /// [`MAX_LIST_CHANGES`] lines.
+    fn lobby_list(&mut self, lobbies: &[Listed], cut: bool) {
+        let now: BTreeMap<String, u64> = lobbies
+            .iter()
+            .take(MAX_LISTED)
+            .map(|l| (l.name.clone(), l.members))
             .collect();
-        self.say(&format!("lobbies ({}):", lines.len()), false);
-        for l in lines {
-            self.say(&l, false);
+        let asked = self.list_wanted > 0;
+        self.list_wanted = self.list_wanted.saturating_sub(1);
+        let before = self.lan_list.replace((now, cut));
+        let cut_line = "list cut: more lobbies than it holds (256), or a node listed only part \
+                        of its own";
+        match before {
+            Some((before, was_cut)) if !asked => {
+                let mut changes: Vec<String> = Vec::new();
+                // In the core's order: most members first.
+                for l in lobbies.iter().take(MAX_LISTED) {
+                    match before.get(&l.name) {
+                        None => changes.push(format!(
+                            "new on the LAN: {}, {}{}",
+                            terminal_safe(&l.name),
+                            count_members(l.members),
+                            self.joined_mark(&l.name)
+                        )),
+                        Some(&m) if m != l.members => changes.push(format!(
+                            "{} on the LAN: {}, was {m}{}",
+                            terminal_safe(&l.name),
+                            count_members(l.members),
+                            self.joined_mark(&l.name)
+                        )),
+                        Some(_) => {}
+                    }
+                }
+                let now = &self.lan_list.as_ref().expect("just set").0;
+                for name in before.keys().filter(|n| !now.contains_key(*n)) {
+                    changes.push(format!("gone from the LAN: {}", terminal_safe(name)));
+                }
+                if cut && !was_cut {
+                    changes.push(cut_line.to_owned());
+                }
+                let more = changes.len().saturating_sub(MAX_LIST_CHANGES);
+                if more > 0 {
+                    changes.truncate(MAX_LIST_CHANGES - 1);
+                    changes.push(format!(
+                        "... and {} more change(s) to the lobby list: /list shows it",
+                        more + 1
+                    ));
+                }
+                for c in changes {
+                    self.say(&c, false);
+                }
+            }
+            _ => {
+                if lobbies.is_empty() {
+                    self.say(
+                        "lobbies on the LAN (0): none heard of yet; those that answer are shown \
+                         as they come",
+                        false,
+                    );
+                } else {
+                    self.say(&format!("lobbies on the LAN ({}):", lobbies.len()), false);
+                    for l in lobbies.iter().take(MAX_LISTED) {
+                        let line = self.listed_line(&l.name, l.members);
+                        self.say(&line, false);
+                    }
+                }
+                if cut {
+                    self.say(cut_line, false);
+                }
+            }
         }
     }
 
@@ -1628,6 +1722,11 @@ fn mark_direct(e: &mut Entry, state: DirectState, theme: &Theme) {
 /// "s" unless there is one.
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+/// "1 member", "5 members".
+fn count_members(n: u64) -> String {
+    format!("{n} member{}", if n == 1 { "" } else { "s" })
 }
 
 /// The transport as the status bar names it.
