@@ -108,17 +108,18 @@ impl Listings {
     }
 
     /// A request heard on the group: the answer is scheduled `wait` from now (the caller draws
-    /// it in 0..1 s), unless one is pending or one went out within the gap. Returns when.
+    /// it in 0..1 s), or that long after the gap since the last answer is over, unless one is
+    /// pending. Returns when. A request inside the gap is answered late rather than not at
+    /// all: a node that starts seconds after another asked still hears the segment's lists.
     pub fn group_request(&mut self, now: Instant, wait_fraction: f64) -> Option<Instant> {
-        if self.group_answer_at.is_some()
-            || self
-                .group_answered_at
-                .is_some_and(|t| now.saturating_duration_since(t) < ANSWER_GAP)
-        {
+        if self.group_answer_at.is_some() {
             return None;
         }
+        let from = self
+            .group_answered_at
+            .map_or(now, |t| now.max(t + ANSWER_GAP));
         self.heard_names.clear();
-        let at = now + GROUP_ANSWER_WAIT.mul_f64(wait_fraction.clamp(0.0, 1.0));
+        let at = from + GROUP_ANSWER_WAIT.mul_f64(wait_fraction.clamp(0.0, 1.0));
         self.group_answer_at = Some(at);
         Some(at)
     }
@@ -291,6 +292,14 @@ mod tests {
         assert!(!l.group_answer_due(at, &own));
         let at = l.group_request(t + Duration::from_secs(1), 0.5).unwrap();
         assert!(l.group_answer_due(at, &own), "nobody named it this time");
-        assert_eq!(l.group_request(at, 0.0), None, "one answer per gap");
+        // One answer per gap: a request inside it is answered when the gap is over.
+        let soon = at + Duration::from_secs(2);
+        assert_eq!(
+            l.group_request(soon, 0.5),
+            Some(at + ANSWER_GAP + GROUP_ANSWER_WAIT / 2)
+        );
+        assert_eq!(l.group_request(soon, 0.0), None, "one pending at a time");
+        assert!(!l.group_answer_due(soon + Duration::from_secs(1), &own));
+        assert!(l.group_answer_due(at + ANSWER_GAP + GROUP_ANSWER_WAIT, &own));
     }
 }
