@@ -744,13 +744,24 @@ struct Told {
     own_queries: Vec<MsgId>,
     /// Direct message ids delivered (texts and invitations).
     directs_delivered: HashSet<MsgId>,
-    /// Nonces of the node's own envelopes and direct messages.
-    nonces: HashSet<[u8; 24]>,
+    /// Nonces of the node's own envelopes and direct messages, with what each sealed: one
+    /// sealed packet may go to several places (a direct message to the group and to each
+    /// friend), but a nonce never seals two different ones.
+    nonces: HashMap<[u8; 24], Vec<u8>>,
     /// Events of acknowledgements, invitations, who-is answers and lobby lists, counted.
     events: [u64; 4],
 }
 
 impl Told {
+    /// A nonce of the node's: new, or the same sealed bytes sent again.
+    fn nonce(&mut self, nonce: [u8; 24], sealed: &[u8]) {
+        let was = self.nonces.entry(nonce).or_insert_with(|| sealed.to_vec());
+        assert!(
+            was.as_slice() == sealed,
+            "nonce {nonce:02x?} sealed two things: {was:02x?} and {sealed:02x?}"
+        );
+    }
+
     fn data(&mut self, lobby: LobbyId, d: Data) {
         let v = self.data.entry((lobby, d.source, d.seq)).or_default();
         if !v.contains(&d) {
@@ -1083,10 +1094,7 @@ impl Run {
                 Ok(Decoded::Envelope(e)) => {
                     assert!(sealed.is_none(), "an envelope in an envelope");
                     assert_eq!(e.lobby, self.private.id, "an envelope of another lobby");
-                    assert!(
-                        self.told.nonces.insert(e.nonce),
-                        "envelope nonce used twice: {e:?}"
-                    );
+                    self.told.nonce(e.nonce, &e.sealed);
                     let plain = private_key()
                         .open(&e)
                         .expect("own envelopes open under the lobby's key");
@@ -1125,10 +1133,7 @@ impl Run {
     fn check_direct(&mut self, d: &Direct) {
         if d.sender == me() {
             assert_ne!(d.addressee, me(), "a direct message to itself: {d:?}");
-            assert!(
-                self.told.nonces.insert(d.nonce),
-                "direct nonce used twice: {d:?}"
-            );
+            self.told.nonce(d.nonce, &d.sealed);
             let k = key_of(d.addressee).expect("the node writes only to keys it was shown");
             match direct::open(&k, d).expect("own direct messages open at their addressee") {
                 Content::Invitation { name, key, .. } => {
