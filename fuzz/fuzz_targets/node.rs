@@ -22,8 +22,8 @@
 //!
 //! The input is a list of operations (`arbitrary`): structured packets (data, repair,
 //! session, request, heartbeat, with small seqs and a few peer ids) encoded into one datagram
-//! that comes on the group or by unicast from the node's one friend, raw bytes, encoded
-//! packets with one byte changed, the friend's hellos (echoing the node's, so that the link
+//! that comes on the group or by unicast from one of the node's friends, raw bytes, encoded
+//! packets with one byte changed, the friends' hellos (echoing the node's, so that the link
 //! comes up) and challenges, advancing virtual time, own messages, history restores, rejoins
 //! and wall-clock steps. Besides its own packets the node may send what it forwards: data
 //! and heartbeats of others that it was given.
@@ -174,6 +174,7 @@ fn vectors() -> &'static [Vec<u8>] {
         out
     })
 }
+
 /// Operations per input: keeps an execution cheap.
 const MAX_OPS: usize = 64;
 /// Packets per structured datagram.
