@@ -72,7 +72,7 @@ impl DataDir {
     /// Opens (creating) `path`, locks it against a second node, and reads the peer id, making
     /// a random one on first start.
     pub fn open(path: &Path) -> Result<DataDir, DataDirError> {
-        fs::create_dir_all(path).map_err(io_err(path))?;
+        create_private_dir(path).map_err(io_err(path))?;
         let lock_path = path.join("lock");
         let lock = OpenOptions::new()
             .create(true)
@@ -181,6 +181,18 @@ pub(crate) fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Creates `path` and its missing parents readable by their owner only (mode 0700): the data
+/// directory holds private lobbies' names and histories and direct messages, which the
+/// umask's usual modes would let other local users read. A directory that exists is left as
+/// its owner set it.
+pub fn create_private_dir(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
 /// Writes a secret durably and atomically, readable by its owner only.
 pub(crate) fn write_secret(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_atomic_mode(path, bytes, 0o600)
@@ -235,6 +247,18 @@ mod tests {
         assert_eq!(id, again);
         let other = tempfile::tempdir().unwrap();
         assert_ne!(DataDir::open(other.path()).unwrap().peer_id(), id);
+    }
+
+    #[test]
+    fn a_new_data_directory_is_its_owners_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("share").join("lobbycast");
+        let _d = DataDir::open(&dir).unwrap();
+        for d in [&dir, &tmp.path().join("share")] {
+            let mode = fs::metadata(d).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{}: mode {mode:o}", d.display());
+        }
     }
 
     #[test]

@@ -56,7 +56,7 @@ fn main() -> ExitCode {
         // The screen owns the terminal: logs go to a file in the data directory, never onto
         // the screen.
         let dir = &settings.app.data_dir;
-        let log = std::fs::create_dir_all(dir).and_then(|()| {
+        let log = lobbycast::identity::create_private_dir(dir).and_then(|()| {
             tracing_appender::rolling::RollingFileAppender::builder()
                 .filename_prefix(LOG_FILE)
                 .build(dir)
