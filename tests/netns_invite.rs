@@ -4,7 +4,8 @@
 //! farthest through two proxies; they accept, and the lobby carries messages both ways. One
 //! invitation to a second lobby is declined. Then the farthest host restarts without the
 //! lobby, and its friend in the lobby invites it back: it rejoins by itself, with the key it
-//! kept, and hears the lobby again.
+//! kept, and hears the lobby again. A member that left an invitation unanswered finds it
+//! again after a restart, and accepts it then.
 //!
 //! Needs root, `ip` (iproute2) and `nft` (nftables). Without them it prints "skipped: ..."
 //! and passes, except under CI=true, where it fails instead (tests/common/lan.rs).
@@ -125,9 +126,10 @@ fn invitations_cross_a_chain_of_friends_and_a_restarted_member_is_invited_back()
         "/invite h2 ops",
         "/invite h3 ops",
         "/invite h2 spare",
+        "/invite h1 spare",
     ]);
     procs[0].wait_for(deadline, "every invitation sent", |s| {
-        s.iter().filter(|v| v["event"] == "invitation_sent").count() == 4
+        s.iter().filter(|v| v["event"] == "invitation_sent").count() == 5
     });
     for (i, p) in procs.iter_mut().enumerate().skip(1) {
         p.wait_for(deadline, "the invitation to ops", |s| {
@@ -170,9 +172,9 @@ fn invitations_cross_a_chain_of_friends_and_a_restarted_member_is_invited_back()
         s.iter()
             .filter(|v| v["event"] == "invitation_acked")
             .count()
-            == 4
+            == 5
     });
-    assert_eq!(procs[0].events("invitation_sent").len(), 4);
+    assert_eq!(procs[0].events("invitation_sent").len(), 5);
     assert!(procs[0].events("invitation_failed").is_empty());
 
     // The private lobby carries messages both ways along the chain; the texts after /accept
@@ -229,6 +231,24 @@ fn invitations_cross_a_chain_of_friends_and_a_restarted_member_is_invited_back()
     );
     procs[0].send_lines(["ops after the restart"]);
     wait_message(&mut procs[3], "ops", "ops after the restart", deadline);
+
+    // h1 left its invitation to spare unanswered: after a restart it is shown again, and can
+    // still be accepted.
+    let spare = procs[0]
+        .events("joined")
+        .into_iter()
+        .find(|v| v["lobby"] == "spare")
+        .expect("h0 joined spare")["lobby_id"]
+        .clone();
+    stop(&mut procs[1], deadline);
+    procs[1] = node(&lan, 1, tmp.path());
+    procs[1].wait_for(deadline, "the invitation to spare again", |s| {
+        s.iter()
+            .any(|v| v["event"] == "invitation" && v["lobby"] == "spare")
+    });
+    procs[1].send_lines(["/accept spare"]);
+    let j = wait_private(&mut procs[1], "spare", deadline);
+    assert_eq!(j["lobby_id"], spare);
     for p in &mut procs {
         stop(p, deadline);
     }

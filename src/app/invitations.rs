@@ -2,11 +2,27 @@
 //! `/accept` or `/decline`, and the ids of own direct packets still waiting for their
 //! acknowledgement, so that each acknowledgement reaches what it answers (a text's history
 //! file, an invitation's line) and those of re-invitations the core sends by itself go nowhere.
+//!
+//! The invitations waiting are kept in `DATA/invitations`, so that one shown and not answered
+//! yet is shown again after a restart (the inviter was told it arrived). They hold lobby keys:
+//! the file is written as `lobby-keys` is, mode 0600 and atomically, one JSON object per line.
 
 use std::collections::VecDeque;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
 
 use crate::display::{fingerprint, fingerprint_digits};
+use crate::identity::{hex_of, parse_hex32, write_secret};
+use crate::proto::private::LobbyKey;
 use crate::proto::{Invitation, Lobby, MsgId, PeerId};
+
+/// The file's name in the data directory.
+pub const FILE_NAME: &str = "invitations";
+
+/// Largest file read: [`MAX_WAITING`] lines, with room to spare.
+const MAX_FILE: u64 = 64 << 10;
 
 /// Invitations received kept waiting: a peer sending more pushes out the oldest, so memory
 /// stays bounded whatever arrives.
@@ -21,16 +37,95 @@ const MAX_OUTSTANDING: usize = 4 * crate::proto::direct::MAX_PENDING;
 #[derive(Debug, Default)]
 pub struct Waiting {
     list: VecDeque<Invitation>,
+    /// Where they are kept; none in tests of the bookkeeping alone.
+    path: Option<PathBuf>,
+}
+
+/// One line of the file.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    id: u64,
+    from: u64,
+    nick: String,
+    sent_at: u64,
+    lobby: String,
+    key: String,
+    again: bool,
 }
 
 impl Waiting {
+    /// The invitations kept in `path` (none if there is no file). A damaged line is skipped
+    /// with a warning and dropped at the next write; a file that cannot be read is reported
+    /// and left alone until then.
+    pub fn open(path: &Path) -> Waiting {
+        let mut w = Waiting {
+            list: VecDeque::new(),
+            path: Some(path.to_owned()),
+        };
+        let mut text = String::new();
+        match std::fs::File::open(path) {
+            Ok(f) => {
+                if let Err(e) = f.take(MAX_FILE).read_to_string(&mut text) {
+                    tracing::warn!(path = %path.display(), error = %e, "invitations not read");
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "invitations not read"),
+        }
+        for (n, line) in text.lines().enumerate() {
+            match serde_json::from_str::<Stored>(line)
+                .ok()
+                .and_then(|s| s.invitation())
+            {
+                Some(inv) => w.remember(inv),
+                None => tracing::warn!(path = %path.display(), line = n + 1,
+                    "invitations: damaged line skipped"),
+            }
+        }
+        w
+    }
+
+    /// Every invitation waiting, oldest first: the runtime shows them again at start.
+    pub fn iter(&self) -> impl Iterator<Item = &Invitation> {
+        self.list.iter()
+    }
+
     /// Keeps `inv` as the latest; an older invitation to the same lobby is replaced.
     pub fn insert(&mut self, inv: Invitation) {
+        self.remember(inv);
+        self.save();
+    }
+
+    fn remember(&mut self, inv: Invitation) {
         self.list.retain(|i| i.lobby.id != inv.lobby.id);
         if self.list.len() >= MAX_WAITING {
             self.list.pop_front();
         }
         self.list.push_back(inv);
+    }
+
+    /// Writes the file. A failure is logged: the invitations still wait in memory.
+    fn save(&self) {
+        let Some(path) = &self.path else { return };
+        let mut text = String::new();
+        for i in &self.list {
+            let line = Stored {
+                id: i.id.0,
+                from: i.from.0,
+                nick: i.nick.clone(),
+                sent_at: i.sent_at,
+                lobby: i.lobby.name.clone(),
+                key: hex_of(i.key.as_bytes()),
+                again: i.again,
+            };
+            // Plain strings and numbers: serialising cannot fail.
+            text.push_str(&serde_json::to_string(&line).unwrap_or_default());
+            text.push('\n');
+        }
+        if let Err(e) = write_secret(path, text.as_bytes()) {
+            tracing::warn!(path = %path.display(), error = %e,
+                "invitations not kept; they are lost at a restart");
+        }
     }
 
     /// Puts back an invitation taken by [`Waiting::take`] (joining it failed), as the latest.
@@ -43,10 +138,12 @@ impl Waiting {
     /// invitation to the lobby taken goes. `verb` names the command in errors.
     pub fn take(&mut self, which: Option<&str>, verb: &str) -> Result<Invitation, String> {
         let Some(which) = which else {
-            return self
+            let taken = self
                 .list
                 .pop_back()
-                .ok_or_else(|| format!("/{verb}: there is no invitation"));
+                .ok_or_else(|| format!("/{verb}: there is no invitation"))?;
+            self.save();
+            return Ok(taken);
         };
         let (name, digits) = match which.rsplit_once('#') {
             Some((n, d)) if !d.is_empty() && d.bytes().all(|b| b.is_ascii_hexdigit()) => {
@@ -92,6 +189,7 @@ impl Waiting {
             .expect("found above");
         let taken = self.list.remove(at).expect("in range");
         self.list.retain(|i| i.lobby.id != id);
+        self.save();
         Ok(taken)
     }
 
@@ -105,6 +203,25 @@ impl Waiting {
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
+    }
+}
+
+impl Stored {
+    /// The invitation of a line, if it is whole: a normalised lobby name and a 32-byte key.
+    fn invitation(self) -> Option<Invitation> {
+        let named = Lobby::new(&self.lobby)
+            .ok()
+            .filter(|l| l.name == self.lobby)?;
+        let key = LobbyKey::from_bytes(parse_hex32(&self.key)?);
+        Some(Invitation {
+            id: MsgId(self.id),
+            from: PeerId(self.from),
+            nick: self.nick,
+            sent_at: self.sent_at,
+            lobby: key.lobby(&named),
+            key,
+            again: self.again,
+        })
     }
 }
 
@@ -222,6 +339,29 @@ mod tests {
         }
         assert_eq!(w.len(), MAX_WAITING);
         assert!(w.take(Some("l0"), "accept").is_err(), "the oldest went");
+    }
+
+    #[test]
+    fn waiting_invitations_are_kept_across_a_restart_and_the_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(FILE_NAME);
+        let mut w = Waiting::open(&path);
+        w.insert(inv(ANN, "ops", 1));
+        w.insert(inv(BOB, "dev", 2));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "mode {mode:o}");
+        let again = Waiting::open(&path);
+        let got: Vec<&Invitation> = again.iter().collect();
+        assert_eq!(got, [&inv(ANN, "ops", 1), &inv(BOB, "dev", 2)]);
+        // Answered, it is gone from the file too; a damaged line is skipped.
+        w.take(Some("ops"), "accept").unwrap();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.insert_str(0, "{not json\n");
+        std::fs::write(&path, text).unwrap();
+        let again = Waiting::open(&path);
+        let got: Vec<&Invitation> = again.iter().collect();
+        assert_eq!(got, [&inv(BOB, "dev", 2)]);
     }
 
     #[test]

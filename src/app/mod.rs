@@ -435,7 +435,7 @@ impl App {
             direct_logs: HashMap::new(),
             conversations: HashSet::new(),
             direct_error: None,
-            invitations: Waiting::default(),
+            invitations: Waiting::open(&cfg.data_dir.join(invitations::FILE_NAME)),
             outstanding: Outstanding::default(),
             whois: whois::OpenQueries::default(),
         };
@@ -823,6 +823,18 @@ impl App {
                 lobby: &self.lobbies[i].lobby,
                 msg: &m,
                 own: m.source == peer,
+            });
+        }
+        // Shown before the restart and not answered: shown again.
+        for inv in self.invitations.iter() {
+            frontend.event(AppEvent::Invitation {
+                id: inv.id,
+                from: inv.from,
+                nick: &inv.nick,
+                lobby: &inv.lobby,
+                again: inv.again,
+                joined: false,
+                key_changed: false,
             });
         }
     }
