@@ -525,8 +525,28 @@ struct PipeRun {
     duplicates: usize,
 }
 
-/// lobbycast on loopback: `n` messages written at once to a sender, `receivers` receivers.
-fn pipe_throughput(n: usize, receivers: usize, size: usize, port: u16) -> PipeRun {
+impl PipeRun {
+    /// What was delivered, in words.
+    fn outcome(&self, n: usize) -> String {
+        let delivered = if self.complete {
+            "every message to every receiver".to_owned()
+        } else {
+            format!(
+                "INCOMPLETE: delivered {:?} of {n}, lost {:?} seqs",
+                self.distinct, self.lost
+            )
+        };
+        if self.duplicates == 0 {
+            format!("{delivered}, no duplicates")
+        } else {
+            format!("{delivered}, {} DUPLICATES", self.duplicates)
+        }
+    }
+}
+
+/// lobbycast on loopback: `n` messages written at once to a sender, `receivers` receivers,
+/// every node run with `extra` arguments too (`--key` for a private lobby).
+fn pipe_throughput(n: usize, receivers: usize, size: usize, port: u16, extra: &[&str]) -> PipeRun {
     let tmp = tempfile::tempdir().expect("tempdir");
     let lobby = format!("bench-{}", std::process::id());
     let (tx, rx) = mpsc::channel();
@@ -534,7 +554,8 @@ fn pipe_throughput(n: usize, receivers: usize, size: usize, port: u16) -> PipeRu
         let mut c = Command::new(env!("CARGO_BIN_EXE_lobbycast"));
         c.args(["--pipe", &lobby, "--iface", "lo", "--nick", name])
             .args(["--port", &port.to_string(), "--data-dir"])
-            .arg(tmp.path().join(name));
+            .arg(tmp.path().join(name))
+            .args(extra);
         c
     };
     let mut pipes = vec![spawn_pipe(cmd("s"), 0, n, tx.clone(), false)];
@@ -753,30 +774,39 @@ fn main() {
         raw,
         least as f64 / n as f64 * 100.0
     );
-    let lc = pipe_throughput(n, receivers, size, free_port());
-    let delivered = if lc.complete {
-        "every message to every receiver".to_owned()
-    } else {
-        format!(
-            "INCOMPLETE: delivered {:?} of {n}, lost {:?} seqs",
-            lc.distinct, lc.lost
-        )
-    };
-    let dups = if lc.duplicates == 0 {
-        "no duplicates".to_owned()
-    } else {
-        format!("{} DUPLICATES", lc.duplicates)
-    };
+    let lc = pipe_throughput(n, receivers, size, free_port(), &[]);
     println!(
-        "lobbycast --pipe  : {:>10.0} msg/s delivered ({delivered}, {dups})",
-        lc.rate
+        "lobbycast --pipe  : {:>10.0} msg/s delivered ({})",
+        lc.rate,
+        lc.outcome(n)
     );
     println!("ratio lobbycast/raw: {:.2}", lc.rate / raw);
-    // Under `cargo test` this is a check: lobbycast delivers everything, once.
-    assert!(
-        !quick || (lc.complete && lc.duplicates == 0),
-        "lobbycast on loopback must deliver every message exactly once"
+    // A private lobby: every datagram sealed and opened (PROTOCOL.md 4.14).
+    let sealed = pipe_throughput(
+        n,
+        receivers,
+        size,
+        free_port(),
+        &["--key", "bench passphrase"],
     );
+    println!(
+        "lobbycast --key   : {:>10.0} msg/s delivered ({})",
+        sealed.rate,
+        sealed.outcome(n)
+    );
+    println!(
+        "ratio private/public: {:.2}, private/raw: {:.2}",
+        sealed.rate / lc.rate,
+        sealed.rate / raw
+    );
+    // Under `cargo test` this is a check: lobbycast delivers everything, once.
+    for run in [&lc, &sealed] {
+        assert!(
+            !quick || (run.complete && run.duplicates == 0),
+            "lobbycast on loopback must deliver every message exactly once: {}",
+            run.outcome(n)
+        );
+    }
 
     let raw_lat = raw_latency(lat_n, rate, size, free_port());
     let lc_lat = pipe_latency(lat_n, rate, size, free_port());
