@@ -781,3 +781,57 @@ fn a_direct_message_arrives_once_is_acknowledged_and_kept_across_a_restart() {
         assert!(p.wait_exit(deadline).success(), "{}", p.name);
     }
 }
+
+/// A direct message its addressee cannot write to its history file is not acknowledged: the
+/// addressee stops with the error before anything leaves, and the writer sends the message
+/// again until the addressee, restarted, keeps it, shows it once, and acknowledges it.
+#[test]
+fn a_direct_message_that_cannot_be_kept_is_not_acknowledged() {
+    let deadline = Instant::now() + DEADLINE;
+    let tmp = tempfile::tempdir().unwrap();
+    let (lobby, port) = (lobby("unkept"), port());
+    let dir_b = tmp.path().join("b");
+    let mut b = node("bob", &lobby, &port, &dir_b, &[]);
+    let id_b = b.wait_joined(deadline);
+    let mut a = node("ann", &lobby, &port, &tmp.path().join("a"), &[]);
+    let id_a = a.wait_joined(deadline);
+    a.wait_for(deadline, "bob among ann's members", |s| {
+        s.iter()
+            .any(|v| v["event"] == "peer_joined" && v["peer"] == id_b.as_str())
+    });
+    // And Ann among Bob's, so that an acknowledgement from him would find her: only its
+    // being held back can make Ann send the message again.
+    b.wait_for(deadline, "ann among bob's members", |s| {
+        s.iter()
+            .any(|v| v["event"] == "peer_joined" && v["peer"] == id_a.as_str())
+    });
+    // A directory where Bob's conversation file with Ann goes: it cannot be opened.
+    let blocked = dir_b.join("direct").join(&id_a).join("history");
+    fs::create_dir_all(&blocked).unwrap();
+    a.send_lines(["/msg bob kept?"]);
+    let st = b.wait_exit(deadline);
+    assert!(!st.success(), "bob stops with the error: {st}");
+    assert!(
+        b.events("direct").is_empty(),
+        "not shown: {:?}",
+        b.events("direct")
+    );
+    fs::remove_dir(&blocked).unwrap();
+    let mut b = node("bob", &lobby, &port, &dir_b, &[]);
+    b.wait_joined(deadline);
+    b.wait_for(deadline, "the message sent again", |s| {
+        s.iter().any(|v| v["event"] == "direct")
+    });
+    a.wait_for(deadline, "the acknowledgement", |s| {
+        s.iter().any(|v| v["event"] == "direct_acked")
+    });
+    for p in [&mut a, &mut b] {
+        p.signal(libc::SIGTERM);
+        assert!(p.wait_exit(deadline).success(), "{}", p.name);
+    }
+    let got = b.events("direct");
+    assert_eq!(got.len(), 1, "exactly once: {got:?}");
+    assert_eq!(got[0]["text"], "kept?");
+    assert_eq!(a.events("direct_acked").len(), 1);
+    assert!(a.events("direct_failed").is_empty());
+}

@@ -1490,8 +1490,20 @@ impl App {
         frontend.event(AppEvent::Status(&status));
     }
 
-    /// Drains the core: transmits to the sockets, events to the history and the frontend.
+    /// Drains the core: events to the history and the frontend, then transmits to the
+    /// sockets. Events first: a direct message is in its history file before the
+    /// acknowledgement the core queued with it leaves, and if it cannot be written, the
+    /// runtime stops without sending it, so the writer sends the message again rather than
+    /// believe it delivered.
     fn pump(&mut self, frontend: &mut dyn Frontend) {
+        self.take_events(frontend);
+        if self.direct_error.is_none() {
+            self.transmit();
+        }
+    }
+
+    /// Hands the core's transmits to the sockets.
+    fn transmit(&mut self) {
         while let Some(t) = self.node.poll_transmit() {
             let id = match t.dest {
                 Dest::Lobby(id) => id,
@@ -1525,6 +1537,10 @@ impl App {
                 self.send_to(to, bytes);
             }
         }
+    }
+
+    /// Takes the core's events: into the history files, then to the frontend.
+    fn take_events(&mut self, frontend: &mut dyn Frontend) {
         // Read once per drain: every event of a burst is seen in the same second anyway.
         let mut secs = None;
         let mut now_s = || *secs.get_or_insert_with(|| unix_ms() / 1000);
