@@ -1050,8 +1050,8 @@ impl App {
                     return Ok(Err(e));
                 }
                 // A passphrase costs Argon2id's third of a second here, inline: the loop
-                // stalls that long once per /join, which SRM's timers absorb. The pipe
-                // derives its keys on its input thread and sends them ready.
+                // would stall that long. The pipe's input thread and the screen's thread
+                // derive their keys and send them ready; only another frontend lands here.
                 let key = match how.key(&named, &self.lobby_keys) {
                     Ok(k) => k,
                     Err(e) => return Ok(Err(format!("cannot join {}: {e}", named.name))),

@@ -28,6 +28,9 @@ use tokio::sync::mpsc;
 
 use super::screen::{Effect, Screen, ScreenSettings};
 use crate::app::{App, AppConfig, AppError, ChannelFrontend, Command, OwnedEvent, StopReason};
+use crate::lobby_keys::JoinHow;
+use crate::proto::Lobby;
+use crate::proto::private::LobbyKey;
 
 /// Shortest time between two frames: a busy lobby (1,000 messages a second) is drawn ~60
 /// times a second, not once per message, and a frame is never later than this after the
@@ -247,7 +250,7 @@ fn act<W: Write>(
         match e {
             Effect::Command(c) => {
                 if pending.len() < MAX_PENDING_COMMANDS {
-                    pending.push_back(c);
+                    pending.push_back(with_key(c));
                 }
             }
             Effect::Quit => {
@@ -270,6 +273,35 @@ fn act<W: Write>(
         }
     }
     Ok(())
+}
+
+/// A `/join NAME --key PASSPHRASE` with its key worked out here, on the screen's thread, as
+/// the pipe's input thread does: Argon2id's third of a second would otherwise stall the
+/// runtime, and with it every lobby's repairs. Other commands are as they were.
+fn with_key(cmd: Command) -> Command {
+    let Command::Join {
+        name,
+        how: JoinHow::Passphrase(p),
+    } = cmd
+    else {
+        return cmd;
+    };
+    let Ok(named) = Lobby::new(&name) else {
+        // The runtime says what is wrong with the name.
+        return Command::Join {
+            name,
+            how: JoinHow::Passphrase(p),
+        };
+    };
+    match LobbyKey::from_passphrase(&p.0, &named) {
+        Ok(key) => Command::Join {
+            name,
+            how: JoinHow::Key(key),
+        },
+        Err(e) => Command::Invalid {
+            error: format!("cannot join {}: {e}", named.name),
+        },
+    }
 }
 
 /// Returns freed heap memory to the system (glibc keeps it otherwise).
@@ -327,4 +359,33 @@ fn restore_terminal() {
         crossterm::cursor::Show
     );
     let _ = disable_raw_mode();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lobby_keys::Passphrase;
+
+    #[test]
+    fn a_passphrase_join_leaves_the_screen_with_its_key() {
+        let join = |how| Command::Join {
+            name: "Team".into(),
+            how,
+        };
+        let key = LobbyKey::from_passphrase("correct horse", &Lobby::new("team").unwrap()).unwrap();
+        assert_eq!(
+            with_key(join(JoinHow::Passphrase(Passphrase(
+                "correct horse".into()
+            )))),
+            join(JoinHow::Key(key))
+        );
+        // Nothing else changes; a bad name is the runtime's to report.
+        assert_eq!(with_key(join(JoinHow::Private)), join(JoinHow::Private));
+        let bad = Command::Join {
+            name: "".into(),
+            how: JoinHow::Passphrase(Passphrase("x".into())),
+        };
+        assert_eq!(with_key(bad.clone()), bad);
+        assert_eq!(with_key(Command::Status), Command::Status);
+    }
 }
