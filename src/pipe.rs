@@ -34,7 +34,7 @@
 //! `peers`: each with `peer`, `nick`, `seen_ago_s`, `lobbies` and `addr`, null unless the
 //! answerer is its friend), this node's own knowledge first; `whois_done` closes the query
 //! [`crate::app::WHOIS_WAIT`] later with the count of `answers` and distinct `peers` (0 and 0:
-//! nobody within reach goes by that nick).
+//! nobody within reach goes by that nick) and `friends_up` (0: only this node was asked).
 //!
 //! `message`, `peer_joined` and `nick` lines, and the entries of `members`, carry
 //! `"key_changed": true` when the nick is known with other keys and the peer's key is not
@@ -487,6 +487,7 @@ struct WhoIsDoneLine<'a> {
     nick: &'a str,
     answers: usize,
     peers: usize,
+    friends_up: usize,
 }
 
 /// How the pipe names a [`DirectState`].
@@ -779,12 +780,14 @@ impl<W: Write> Frontend for PipeFrontend<W> {
                 nick,
                 answers,
                 peers,
+                friends_up,
             } => self.line(&WhoIsDoneLine {
                 event: "whois_done",
                 id: Hex(id.0),
                 nick,
                 answers,
                 peers,
+                friends_up,
             }),
             AppEvent::Status(s) => self.line(&StatusLine {
                 event: "status",
@@ -1546,6 +1549,7 @@ mod tests {
             nick: "ann",
             answers: 1,
             peers: 2,
+            friends_up: 3,
         });
         f.flush().unwrap();
         let lines: Vec<serde_json::Value> = String::from_utf8(f.out)
@@ -1585,7 +1589,7 @@ mod tests {
         );
         assert_eq!(
             lines[2],
-            serde_json::json!({"event": "whois_done", "id": id, "nick": "ann", "answers": 1, "peers": 2})
+            serde_json::json!({"event": "whois_done", "id": id, "nick": "ann", "answers": 1, "peers": 2, "friends_up": 3})
         );
         assert_eq!(lines.len(), 3);
     }

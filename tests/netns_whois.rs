@@ -86,6 +86,8 @@ fn whois(p: &mut Proc, nick: &str, deadline: Instant) -> (Vec<Value>, Value) {
     }
     let done = of_it("whois_done").remove(0);
     assert_eq!(done["nick"], nick);
+    // Host 0, at the end of the chain, has one friend.
+    assert_eq!(done["friends_up"], 1, "{done}");
     assert_eq!(
         done["answers"].as_u64(),
         Some(answers.len() as u64),

@@ -1577,6 +1577,7 @@ fn whois_answers_are_one_merged_line_per_peer() {
             nick: "ann".into(),
             answers: 4,
             peers: 2,
+            friends_up: 2,
         },
         at,
     );
@@ -1595,6 +1596,18 @@ fn whois_answers_are_one_merged_line_per_peer() {
             nick: "zed".into(),
             answers: 0,
             peers: 0,
+            friends_up: 2,
+        },
+        at,
+    );
+    // With no friend link up, only this node was asked: the line says so.
+    s.on_event(
+        OwnedEvent::WhoIsDone {
+            id: MsgId(3),
+            nick: "yves".into(),
+            answers: 0,
+            peers: 0,
+            friends_up: 0,
         },
         at,
     );

@@ -444,6 +444,8 @@ pub enum AppEvent<'a> {
         answers: usize,
         /// Distinct peers they named.
         peers: usize,
+        /// Friend links up when it ended: with none, only this node was asked.
+        friends_up: usize,
     },
     /// The transport state: on [`Command::Status`], and every status interval if one is set.
     Status(&'a Status),
@@ -627,6 +629,7 @@ pub enum OwnedEvent {
         nick: String,
         answers: usize,
         peers: usize,
+        friends_up: usize,
     },
     Status(Status),
     LobbyList {
@@ -856,11 +859,13 @@ impl OwnedEvent {
                 nick,
                 answers,
                 peers,
+                friends_up,
             } => OwnedEvent::WhoIsDone {
                 id,
                 nick: nick.to_owned(),
                 answers,
                 peers,
+                friends_up,
             },
             AppEvent::Status(s) => OwnedEvent::Status(s.clone()),
             AppEvent::LobbyList { lobbies, cut } => OwnedEvent::LobbyList {

@@ -1453,13 +1453,19 @@ impl App {
 
     /// Tells the frontend which own who-is queries are over at `now`.
     fn whois_done(&mut self, frontend: &mut dyn Frontend, now: Instant) {
-        for d in self.whois.take_due(now) {
+        let due = self.whois.take_due(now);
+        if due.is_empty() {
+            return;
+        }
+        let friends_up = self.node.friends().iter().filter(|f| f.up).count();
+        for d in due {
             tracing::debug!(id = %d.id, nick = d.nick, answers = d.answers, "who-is query over");
             frontend.event(AppEvent::WhoIsDone {
                 id: d.id,
                 nick: &d.nick,
                 answers: d.answers,
                 peers: d.peers,
+                friends_up,
             });
         }
     }

@@ -1068,10 +1068,14 @@ impl Screen {
                 nick,
                 answers,
                 peers,
+                friends_up,
                 ..
             } => {
                 let nick = terminal_safe(&nick);
                 let text = match (answers, peers) {
+                    (0, _) if friends_up == 0 => format!(
+                        "whois {nick}: no answer; no friend link is up, so only this node knew"
+                    ),
                     (0, _) => format!("whois {nick}: no answer within 3 friend hops"),
                     (a, p) => format!(
                         "whois {nick}: {p} peer{} found, {a} answer{}",
