@@ -58,7 +58,7 @@ use std::thread;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::app::{Addressee, AppEvent, Command, Frontend};
+use crate::app::{Addressee, AppEvent, Command, Frontend, Which};
 use crate::command_line::{self, Input};
 use crate::direct_history::{DirectRecord, DirectState};
 use crate::lobby_keys::{JoinHow, LobbyKeys};
@@ -94,24 +94,13 @@ impl Invited {
         let (name, id) = match which {
             None => list.back().map(|(n, _, id)| (n.clone(), *id))?,
             Some(w) => {
-                let (name, digits) = match w.rsplit_once('#') {
-                    Some((n, d)) if !d.is_empty() && d.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                        (n, Some(d.to_ascii_lowercase()))
-                    }
-                    _ => (w, None),
-                };
-                let name = Lobby::new(name).ok()?.name;
-                let mut ids = list.iter().filter(|(n, from, _)| {
-                    *n == name
-                        && digits
-                            .as_deref()
-                            .is_none_or(|d| from.to_string().starts_with(d))
-                });
+                let picked = Which::parse(w).ok()?;
+                let mut ids = list.iter().filter(|(n, from, _)| picked.matches(n, *from));
                 let id = ids.next()?.2;
                 if ids.any(|(_, _, other)| *other != id) {
                     return None;
                 }
-                (name, id)
+                (picked.name, id)
             }
         };
         list.retain(|(_, _, other)| *other != id);

@@ -52,18 +52,6 @@ fn text(host: usize, round: usize, k: usize) -> String {
     format!("host {host} round {round} message {k} {}", "z".repeat(pad))
 }
 
-/// Waits until every friend link of `p` (it has `links` friends) is up.
-fn wait_links(p: &mut Proc, links: usize, deadline: Instant) {
-    p.wait_for(deadline, "friend links up", |seen| {
-        let up: HashSet<&str> = seen
-            .iter()
-            .filter(|v| v["event"] == "friend" && v["state"] == "up")
-            .filter_map(|v| v["addr"].as_str())
-            .collect();
-        up.len() >= links
-    });
-}
-
 /// Every host sends `per_host` messages of `round`; every host must then hold every other
 /// host's messages of every round so far.
 fn round(procs: &mut [Proc], round: usize, per_host: usize, deadline: Instant) {
@@ -129,7 +117,7 @@ fn a_chain_of_five_friends_without_multicast() {
         .collect();
     for (i, p) in procs.iter_mut().enumerate() {
         p.wait_joined(deadline);
-        wait_links(p, if i == 0 || i == 4 { 1 } else { 2 }, deadline);
+        p.wait_links(if i == 0 || i == 4 { 1 } else { 2 }, deadline);
     }
     round(&mut procs, 0, PER_HOST, deadline);
     let stats = stop(&mut procs, deadline);
@@ -158,7 +146,7 @@ fn multicast_that_fails_midway_and_returns() {
         .collect();
     for p in &mut procs {
         p.wait_joined(deadline);
-        wait_links(p, 2, deadline);
+        p.wait_links(2, deadline);
     }
     round(&mut procs, 0, PER_HOST, deadline);
     lan.block_multicast(2);
@@ -195,9 +183,9 @@ fn two_friends_find_their_unlisted_lobby_through_the_challenge() {
     for p in [&mut a, &mut c, &mut b] {
         p.wait_joined(deadline);
     }
-    wait_links(&mut a, 2, deadline);
-    wait_links(&mut c, 1, deadline);
-    wait_links(&mut b, 1, deadline);
+    a.wait_links(2, deadline);
+    c.wait_links(1, deadline);
+    b.wait_links(1, deadline);
     let texts = |who: &str, range: std::ops::Range<usize>| -> Vec<String> {
         range.map(|k| format!("{who} says {k}")).collect()
     };
@@ -275,7 +263,7 @@ fn direct_messages_cross_a_chain_of_four_friends_exactly_once() {
         .collect();
     let ids: Vec<String> = procs.iter_mut().map(|p| p.wait_joined(deadline)).collect();
     for (i, p) in procs.iter_mut().enumerate() {
-        wait_links(p, if i == 0 || i == 3 { 1 } else { 2 }, deadline);
+        p.wait_links(if i == 0 || i == 3 { 1 } else { 2 }, deadline);
     }
     // Each end must be a member at the other, its key known (learnt from the same datagram).
     // Through friends, members hear of each other from heartbeats every 30 s, each crossing

@@ -43,18 +43,6 @@ fn node(lan: &Lan, i: usize, dir: &Path) -> Proc {
     Proc::spawn(&name, lan.lobbycast(i, "hall", &name, dir, &args))
 }
 
-/// Waits until every friend link of `p` (it has `links` friends) is up.
-fn wait_links(p: &mut Proc, links: usize, deadline: Instant) {
-    p.wait_for(deadline, "friend links up", |seen| {
-        seen.iter()
-            .filter(|v| v["event"] == "friend" && v["state"] == "up")
-            .filter_map(|v| v["addr"].as_str())
-            .collect::<std::collections::HashSet<_>>()
-            .len()
-            >= links
-    });
-}
-
 /// The `joined` line of the private lobby `name`, once it comes.
 fn wait_private(p: &mut Proc, name: &str, deadline: Instant) -> Value {
     let is_it = |v: &Value| v["event"] == "joined" && v["lobby"] == name && v["private"] == true;
@@ -99,7 +87,7 @@ fn invitations_cross_a_chain_of_friends_and_a_restarted_member_is_invited_back()
     let mut procs: Vec<Proc> = (0..4).map(|i| node(&lan, i, tmp.path())).collect();
     let ids: Vec<String> = procs.iter_mut().map(|p| p.wait_joined(deadline)).collect();
     for (i, p) in procs.iter_mut().enumerate() {
-        wait_links(p, if i == 0 || i == 3 { 1 } else { 2 }, deadline);
+        p.wait_links(if i == 0 || i == 3 { 1 } else { 2 }, deadline);
     }
     // Texts go to the lobby joined last: ops.
     procs[0].send_lines(["/join spare --private", "/join ops --private"]);

@@ -44,18 +44,6 @@ fn node(lan: &Lan, i: usize, n: usize, dir: &Path) -> Proc {
     Proc::spawn(&name, lan.lobbycast(i, &lobby, &name, dir, &args))
 }
 
-/// Waits until every friend link of `p` (it has `links` friends) is up.
-fn wait_links(p: &mut Proc, links: usize, deadline: Instant) {
-    p.wait_for(deadline, "friend links up", |seen| {
-        let up: HashSet<&str> = seen
-            .iter()
-            .filter(|v| v["event"] == "friend" && v["state"] == "up")
-            .filter_map(|v| v["addr"].as_str())
-            .collect();
-        up.len() >= links
-    });
-}
-
 /// Asks `/whois nick` at `p` (each nick once per test) and waits until the runtime closes the
 /// query; returns its answers and its `whois_done` line.
 fn whois(p: &mut Proc, nick: &str, deadline: Instant) -> (Vec<Value>, Value) {
@@ -115,7 +103,7 @@ fn whois_finds_a_peer_three_friend_hops_away_and_no_further() {
     let mut procs: Vec<Proc> = (0..N).map(|i| node(&lan, i, N, tmp.path())).collect();
     let ids: Vec<String> = procs.iter_mut().map(|p| p.wait_joined(deadline)).collect();
     for (i, p) in procs.iter_mut().enumerate() {
-        wait_links(p, if i == 0 || i == N - 1 { 1 } else { 2 }, deadline);
+        p.wait_links(if i == 0 || i == N - 1 { 1 } else { 2 }, deadline);
     }
 
     let started = Instant::now();

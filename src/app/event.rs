@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use crate::direct_history::DirectRecord;
 use crate::lobby_keys::JoinHow;
 use crate::proto::wire::WhoIsPeer;
-use crate::proto::{FriendInfo, Listed, Lobby, LobbyId, Message, MsgId, PeerId, Stats};
+use crate::proto::{FriendInfo, Invitation, Listed, Lobby, LobbyId, Message, MsgId, PeerId, Stats};
 
 /// What a frontend asks the runtime to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -461,6 +461,21 @@ pub enum AppEvent<'a> {
     },
     /// The core's counters: at exit, on SIGUSR1, and every report interval if one is set.
     Stats(&'a Stats),
+}
+
+impl<'a> AppEvent<'a> {
+    /// [`AppEvent::Invitation`] of an invitation received.
+    pub fn invitation(inv: &'a Invitation, joined: bool, key_changed: bool) -> Self {
+        AppEvent::Invitation {
+            id: inv.id,
+            from: inv.from,
+            nick: &inv.nick,
+            lobby: &inv.lobby,
+            again: inv.again,
+            joined,
+            key_changed,
+        }
+    }
 }
 
 /// Something that shows the runtime's events: the pipe, the relay, the screen.

@@ -33,6 +33,42 @@ pub const MAX_WAITING: usize = 32;
 /// the runtime was not told (none are known, but nothing here must grow without bound).
 const MAX_OUTSTANDING: usize = 4 * crate::proto::direct::MAX_PENDING;
 
+/// Which invitation `/accept` or `/decline` names: `LOBBY`, or `LOBBY#HEX` for the one from
+/// the inviter whose peer id starts with HEX. The runtime, the pipe's input thread and the
+/// screen all read it this way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Which {
+    /// The lobby's normalised name.
+    pub name: String,
+    /// The inviter's peer id prefix, lower-case hex, if one was given.
+    digits: Option<String>,
+}
+
+impl Which {
+    /// Reads `which`; a bad lobby name is an error naming it.
+    pub fn parse(which: &str) -> Result<Which, String> {
+        let (name, digits) = match which.rsplit_once('#') {
+            Some((n, d)) if !d.is_empty() && d.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                (n, Some(d.to_ascii_lowercase()))
+            }
+            _ => (which, None),
+        };
+        let name = Lobby::new(name)
+            .map_err(|e| format!("bad lobby name {name:?}: {e}"))?
+            .name;
+        Ok(Which { name, digits })
+    }
+
+    /// Whether it names an invitation to the lobby `name` (normalised) from `from`.
+    pub fn matches(&self, name: &str, from: PeerId) -> bool {
+        self.name == name
+            && self
+                .digits
+                .as_deref()
+                .is_none_or(|d| from.to_string().starts_with(d))
+    }
+}
+
 /// Invitations received, oldest first, at most one per lobby.
 #[derive(Debug, Default)]
 pub struct Waiting {
@@ -145,24 +181,12 @@ impl Waiting {
             self.save();
             return Ok(taken);
         };
-        let (name, digits) = match which.rsplit_once('#') {
-            Some((n, d)) if !d.is_empty() && d.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                (n, Some(d.to_ascii_lowercase()))
-            }
-            _ => (which, None),
-        };
-        let name = Lobby::new(name)
-            .map_err(|e| format!("/{verb}: bad lobby name {name:?}: {e}"))?
-            .name;
+        let picked = Which::parse(which).map_err(|e| format!("/{verb}: {e}"))?;
+        let name = &picked.name;
         let found: Vec<&Invitation> = self
             .list
             .iter()
-            .filter(|i| i.lobby.name == name)
-            .filter(|i| {
-                digits
-                    .as_deref()
-                    .is_none_or(|d| i.from.to_string().starts_with(d))
-            })
+            .filter(|i| picked.matches(&i.lobby.name, i.from))
             .collect();
         let Some(latest) = found.last() else {
             return Err(format!("/{verb}: there is no invitation to {which}"));

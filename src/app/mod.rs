@@ -41,7 +41,7 @@ mod whois;
 pub use event::{
     Addressee, AppEvent, ChannelFrontend, Command, Frontend, LobbyStatus, OwnedEvent, Status,
 };
-pub use invitations::MAX_WAITING as MAX_WAITING_INVITATIONS;
+pub use invitations::{MAX_WAITING as MAX_WAITING_INVITATIONS, Which};
 use invitations::{Outstanding, Sent, Waiting};
 pub use resolve::{ResolveError, direct_addressee, resolve_nick};
 pub use whois::WHOIS_WAIT;
@@ -827,15 +827,7 @@ impl App {
         }
         // Shown before the restart and not answered: shown again.
         for inv in self.invitations.iter() {
-            frontend.event(AppEvent::Invitation {
-                id: inv.id,
-                from: inv.from,
-                nick: &inv.nick,
-                lobby: &inv.lobby,
-                again: inv.again,
-                joined: false,
-                key_changed: false,
-            });
+            frontend.event(AppEvent::invitation(inv, false, false));
         }
     }
 
@@ -1348,15 +1340,7 @@ impl App {
         }
         tracing::info!(from = %inv.from, nick = ?inv.nick, lobby = %inv.lobby.name,
             again = inv.again, joined, "invitation received");
-        frontend.event(AppEvent::Invitation {
-            id: inv.id,
-            from: inv.from,
-            nick: &inv.nick,
-            lobby: &inv.lobby,
-            again: inv.again,
-            joined,
-            key_changed,
-        });
+        frontend.event(AppEvent::invitation(&inv, joined, key_changed));
         if !joined {
             self.invitations.insert(inv);
         }

@@ -13,7 +13,7 @@ use super::keys::{self, Action};
 use super::pane::{Entry, Kind, Pane};
 use super::theme::Theme;
 use super::whois::{PaneRef, WhoIsLines, describe};
-use crate::app::{Addressee, Command, OwnedEvent, Status};
+use crate::app::{Addressee, Command, OwnedEvent, Status, Which};
 use crate::command_line::{self, ACTION_PREFIX, COMMANDS, Input};
 use crate::direct_history::{DirectRecord, DirectState};
 use crate::display::{fingerprint, fingerprint_digits, terminal_safe};
@@ -452,10 +452,7 @@ impl Screen {
 
     /// Adds a system line to the pane shown now.
     fn say(&mut self, text: &str, error: bool) {
-        let (e, d) = self.system_entry(text, Tone::of_error(error));
-        let marker = self.theme.marker();
-        self.current_pane_mut().push_live(e, d, marker);
-        self.dirty = true;
+        self.say_tone(text, Tone::of_error(error));
     }
 
     /// Adds a system line in this tone to the pane shown now.
@@ -1466,10 +1463,7 @@ impl Screen {
                 // Switch to the lobby when it is joined, as after /join.
                 let name = match which.as_deref() {
                     None => self.invitations.back().map(|(n, _)| n.clone()),
-                    Some(w) => {
-                        let name = w.rsplit_once('#').map_or(w, |(n, _)| n);
-                        Lobby::new(name).ok().map(|l| l.name)
-                    }
+                    Some(w) => Which::parse(w).ok().map(|w| w.name),
                 };
                 if let Some(name) = name {
                     self.invitations.retain(|(n, _)| *n != name);

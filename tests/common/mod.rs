@@ -180,6 +180,19 @@ impl Proc {
         }
     }
 
+    /// Waits until `links` friend links are up (`friend` lines with `"state":"up"`, counted
+    /// by address).
+    pub fn wait_links(&mut self, links: usize, deadline: Instant) {
+        self.wait_for(deadline, "friend links up", |seen| {
+            seen.iter()
+                .filter(|v| v["event"] == "friend" && v["state"] == "up")
+                .filter_map(|v| v["addr"].as_str())
+                .collect::<HashSet<_>>()
+                .len()
+                >= links
+        });
+    }
+
     /// Waits for the `joined` line; returns this node's peer id.
     pub fn wait_joined(&mut self, deadline: Instant) -> String {
         self.wait_for(deadline, "joined", |s| {
