@@ -1021,7 +1021,7 @@ impl Screen {
             OwnedEvent::InvitationSent {
                 id, nick, lobby, ..
             } => {
-                let what = format!("{} to {}", terminal_safe(&nick), lobby.name);
+                let what = format!("{} to {}", terminal_safe(&nick), terminal_safe(&lobby.name));
                 self.say(&format!("invitation of {what} sent (pending)"), false);
                 if self.sent_invitations.len() >= MAX_SHOWN_INVITATIONS {
                     self.sent_invitations.pop_front();
@@ -1043,7 +1043,7 @@ impl Screen {
                 self.invitations.retain(|(_, id)| *id != lobby.id);
                 let text = format!(
                     "declined the invitation to {} from {}",
-                    lobby.name,
+                    terminal_safe(&lobby.name),
                     self.peer_label(from)
                 );
                 self.say(&text, false);
@@ -1087,9 +1087,12 @@ impl Screen {
 
     /// Shows an invitation received, and keeps it for `/accept` unless it was joined already.
     fn invitation(&mut self, from: PeerId, nick: &str, lobby: &Lobby, joined: bool) {
+        // The name came from the network: valid (no control characters), and made harmless
+        // anyway, as every name from a peer is.
         let who = format!("{}#{}", terminal_safe(nick), fingerprint(from, 4));
+        let name = terminal_safe(&lobby.name);
         if joined {
-            let text = format!("{who} invited you back to the private lobby {}", lobby.name);
+            let text = format!("{who} invited you back to the private lobby {name}");
             self.say(&text, false);
             return;
         }
@@ -1102,8 +1105,7 @@ impl Screen {
         }
         self.invitations.push_back((lobby.name.clone(), lobby.id));
         let text = format!(
-            "{who} invites you to the private lobby {0}: /accept {0} or /decline {0}",
-            lobby.name
+            "{who} invites you to the private lobby {name}: /accept {name} or /decline {name}"
         );
         self.say_tone(&text, Tone::Warning);
     }
